@@ -1,0 +1,63 @@
+"""mobilefer: facial expression recognition with MobileNetV2, run by ONNX Runtime.
+
+Conventions everywhere: images are BGR uint8 H x W x 3 numpy arrays (as OpenCV reads them);
+boxes are ``(x, y, w, h)`` in input-image pixels; ``scores`` maps the 7 labels of
+:data:`EMOTIONS` to probabilities that sum to 1.
+
+    >>> import mobilefer
+    >>> faces = mobilefer.analyze("photo.jpg")
+    >>> faces[0].label, faces[0].to_dict()
+
+Importing this package loads neither torch nor a model; the first call does the work.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import DataError, InputError, MobileferError, ModelError, WeightsError
+from .labels import EMOTIONS
+
+if TYPE_CHECKING:
+    from .recognizer import Face, Recognizer
+
+__all__ = [
+    "EMOTIONS",
+    "Face",
+    "Recognizer",
+    "analyze",
+    "MobileferError",
+    "InputError",
+    "ModelError",
+    "DataError",
+    "WeightsError",
+]
+__version__ = "0.1.0"
+
+_default: Recognizer | None = None
+
+
+def __getattr__(name: str):
+    # Recognizer and Face live in a module that imports cv2 and numpy; load it on first use.
+    if name in ("Recognizer", "Face"):
+        from . import recognizer
+
+        return getattr(recognizer, name)
+    raise AttributeError(f"module 'mobilefer' has no attribute {name!r}")
+
+
+def analyze(image, detector: str = "auto") -> list[Face]:
+    """Find and classify the faces in an image: a path, or a BGR uint8 H x W x 3 array.
+
+    Uses the shipped model; one :class:`Face` per face found, ``[]`` when there is none.
+    """
+    global _default
+    from .recognizer import Recognizer
+
+    if _default is None or _default.detector.name != detector and detector != "auto":
+        _default = Recognizer(detector=detector)
+    if isinstance(image, str) or hasattr(image, "__fspath__"):
+        from .sources import read_image
+
+        image = read_image(image)
+    return _default.analyze(image)

@@ -1,0 +1,36 @@
+"""Boxes, labels and scores drawn on BGR frames."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .recognizer import Face
+
+#: BGR colour per label.
+COLORS = {
+    "angry": (0, 0, 220), "disgust": (0, 140, 0), "fear": (160, 0, 160), "happy": (0, 200, 255),
+    "sad": (200, 80, 0), "surprise": (255, 200, 0), "neutral": (200, 200, 200),
+}  # fmt: skip
+
+
+def draw(image: np.ndarray, faces: list[Face], fps: float | None = None) -> np.ndarray:
+    """A copy of a BGR image with each face's box, label and score drawn (and frames/s)."""
+    import cv2
+
+    out = image.copy()
+    thick = max(1, round(max(out.shape[:2]) / 400))
+    for f in faces:
+        x, y, w, h = f.box
+        color = COLORS.get(f.label, (0, 255, 0))
+        cv2.rectangle(out, (x, y), (x + w, y + h), color, thick)
+        text = f"{f.label} {f.score:.0%}"
+        scale = max(0.4, w / 200)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        top = max(y - th - base - 2, 0)
+        cv2.rectangle(out, (x, top), (x + tw + 2, top + th + base + 2), color, -1)
+        cv2.putText(
+            out, text, (x + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick
+        )
+    if fps is not None:
+        cv2.putText(out, f"{fps:.1f} fps", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 0), 2)
+    return out

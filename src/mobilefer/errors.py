@@ -1,0 +1,27 @@
+"""Typed errors. Each message names the input at fault and says what to do."""
+
+from __future__ import annotations
+
+
+class MobileferError(Exception):
+    """Base class of every error that mobilefer raises on purpose."""
+
+
+class InputError(MobileferError, ValueError):
+    """An image, video, folder or webcam that cannot be read."""
+
+
+class ModelError(MobileferError):
+    """A model file that is missing or is not a mobilefer model."""
+
+
+class DataError(MobileferError, ValueError):
+    """A FER2013 file or folder with the wrong layout, pixel count or labels."""
+
+
+class WeightsError(MobileferError):
+    """A weights file (YuNet, ImageNet backbone) that cannot be found, fetched or verified."""
+
+
+class OptionError(MobileferError, ValueError):
+    """A setting with a value outside its choices (detector, recipe, split, ...)."""

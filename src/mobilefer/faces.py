@@ -1,0 +1,216 @@
+"""Face detectors by name: ``haar`` (the paper's OpenCV cascade) and ``yunet`` (OpenCV's DNN).
+
+Conventions: images are BGR uint8 H x W x 3; boxes are ``(x, y, w, h)`` in input-image pixels;
+``score`` is the detector's confidence in 0-1 (``None`` for haar, which has none).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, OptionError, WeightsError
+
+log = logging.getLogger(__name__)
+
+DETECTORS: tuple[str, ...] = ("haar", "yunet")
+
+YUNET_FILE = "face_detection_yunet_2023mar.onnx"
+YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+YUNET_URL = (
+    "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/" + YUNET_FILE
+)
+#: Environment variable naming a local YuNet file, used before the cache.
+YUNET_ENV = "MOBILEFER_YUNET"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face: ``box`` is ``(x, y, w, h)`` in input pixels, ``score`` in 0-1 or ``None``."""
+
+    box: tuple[int, int, int, int]
+    score: float | None = None
+
+
+def cache_dir() -> Path:
+    """Where mobilefer keeps downloaded files: ``$MOBILEFER_CACHE``, else the XDG cache."""
+    if os.environ.get("MOBILEFER_CACHE"):
+        return Path(os.environ["MOBILEFER_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mobilefer"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _verified(path: Path) -> Path:
+    digest = _sha256(path)
+    if digest != YUNET_SHA256:
+        raise WeightsError(
+            f"{path}: sha256 {digest[:12]}... does not match {YUNET_FILE}; "
+            "delete it, or point at the file from the OpenCV model zoo"
+        )
+    return path
+
+
+def install_yunet(source: str | Path) -> Path:
+    """Copy a local YuNet file into the cache after checking its sha256; returns the cached path."""
+    src = _verified(Path(source).expanduser())
+    dest = cache_dir() / YUNET_FILE
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists() or _sha256(dest) != YUNET_SHA256:
+        shutil.copyfile(src, dest)
+    return dest
+
+
+def yunet_path(path: str | Path | None = None, download: bool = True) -> Path:
+    """The YuNet model file: ``path``, else ``$MOBILEFER_YUNET``, else the cache (downloaded once).
+
+    Every file is checked by sha256. Raises :class:`WeightsError` when none can be had.
+    """
+    given = path or os.environ.get(YUNET_ENV)
+    if given:
+        p = Path(given).expanduser()
+        if not p.is_file():
+            raise WeightsError(f"{p}: no such YuNet file (from {'--yunet' if path else YUNET_ENV})")
+        return _verified(p)
+    cached = cache_dir() / YUNET_FILE
+    if cached.is_file():
+        return _verified(cached)
+    if not download:
+        raise WeightsError(f"YuNet is not in the cache ({cached}); set {YUNET_ENV}")
+    import urllib.request
+
+    tmp = cached.with_suffix(".part")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        log.info("downloading %s to %s", YUNET_URL, cached)
+        with urllib.request.urlopen(YUNET_URL, timeout=15) as r, open(tmp, "wb") as f:
+            shutil.copyfileobj(r, f)
+        _verified(tmp).replace(cached)
+    except (OSError, ValueError) as e:
+        tmp.unlink(missing_ok=True)
+        raise WeightsError(
+            f"cannot download YuNet ({e}); save {YUNET_URL} and set {YUNET_ENV} to its path"
+        ) from None
+    except WeightsError:
+        tmp.unlink(missing_ok=True)
+        raise
+    return cached
+
+
+def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w)) if max_side else 1.0
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return image, scale
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", type(image).__name__)
+        raise InputError(f"detectors take BGR uint8 H x W x 3 images, got {shape}")
+
+
+class HaarDetector:
+    """OpenCV's ``haarcascade_frontalface_default.xml``, as the paper uses.
+
+    Frames are shrunk to ``max_side`` pixels first (0: never), which makes detection much faster
+    and hardly changes it for faces larger than ~40 px in the shrunk frame.
+    """
+
+    name = "haar"
+
+    def __init__(self, max_side: int = 640, scale_factor: float = 1.1, min_neighbors: int = 5):
+        import cv2
+
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self._cascade = cv2.CascadeClassifier(str(path))
+        if self._cascade.empty():
+            raise WeightsError(
+                f"{path}: OpenCV's Haar cascade is missing; reinstall opencv-python-headless<5"
+            )
+        self.max_side = max_side
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        import cv2
+
+        _check_image(image)
+        small, scale = _downscale(image, self.max_side)
+        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        min_side = max(20, round(min(gray.shape) * 0.05))
+        boxes = self._cascade.detectMultiScale(
+            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            minSize=(min_side, min_side),
+        )  # fmt: skip
+        return [Detection(_rescale(b, scale)) for b in (boxes if len(boxes) else [])]
+
+
+class YuNetDetector:
+    """OpenCV's YuNet (``cv2.FaceDetectorYN``): fast, accurate, and gives a score per face."""
+
+    name = "yunet"
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        max_side: int = 640,
+        score_threshold: float = 0.7,
+        nms_threshold: float = 0.3,
+    ):
+        import cv2
+
+        self.path = yunet_path(model)
+        self.max_side = max_side
+        self._net = cv2.FaceDetectorYN.create(
+            str(self.path), "", (320, 320), score_threshold, nms_threshold, 5000
+        )
+        self._size = (320, 320)
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        _check_image(image)
+        small, scale = _downscale(image, self.max_side)
+        size = (small.shape[1], small.shape[0])
+        if size != self._size:
+            self._net.setInputSize(size)
+            self._size = size
+        _, rows = self._net.detect(small)
+        if rows is None:
+            return []
+        return [Detection(_rescale(r[:4], scale), float(r[-1])) for r in rows]
+
+
+def _rescale(box, scale: float) -> tuple[int, int, int, int]:
+    return tuple(int(round(float(v) / scale)) for v in box)  # type: ignore[return-value]
+
+
+def create_detector(name: str = "auto", **options) -> HaarDetector | YuNetDetector:
+    """A detector by name: ``haar``, ``yunet``, or ``auto`` (yunet if its file can be had, else
+    haar with one warning). Unknown names raise ``ValueError`` listing the valid ones."""
+    key = name.strip().lower()
+    if key == "auto":
+        try:
+            return YuNetDetector(**options)
+        except WeightsError as e:
+            log.warning("YuNet unavailable (%s); using the haar detector", e)
+            options.pop("model", None)
+            return HaarDetector(max_side=options.get("max_side", 640))
+    if key == "haar":
+        options.pop("model", None)
+        return HaarDetector(**options)
+    if key == "yunet":
+        return YuNetDetector(**options)
+    raise OptionError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")

@@ -1,0 +1,36 @@
+"""Expression labels.
+
+FER2013's seven classes, in the dataset's (and the paper's) index order, and the FER+ vote columns.
+"""
+
+from __future__ import annotations
+
+#: FER2013 class index -> name; model outputs follow this order.
+EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+#: The vote columns of FER+ (``fer2013new.csv``), in file order.
+FERPLUS_COLUMNS: tuple[str, ...] = (
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
+    "unknown",
+    "NF",
+)
+
+
+def label_index(name: str | int) -> int:
+    """Return the FER2013 index of a label given by name (any case) or by index 0-6."""
+    if isinstance(name, int) or (isinstance(name, str) and name.strip().isdigit()):
+        idx = int(name)
+        if 0 <= idx < len(EMOTIONS):
+            return idx
+    else:
+        key = name.strip().lower()
+        if key in EMOTIONS:
+            return EMOTIONS.index(key)
+    raise ValueError(f"unknown label {name!r}; choose from {', '.join(EMOTIONS)} or 0-6")

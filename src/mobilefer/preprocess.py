@@ -1,0 +1,111 @@
+"""Face crop -> model input: the one preprocessing path that training and inference share.
+
+Conventions: images are numpy arrays, BGR (or BGRA, or 2-D gray), uint8 or uint16, H x W [x C];
+boxes are ``(x, y, w, h)`` in image pixels. The model sees what FER2013 is made of: a 48x48 gray
+face, resized to the model's input size and normalised with the mean/std stored in the model file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+#: FER2013's face size; every crop passes through it, so inference sees training's domain.
+SOURCE_SIZE = 48
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a model wants its faces: stored in, and read from, the model file's metadata."""
+
+    input_size: int = 112  # pixels, square
+    channels: int = 3  # the gray face is repeated to this many channels
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # per channel, on the 0-1 scale
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    margin: float = 0.0  # a detector box grows by this fraction of its size on each side
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """Return a 2-D uint8 gray copy of a gray, BGR or BGRA image of dtype uint8 or uint16."""
+    import cv2
+
+    img = np.asarray(image)
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        if np.issubdtype(img.dtype, np.floating) and img.size and float(np.nanmax(img)) <= 1.0:
+            img = img * 255.0
+        img = np.clip(np.nan_to_num(img), 0, 255).astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        return np.ascontiguousarray(img)
+    if img.ndim == 3 and img.shape[2] == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    if img.ndim == 3 and img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY)
+    raise InputError(f"image of shape {img.shape} is not gray, BGR or BGRA; pass H x W [x 1|3|4]")
+
+
+def expand_box(
+    box: Sequence[float], margin: float, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """Grow ``(x, y, w, h)`` by ``margin`` of its size on each side, clipped to the image.
+
+    The result is an integer box inside ``width`` x ``height`` with w, h >= 1.
+    """
+    x, y, w, h = (float(v) for v in box)
+    x0 = int(round(x - margin * w))
+    y0 = int(round(y - margin * h))
+    x1 = int(round(x + w + margin * w))
+    y1 = int(round(y + h + margin * h))
+    x0 = min(max(x0, 0), max(width - 1, 0))
+    y0 = min(max(y0, 0), max(height - 1, 0))
+    x1 = min(max(x1, x0 + 1), width)
+    y1 = min(max(y1, y0 + 1), height)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def crop(image: np.ndarray, box: Sequence[float], margin: float = 0.0) -> np.ndarray:
+    """Cut the face at ``box`` (grown by ``margin``) out of ``image``; a view, not a copy."""
+    h, w = image.shape[:2]
+    x, y, bw, bh = expand_box(box, margin, w, h)
+    return image[y : y + bh, x : x + bw]
+
+
+def face_48(face: np.ndarray) -> np.ndarray:
+    """Return a face crop as FER2013 stores faces: 48x48 gray uint8."""
+    import cv2
+
+    gray = to_gray(face)
+    if gray.shape == (SOURCE_SIZE, SOURCE_SIZE):
+        return gray
+    if gray.size == 0:
+        raise InputError("empty face crop; the box lies outside the image")
+    return cv2.resize(gray, (SOURCE_SIZE, SOURCE_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def prepare(faces: Sequence[np.ndarray], pre: Preprocessing) -> np.ndarray:
+    """Turn face crops into one float32 batch of shape N x C x S x S for the model.
+
+    Each crop (any size, gray/BGR/BGRA) becomes 48x48 gray (area resampling), then S x S
+    (bilinear, as ``torch.nn.functional.interpolate`` with ``align_corners=False``), is scaled to
+    0-1 and normalised with ``pre.mean`` / ``pre.std``.
+    """
+    import cv2
+
+    size = pre.input_size
+    out = np.empty((len(faces), pre.channels, size, size), dtype=np.float32)
+    mean = np.asarray(pre.mean, dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(pre.std, dtype=np.float32).reshape(-1, 1, 1)
+    for i, face in enumerate(faces):
+        # Resized in float32: bit-for-bit the bilinear resize that training does in torch.
+        small = face_48(face).astype(np.float32) * (1 / 255.0)
+        out[i] = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)[None]
+    out -= mean
+    out /= std
+    return out

@@ -1,0 +1,236 @@
+"""The expression model (an ONNX file that carries its own preprocessing) and the Recognizer.
+
+Conventions: images are BGR uint8 H x W x 3 (gray and BGRA are accepted and converted); boxes
+are ``(x, y, w, h)`` in input-image pixels; ``scores`` maps each of the 7 labels, in
+:data:`mobilefer.EMOTIONS` order, to a probability, and the scores of a face sum to 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, ModelError
+from .preprocess import Preprocessing, crop, prepare
+
+log = logging.getLogger(__name__)
+
+#: The key under which a model file keeps its settings (ONNX metadata_props), as JSON.
+METADATA_KEY = "mobilefer"
+#: The model shipped inside the package.
+DEFAULT_MODEL = "mobilefer_fer2013.onnx"
+
+
+@dataclass(frozen=True)
+class Face:
+    """One classified face.
+
+    ``box`` is ``(x, y, w, h)`` in input pixels; ``scores`` maps each label to a probability
+    (they sum to 1); ``label`` is the most likely one; ``detector`` names the face detector
+    (``None`` for crops given to :meth:`Recognizer.classify`) and ``detector_score`` its
+    confidence (``None`` where it gives none); ``track_id`` identifies a face across video frames.
+    """
+
+    box: tuple[int, int, int, int]
+    label: str
+    scores: dict[str, float]
+    detector: str | None = None
+    detector_score: float | None = None
+    track_id: int | None = None
+
+    @property
+    def score(self) -> float:
+        """The probability of ``label``."""
+        return self.scores[self.label]
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data."""
+        return asdict(self) | {"box": list(self.box)}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model file says about itself."""
+
+    path: str
+    labels: tuple[str, ...]
+    preprocessing: Preprocessing
+    flip_tta: bool = False  # average the face and its mirror image
+    recipe: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+
+def default_model_path() -> Path:
+    """The model file that ships inside the package."""
+    return Path(str(resources.files("mobilefer") / "models" / DEFAULT_MODEL))
+
+
+def read_model_info(session, path: str) -> ModelInfo:
+    meta = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in meta:
+        raise ModelError(
+            f"{path}: not a mobilefer model (no '{METADATA_KEY}' metadata); "
+            "use a file written by 'mobilefer export'"
+        )
+    try:
+        m = json.loads(meta[METADATA_KEY])
+        pre = Preprocessing(
+            input_size=int(m["input_size"]),
+            channels=int(m["channels"]),
+            mean=tuple(float(v) for v in m["mean"]),
+            std=tuple(float(v) for v in m["std"]),
+            margin=float(m.get("margin", 0.0)),
+        )
+        return ModelInfo(
+            path=path,
+            labels=tuple(m["labels"]),
+            preprocessing=pre,
+            flip_tta=bool(m.get("flip_tta", False)),
+            recipe=m.get("recipe", {}),
+            metrics=m.get("metrics", {}),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{path}: broken mobilefer metadata ({e}); re-export the model") from None
+
+
+class Recognizer:
+    """Finds faces and classifies their expressions, with ONNX Runtime (no torch).
+
+    ``model``: a model file from ``mobilefer export`` (default: the one shipped in the package).
+    ``detector``: ``"auto"`` (yunet if available, else haar), ``"haar"`` or ``"yunet"``, or an
+    object with a ``detect(image)`` method and a ``name``. ``threads``: ONNX Runtime intra-op
+    threads (``None``: ONNX Runtime's choice). ``flip_tta``: average each face with its mirror
+    image (``None``: as the model file says). ``margin``: grow detector boxes by this fraction
+    before cropping (``None``: as the model file says).
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        detector: object = "auto",
+        threads: int | None = None,
+        flip_tta: bool | None = None,
+        margin: float | None = None,
+        detect_max_side: int = 640,
+        yunet: str | Path | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(model).expanduser() if model else default_model_path()
+        if not path.is_file():
+            hint = "pass --model PATH" if model else "the package was installed without its model"
+            raise ModelError(f"{path}: model file not found; {hint}")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(
+                str(path), opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own exception types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{path}: not a valid ONNX model ({first})") from None
+        self.info = read_model_info(self._session, str(path))
+        self._input = self._session.get_inputs()[0].name
+        self.flip_tta = self.info.flip_tta if flip_tta is None else flip_tta
+        self.margin = self.info.preprocessing.margin if margin is None else margin
+        if isinstance(detector, str):
+            from .faces import create_detector
+
+            options = {"max_side": detect_max_side}
+            if yunet and detector != "haar":
+                options["model"] = yunet
+            self.detector = create_detector(detector, **options)
+        else:
+            self.detector = detector
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.info.labels
+
+    def predict_proba(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities (N x 7, rows sum to 1) for face crops, all in one batched call.
+
+        Crops are 2-D gray or BGR/BGRA arrays of any size, e.g. FER2013's 48x48 faces.
+        """
+        if len(crops) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        x = prepare(crops, self.info.preprocessing)
+        if self.flip_tta:
+            n = len(x)
+            both = self._session.run(None, {self._input: np.concatenate([x, x[..., ::-1]])})[0]
+            probs = (both[:n] + both[n:]) / 2
+        else:
+            probs = self._session.run(None, {self._input: x})[0]
+        probs = probs.astype(np.float64)
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    def _faces(self, probs: np.ndarray, boxes, detector, det_scores) -> list[Face]:
+        out = []
+        for p, box, s in zip(probs, boxes, det_scores, strict=True):
+            scores = {name: float(v) for name, v in zip(self.labels, p, strict=True)}
+            label = self.labels[int(np.argmax(p))]
+            out.append(Face(tuple(int(v) for v in box), label, scores, detector, s))
+        return out
+
+    def classify(self, crops: Sequence[np.ndarray]) -> list[Face]:
+        """Classify faces that are already cropped: one :class:`Face` per crop, in order.
+
+        Each face's box is the whole crop, ``(0, 0, w, h)``, and its detector is ``None``.
+        """
+        crops = [_as_image(c, f"crop {i}") for i, c in enumerate(crops)]
+        boxes = [(0, 0, c.shape[1], c.shape[0]) for c in crops]
+        return self._faces(self.predict_proba(crops), boxes, None, [None] * len(crops))
+
+    def detect(self, image: np.ndarray):
+        """The detector's faces in a BGR image (see :mod:`mobilefer.faces`)."""
+        return self.detector.detect(to_bgr(image))
+
+    def classify_boxes(self, image: np.ndarray, detections) -> list[Face]:
+        """Classify the faces at given detections of ``image`` in one batched call."""
+        image = to_bgr(image)
+        crops = [crop(image, d.box, self.margin) for d in detections]
+        return self._faces(
+            self.predict_proba(crops),
+            [d.box for d in detections],
+            self.detector.name,
+            [d.score for d in detections],
+        )
+
+    def analyze(self, image: np.ndarray) -> list[Face]:
+        """Find every face in a BGR uint8 image and classify it; ``[]`` when there is none."""
+        image = to_bgr(image)
+        return self.classify_boxes(image, self.detector.detect(image))
+
+
+def _as_image(img, what: str) -> np.ndarray:
+    arr = np.asarray(img)
+    if arr.ndim not in (2, 3) or arr.size == 0:
+        raise InputError(f"{what}: expected a 2-D gray or H x W x 3 image, got shape {arr.shape}")
+    return arr
+
+
+def to_bgr(image: np.ndarray) -> np.ndarray:
+    """A BGR uint8 H x W x 3 view or copy of a gray, BGR or BGRA image (uint8 or uint16)."""
+    import cv2
+
+    img = _as_image(image, "image")
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise InputError(f"image: dtype {img.dtype} is not supported; pass uint8 or uint16")
+    if img.ndim == 2 or img.shape[2] == 1:
+        return cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2BGR)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if img.shape[2] == 3:
+        return img
+    raise InputError(f"image: {img.shape[2]} channels; pass gray, BGR or BGRA")

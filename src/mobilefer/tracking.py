@@ -1,0 +1,123 @@
+"""A light face tracker for video and webcam streams, with per-face score smoothing.
+
+Full-frame detection runs every ``detect_every`` frames (and whenever no face is tracked); on
+the frames between, each tracked face is searched for only in a small window around its last
+box, shrunk to ``window_side`` pixels, which costs a fraction of a full-frame detection. Scores
+are smoothed per track with an exponential moving average, so labels stop flickering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .faces import Detection, _downscale
+from .preprocess import expand_box
+from .recognizer import Face, Recognizer, to_bgr
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two ``(x, y, w, h)`` boxes."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class _Track:
+    id: int
+    detection: Detection
+    probs: np.ndarray | None = None
+    missed: int = 0
+
+
+class FaceTracker:
+    """Per-frame faces for a stream of BGR frames, tracked and smoothed.
+
+    ``detect_every``: full-frame detection period in frames (1: every frame, no tracking).
+    ``smoothing``: weight of the past in the moving average of scores (0: none).
+    ``max_missed``: frames a face may go unseen before its track ends.
+    """
+
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        detect_every: int = 10,
+        smoothing: float = 0.6,
+        iou_threshold: float = 0.3,
+        max_missed: int = 5,
+        window_side: int = 160,
+    ) -> None:
+        if detect_every < 1:
+            raise ValueError("detect_every must be >= 1")
+        if not 0 <= smoothing < 1:
+            raise ValueError("smoothing must lie in [0, 1)")
+        self.recognizer = recognizer
+        self.detect_every = detect_every
+        self.smoothing = smoothing
+        self.iou_threshold = iou_threshold
+        self.max_missed = max_missed
+        self.window_side = window_side
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+        self._frame = 0
+
+    def _search_window(self, image: np.ndarray, det: Detection) -> Detection | None:
+        """The detection nearest ``det`` inside a window around it, or None."""
+        h, w = image.shape[:2]
+        x, y, bw, bh = expand_box(det.box, 0.5, w, h)
+        small, scale = _downscale(image[y : y + bh, x : x + bw], self.window_side)
+        found = self.recognizer.detector.detect(np.ascontiguousarray(small))
+        best, best_iou = None, 0.0
+        for f in found:
+            fx, fy, fw, fh = (v / scale for v in f.box)
+            box = (int(round(fx + x)), int(round(fy + y)), int(round(fw)), int(round(fh)))
+            overlap = iou(box, det.box)
+            if overlap > best_iou:
+                best, best_iou = Detection(box, f.score), overlap
+        return best if best_iou >= self.iou_threshold else None
+
+    def _match(self, detections: list[Detection]) -> None:
+        """Assign full-frame detections to tracks by greedy IoU; start tracks for the rest."""
+        free = list(range(len(detections)))
+        for t in self._tracks:
+            scores = [(iou(t.detection.box, detections[i].box), i) for i in free]
+            best = max(scores, default=(0.0, -1))
+            if best[0] >= self.iou_threshold:
+                t.detection, t.missed = detections[best[1]], 0
+                free.remove(best[1])
+            else:
+                t.missed += 1
+        for i in free:
+            self._tracks.append(_Track(self._next_id, detections[i]))
+            self._next_id += 1
+
+    def update(self, image: np.ndarray) -> list[Face]:
+        """The faces of the next frame, each with its ``track_id`` and smoothed scores."""
+        image = to_bgr(image)
+        if self._frame % self.detect_every == 0 or not self._tracks:
+            self._match(self.recognizer.detector.detect(image))
+        else:
+            for t in self._tracks:
+                found = self._search_window(image, t.detection)
+                if found is None:
+                    t.missed += 1
+                else:
+                    t.detection, t.missed = found, 0
+        self._frame += 1
+        self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
+        live = [t for t in self._tracks if t.missed == 0]
+        faces = self.recognizer.classify_boxes(image, [t.detection for t in live])
+        out = []
+        for t, face in zip(live, faces, strict=True):
+            p = np.array([face.scores[k] for k in self.recognizer.labels])
+            t.probs = p if t.probs is None else self.smoothing * t.probs + (1 - self.smoothing) * p
+            scores = {k: float(v) for k, v in zip(self.recognizer.labels, t.probs, strict=True)}
+            label = self.recognizer.labels[int(np.argmax(t.probs))]
+            out.append(replace(face, scores=scores, label=label, track_id=t.id))
+        return out

@@ -1,0 +1,88 @@
+"""MobileNetV2 with the paper's dense head.
+
+torchvision's ``mobilenet_v2`` feature extractor (ImageNet weights through torch hub's cache, as
+torchvision loads them, or a local file), then the paper's head: global average pool -> dense 128
+-> ReLU -> dense 64 -> ReLU -> dense 7. The model returns logits; softmax is added at export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import WeightsError
+
+#: torchvision's IMAGENET1K_V1 file for mobilenet_v2; its name carries the sha256 prefix.
+IMAGENET_FILE = "mobilenet_v2-b0353104.pth"
+IMAGENET_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
+
+
+class FerNet(nn.Module):
+    """MobileNetV2 features + the paper's head; input N x 3 x S x S, output N x classes logits."""
+
+    def __init__(
+        self,
+        num_classes: int = 7,
+        hidden: tuple[int, ...] = (128, 64),
+        dropout: float = 0.0,
+        width_mult: float = 1.0,
+        backbone: str | Path | None = "imagenet",
+    ) -> None:
+        super().__init__()
+        from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+        if backbone == "imagenet":
+            if width_mult != 1.0:
+                raise ValueError("ImageNet weights exist only for width_mult=1.0")
+            net = mobilenet_v2(weights=MobileNet_V2_Weights.IMAGENET1K_V1)
+        else:
+            net = mobilenet_v2(weights=None, width_mult=width_mult)
+            if backbone is not None:
+                net.load_state_dict(load_backbone_file(backbone))
+        self.features = net.features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = net.last_channel
+        for h in hidden:
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            width = h
+        layers.append(nn.Linear(width, num_classes))
+        self.head = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))
+
+
+def load_backbone_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read an ImageNet mobilenet_v2 state dict from a local file (fp16 copies are cast back)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise WeightsError(f"{p}: no such file; pass torchvision's {IMAGENET_FILE}")
+    try:
+        sd = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file
+        raise WeightsError(f"{p}: not a PyTorch state dict ({e})") from None
+    return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+
+
+def seed_hub_cache(source: str | Path) -> Path:
+    """Copy a local ImageNet mobilenet_v2 file into torch hub's cache, checked by sha256.
+
+    Afterwards ``mobilenet_v2(weights=IMAGENET1K_V1)`` loads it without a download.
+    """
+    import shutil
+
+    src = Path(source).expanduser()
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    if digest != IMAGENET_SHA256:
+        raise WeightsError(f"{src}: sha256 {digest[:12]}... is not torchvision's {IMAGENET_FILE}")
+    dest = Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+    return dest

@@ -1,0 +1,89 @@
+"""The paper's per-epoch table (with PublicTest beside it), training curves, confusion matrix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..labels import EMOTIONS
+
+_COLUMNS = (
+    "Epoch",
+    "Training Loss",
+    "Training Accuracy",
+    "PublicTest Loss",
+    "PublicTest Accuracy",
+    "s",
+)
+
+
+def epoch_header() -> str:
+    return "| " + " | ".join(_COLUMNS) + " |\n|" + "|".join("---" for _ in _COLUMNS) + "|"
+
+
+def epoch_row(r: dict) -> str:
+    return (
+        f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_accuracy']:.4f} | "
+        f"{r['public_loss']:.4f} | {r['public_accuracy']:.4f} | {r['seconds']:.0f} |"
+    )
+
+
+def epoch_table(history: list[dict]) -> str:
+    """The whole table as Markdown, one row per epoch."""
+    return "\n".join([epoch_header(), *(epoch_row(r) for r in history)])
+
+
+def plot_curves(history: list[dict], path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(ep, [r["train_loss"] for r in history], label="training")
+    a.plot(ep, [r["public_loss"] for r in history], label="PublicTest")
+    a.set(xlabel="epoch", ylabel="loss", title="Loss")
+    b.plot(ep, [r["train_accuracy"] for r in history], label="training")
+    b.plot(ep, [r["public_accuracy"] for r in history], label="PublicTest")
+    b.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(matrix: np.ndarray, path: str | Path, title: str = "") -> None:
+    """Row-normalised confusion matrix (rows: true label, columns: predicted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(matrix, dtype=float)
+    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(m)):
+        for j in range(len(m)):
+            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center",
+                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)  # fmt: skip
+    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45)
+    ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """From ``metrics.json``: ``table.md`` (the paper's table + PublicTest) and ``curves.png``."""
+    run = Path(run_dir)
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "table.md").write_text(epoch_table(metrics["history"]) + "\n")
+    plot_curves(metrics["history"], run / "curves.png")
+    return run / "table.md"

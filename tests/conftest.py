@@ -1,0 +1,92 @@
+"""Shared fixtures: the real files from ../shared (never downloaded), a tiny exported model,
+scikit-image's public-domain astronaut photo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MOBILEFER_SHARED", ROOT.parent / "shared"))
+WEIGHTS = SHARED / "weights"
+FER_NPZ = SHARED / "data" / "fer2013" / "fer2013.npz"
+YUNET_SRC = WEIGHTS / "face_detection_yunet_2023mar.onnx"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_caches(tmp_path_factory):
+    """A fresh mobilefer cache seeded from ../shared (as CI does), never a download."""
+    cache = tmp_path_factory.mktemp("cache")
+    os.environ["MOBILEFER_CACHE"] = str(cache)
+    os.environ.pop("MOBILEFER_YUNET", None)
+    if YUNET_SRC.is_file():
+        from mobilefer.faces import install_yunet
+
+        install_yunet(YUNET_SRC)
+    yield cache
+
+
+@pytest.fixture(scope="session")
+def has_yunet() -> bool:
+    return YUNET_SRC.is_file()
+
+
+def detectors_available() -> list:
+    """haar always; yunet only where ../shared holds its file."""
+    marks = pytest.mark.skipif(not YUNET_SRC.is_file(), reason="../shared/weights lacks YuNet")
+    return ["haar", pytest.param("yunet", marks=marks)]
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """scikit-image's astronaut() (public-domain NASA portrait) as BGR uint8: one face."""
+    skimage_data = pytest.importorskip("skimage.data")
+    return np.ascontiguousarray(skimage_data.astronaut()[:, :, ::-1])
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    pytest.importorskip("torch")
+    from mobilefer.train.loop import recipe
+
+    return recipe(
+        "default", input_size=32, width_mult=0.25, backbone=None, hidden=(16, 8), epochs=1,
+        batch_size=16, threads=1, dropout=0.0,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, tiny_config) -> Path:
+    """A tiny untrained model, exported through the real export path (with its checks)."""
+    import torch
+
+    from mobilefer.train.export import export_onnx
+    from mobilefer.train.model import FerNet
+
+    torch.manual_seed(0)
+    c = tiny_config
+    net = FerNet(hidden=c.hidden, width_mult=c.width_mult, backbone=None).eval()
+    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    export_onnx(net, c, path, margin=0.1)
+    return path
+
+
+def synthetic_fer(n_per_split=(40, 14, 14), seed: int = 0):
+    """Random 48x48 faces with labels; the same arrays as fer2013.npz holds."""
+    rng = np.random.default_rng(seed)
+    n = sum(n_per_split)
+    pixels = rng.integers(0, 256, (n, 48, 48), dtype=np.uint8)
+    emotion = np.tile(np.arange(7), n // 7 + 1)[:n].astype(np.int8)
+    usage = np.repeat(np.arange(3), n_per_split).astype(np.int8)
+    return pixels, emotion, usage
+
+
+@pytest.fixture()
+def fer_npz(tmp_path) -> Path:
+    pixels, emotion, usage = synthetic_fer()
+    path = tmp_path / "tiny_fer.npz"
+    np.savez(path, pixels=pixels, emotion=emotion, usage=usage)
+    return path

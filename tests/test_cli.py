@@ -1,0 +1,232 @@
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mobilefer import EMOTIONS
+from mobilefer.cli import main
+
+
+def write_video(path, astronaut, frames=12, size=(640, 480)):
+    import cv2
+
+    w, h = size
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (w, h))
+    face = cv2.resize(astronaut[0:300, 100:350], (200, 240))
+    for i in range(frames):
+        frame = np.full((h, w, 3), 90, np.uint8)
+        x = 40 + i * 20
+        frame[100:340, x : x + 200] = face
+        vw.write(frame)
+    vw.release()
+    return path
+
+
+@pytest.fixture()
+def photo(tmp_path, astronaut):
+    import cv2
+
+    path = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(path), astronaut)
+    return path
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path, astronaut):
+    """A good photo, a truncated PNG, an empty file and a text file."""
+    import cv2
+
+    d = tmp_path / "mixed"
+    (d / "sub").mkdir(parents=True)
+    cv2.imwrite(str(d / "sub" / "good.png"), astronaut)
+    ok, png = cv2.imencode(".png", astronaut)
+    (d / "truncated.png").write_bytes(png.tobytes()[: len(png) // 2])
+    (d / "empty.jpg").write_bytes(b"")
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def records(out):
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("detector", ["haar", "yunet"])
+def test_predict_image_jsonl(capsys, tiny_model, photo, detector, has_yunet):
+    if detector == "yunet" and not has_yunet:
+        pytest.skip("no YuNet file")
+    code, out, err = run(capsys, "predict", photo, "--model", tiny_model, "--detector", detector)
+    assert code == 0, err
+    (rec,) = records(out)
+    assert rec["source"] == str(photo) and rec["detector"] == detector
+    assert rec["frame"] is None and rec["time"] is None
+    assert list(rec["scores"]) == list(EMOTIONS)
+    assert sum(rec["scores"].values()) == pytest.approx(1, abs=1e-6)
+    assert rec["label"] in EMOTIONS and len(rec["box"]) == 4
+
+
+def test_predict_folder_reports_bad_files_and_keeps_the_good(capsys, tiny_model, mixed_folder):
+    code, out, err = run(capsys, "predict", mixed_folder, "--model", tiny_model, "--detector", "haar")
+    assert code == 1
+    (rec,) = records(out)
+    assert rec["source"].endswith("good.png")
+    for name in ("truncated.png", "empty.jpg", "notes.txt"):
+        assert name in err
+    assert "Traceback" not in err
+
+
+def test_predict_folder_as_a_user_runs_it(tiny_model, mixed_folder):
+    """The real console entry point: one line per bad file, no traceback, non-zero exit."""
+    p = subprocess.run(
+        [sys.executable, "-m", "mobilefer", "predict", str(mixed_folder), "--model", str(tiny_model),
+         "--detector", "haar"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert p.returncode == 1
+    assert len(records(p.stdout)) == 1
+    assert "Traceback" not in p.stderr
+    bad = [line for line in p.stderr.splitlines() if line.startswith("mobilefer: ")]
+    assert len(bad) == 4  # three files and the summary
+
+
+def test_predict_csv_schema(capsys, tiny_model, photo):
+    code, out, _ = run(capsys, "predict", photo, "--model", tiny_model, "--detector", "haar",
+                       "--format", "csv")  # fmt: skip
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 1
+    want = ["source", "frame", "time", "face", "x", "y", "w", "h", "label", "score", "detector",
+            "detector_score", "track_id", *EMOTIONS]  # fmt: skip
+    assert list(rows[0]) == want
+    assert sum(float(rows[0][k]) for k in EMOTIONS) == pytest.approx(1, abs=1e-4)
+
+
+def test_missing_path_and_glob(capsys, tiny_model, tmp_path, photo):
+    code, out, err = run(capsys, "predict", tmp_path / "nope.jpg", str(tmp_path / "*.jpg"),
+                         "--model", tiny_model, "--detector", "haar")  # fmt: skip
+    assert code == 1
+    assert "nope.jpg: no such file or folder" in err
+    assert len(records(out)) == 1  # the glob still found the photo
+
+
+@pytest.mark.parametrize("kind", ["gray", "rgba", "16bit"])
+def test_unusual_pngs(capsys, tiny_model, tmp_path, astronaut, kind):
+    import cv2
+
+    img = {
+        "gray": cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY),
+        "rgba": cv2.cvtColor(astronaut, cv2.COLOR_BGR2BGRA),
+        "16bit": astronaut.astype(np.uint16) * 257,
+    }[kind]
+    path = tmp_path / f"{kind}.png"
+    cv2.imwrite(str(path), img)
+    code, out, err = run(capsys, "predict", path, "--model", tiny_model, "--detector", "haar")
+    assert code == 0, err
+    assert len(records(out)) == 1
+
+
+def test_huge_image_and_no_face(capsys, tiny_model, tmp_path):
+    import cv2
+
+    path = tmp_path / "huge.png"
+    cv2.imwrite(str(path), np.full((8000, 8000, 3), 200, np.uint8))
+    code, out, err = run(capsys, "predict", path, "--model", tiny_model, "--detector", "haar")
+    assert code == 0, err
+    assert out == ""  # no face: no record, not an error
+
+
+def test_not_a_mobilefer_model(capsys, tmp_path, photo):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"junk")
+    code, out, err = run(capsys, "predict", photo, "--model", bad, "--detector", "haar")
+    assert code == 2 and "bad.onnx: not a valid ONNX model" in err
+
+
+def test_unknown_detector(capsys, tiny_model, photo):
+    code, _, err = run(capsys, "predict", photo, "--model", tiny_model, "--detector", "hog")
+    assert code == 2 and "choose from haar, yunet" in err
+
+
+def test_video_records_frames_and_saves(capsys, tiny_model, tmp_path, astronaut):
+    from mobilefer.sources import video_info
+
+    video = write_video(tmp_path / "clip.mp4", astronaut)
+    code, out, err = run(capsys, "predict", video, "--model", tiny_model, "--detector", "haar",
+                         "--save", tmp_path / "out")  # fmt: skip
+    assert code == 0, err
+    recs = records(out)
+    assert [r["frame"] for r in recs] == list(range(12))  # one face in every frame
+    assert recs[3]["time"] == pytest.approx(0.3)
+    assert len({r["track_id"] for r in recs}) == 1
+    assert "frames" in err and "frames/s" in err
+    saved = tmp_path / "out" / "clip_mobilefer.mp4"
+    assert video_info(saved)[0] == 12
+
+
+def test_unreadable_video(capsys, tiny_model, tmp_path, photo):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\0" * 1000)
+    code, out, err = run(capsys, "predict", bad, photo, "--model", tiny_model, "--detector", "haar")
+    assert code == 1
+    assert "broken.mp4: cannot open the video" in err
+    assert len(records(out)) == 1
+
+
+class FakeCamera:
+    """Stands in for cv2.VideoCapture: a few frames, then the stream ends."""
+
+    def __init__(self, frames):
+        self.frames = list(frames)
+
+    def isOpened(self):
+        return True
+
+    def read(self):
+        return (True, self.frames.pop(0)) if self.frames else (False, None)
+
+    def get(self, prop):
+        return 0.0
+
+    def release(self):
+        pass
+
+
+def test_webcam_path_with_fake_camera(capsys, tiny_model, tmp_path, astronaut):
+    from mobilefer.cli import build_parser, cmd_webcam
+    from mobilefer.sources import video_info
+
+    frames = [np.ascontiguousarray(np.roll(astronaut, 8 * i, axis=1)) for i in range(6)]
+    save = tmp_path / "cam.mp4"
+    args = build_parser().parse_args(["webcam", "0", "--model", str(tiny_model), "--detector",
+                                      "haar", "--save", str(save), "--print"])  # fmt: skip
+    assert cmd_webcam(args, capture=FakeCamera(frames)) == 0
+    out, err = capsys.readouterr()
+    assert [r["frame"] for r in records(out)] == list(range(6))
+    assert video_info(save)[0] == 6
+    assert "frames/s" in err
+
+
+def test_webcam_that_does_not_exist(capsys, tiny_model):
+    code, _, err = run(capsys, "webcam", "97", "--model", tiny_model, "--detector", "haar")
+    assert code == 1
+    assert "webcam 97: no camera found" in err
+
+
+def test_webcam_without_display(capsys, tiny_model, monkeypatch):
+    from mobilefer.cli import build_parser, cmd_webcam
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    args = build_parser().parse_args(["webcam", "0", "--model", str(tiny_model), "--detector", "haar"])
+    assert cmd_webcam(args, capture=FakeCamera([np.zeros((48, 64, 3), np.uint8)])) == 1
+    err = capsys.readouterr().err
+    assert "no display" in err and "--save" in err

@@ -1,0 +1,110 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import detectors_available
+
+from mobilefer import EMOTIONS, Face, Recognizer
+from mobilefer.errors import InputError, ModelError
+
+
+@pytest.fixture(scope="module")
+def rec(tiny_model):
+    return Recognizer(tiny_model, detector="haar", threads=1)
+
+
+def test_classify_crops_of_any_size_in_order(rec):
+    rng = np.random.default_rng(0)
+    crops = [
+        rng.integers(0, 256, (48, 48), dtype=np.uint8),  # FER2013 gray
+        rng.integers(0, 256, (120, 90, 3), dtype=np.uint8),  # BGR
+        rng.integers(0, 256, (30, 30, 4), dtype=np.uint8),  # BGRA
+    ]
+    out = rec.classify(crops)
+    assert len(out) == 3
+    for crop, face in zip(crops, out, strict=True):
+        assert isinstance(face, Face)
+        assert list(face.scores) == list(EMOTIONS)
+        assert sum(face.scores.values()) == pytest.approx(1.0, abs=1e-6)
+        assert face.label == max(face.scores, key=face.scores.get)
+        assert face.box == (0, 0, crop.shape[1], crop.shape[0])
+        assert face.detector is None
+    # in order: each crop alone gives the same scores as in the batch
+    alone = rec.classify([crops[1]])[0]
+    assert alone.scores == pytest.approx(out[1].scores, abs=1e-5)
+
+
+def test_empty_batch(rec):
+    assert rec.classify([]) == []
+
+
+def test_flip_tta_averages_mirror_images(tiny_model):
+    face = np.random.default_rng(1).integers(0, 256, (48, 48), dtype=np.uint8)
+    plain = Recognizer(tiny_model, detector="haar", flip_tta=False)
+    tta = Recognizer(tiny_model, detector="haar", flip_tta=True)
+    p, m = plain.predict_proba([face]), plain.predict_proba([face[:, ::-1]])
+    assert np.allclose(tta.predict_proba([face]), (p + m) / 2, atol=1e-6)
+
+
+@pytest.mark.parametrize("detector", detectors_available())
+def test_analyze_astronaut(tiny_model, astronaut, detector):
+    rec = Recognizer(tiny_model, detector=detector)
+    (face,) = rec.analyze(astronaut)
+    assert face.detector == detector
+    assert sum(face.scores.values()) == pytest.approx(1.0, abs=1e-6)
+    d = face.to_dict()
+    assert json.loads(json.dumps(d)) == d
+    assert set(d) == {"box", "label", "scores", "detector", "detector_score", "track_id"}
+    assert len(d["box"]) == 4
+    with pytest.raises(AttributeError):
+        face.label = "happy"  # frozen
+
+
+def test_analyze_gray_and_bgra_images(rec, astronaut):
+    import cv2
+
+    gray = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
+    bgra = cv2.cvtColor(astronaut, cv2.COLOR_BGR2BGRA)
+    assert len(rec.analyze(gray)) == 1
+    assert len(rec.analyze(bgra)) == 1
+
+
+def test_no_face_is_an_empty_list(rec):
+    assert rec.analyze(np.zeros((100, 100, 3), np.uint8)) == []
+
+
+def test_bad_arrays(rec):
+    with pytest.raises(InputError):
+        rec.analyze(np.zeros((10, 10, 5), np.uint8))
+    with pytest.raises(InputError):
+        rec.classify([np.zeros((0, 0), np.uint8)])
+
+
+def test_model_that_is_not_mobilefer(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    path = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph), path)
+    with pytest.raises(ModelError, match="not a mobilefer model"):
+        Recognizer(path, detector="haar")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"hello")
+    with pytest.raises(ModelError, match="not a valid ONNX model"):
+        Recognizer(junk, detector="haar")
+    with pytest.raises(ModelError, match="model file not found"):
+        Recognizer(tmp_path / "missing.onnx", detector="haar")
+
+
+def test_model_file_carries_its_settings(rec):
+    info = rec.info
+    assert info.labels == EMOTIONS
+    assert info.preprocessing.input_size == 32
+    assert info.preprocessing.margin == 0.1
+    assert info.recipe["recipe"] == "default"
