@@ -53,9 +53,16 @@ def tiny_config():
     from mobilefer.train.loop import recipe
 
     return recipe(
-        "default", input_size=32, width_mult=0.25, backbone=None, hidden=(16, 8), epochs=1,
-        batch_size=16, threads=1, dropout=0.0,
-    )  # fmt: skip
+        "default",
+        input_size=32,
+        width_mult=0.25,
+        backbone=None,
+        hidden=(16, 8),
+        epochs=1,
+        batch_size=16,
+        threads=1,
+        dropout=0.0,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -75,7 +75,9 @@ def test_predict_image_jsonl(capsys, tiny_model, photo, detector, has_yunet):
 
 
 def test_predict_folder_reports_bad_files_and_keeps_the_good(capsys, tiny_model, mixed_folder):
-    code, out, err = run(capsys, "predict", mixed_folder, "--model", tiny_model, "--detector", "haar")
+    code, out, err = run(
+        capsys, "predict", mixed_folder, "--model", tiny_model, "--detector", "haar"
+    )
     assert code == 1
     (rec,) = records(out)
     assert rec["source"].endswith("good.png")
@@ -87,10 +89,20 @@ def test_predict_folder_reports_bad_files_and_keeps_the_good(capsys, tiny_model,
 def test_predict_folder_as_a_user_runs_it(tiny_model, mixed_folder):
     """The real console entry point: one line per bad file, no traceback, non-zero exit."""
     p = subprocess.run(
-        [sys.executable, "-m", "mobilefer", "predict", str(mixed_folder), "--model", str(tiny_model),
-         "--detector", "haar"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mobilefer",
+            "predict",
+            str(mixed_folder),
+            "--model",
+            str(tiny_model),
+            "--detector",
+            "haar",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 1
     assert len(records(p.stdout)) == 1
     assert "Traceback" not in p.stderr
@@ -99,20 +111,43 @@ def test_predict_folder_as_a_user_runs_it(tiny_model, mixed_folder):
 
 
 def test_predict_csv_schema(capsys, tiny_model, photo):
-    code, out, _ = run(capsys, "predict", photo, "--model", tiny_model, "--detector", "haar",
-                       "--format", "csv")  # fmt: skip
+    code, out, _ = run(
+        capsys, "predict", photo, "--model", tiny_model, "--detector", "haar", "--format", "csv"
+    )
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 1
-    want = ["source", "frame", "time", "face", "x", "y", "w", "h", "label", "score", "detector",
-            "detector_score", "track_id", *EMOTIONS]  # fmt: skip
+    want = [
+        "source",
+        "frame",
+        "time",
+        "face",
+        "x",
+        "y",
+        "w",
+        "h",
+        "label",
+        "score",
+        "detector",
+        "detector_score",
+        "track_id",
+        *EMOTIONS,
+    ]
     assert list(rows[0]) == want
     assert sum(float(rows[0][k]) for k in EMOTIONS) == pytest.approx(1, abs=1e-4)
 
 
 def test_missing_path_and_glob(capsys, tiny_model, tmp_path, photo):
-    code, out, err = run(capsys, "predict", tmp_path / "nope.jpg", str(tmp_path / "*.jpg"),
-                         "--model", tiny_model, "--detector", "haar")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "predict",
+        tmp_path / "nope.jpg",
+        str(tmp_path / "*.jpg"),
+        "--model",
+        tiny_model,
+        "--detector",
+        "haar",
+    )
     assert code == 1
     assert "nope.jpg: no such file or folder" in err
     assert len(records(out)) == 1  # the glob still found the photo
@@ -160,8 +195,17 @@ def test_video_records_frames_and_saves(capsys, tiny_model, tmp_path, astronaut)
     from mobilefer.sources import video_info
 
     video = write_video(tmp_path / "clip.mp4", astronaut)
-    code, out, err = run(capsys, "predict", video, "--model", tiny_model, "--detector", "haar",
-                         "--save", tmp_path / "out")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "predict",
+        video,
+        "--model",
+        tiny_model,
+        "--detector",
+        "haar",
+        "--save",
+        tmp_path / "out",
+    )
     assert code == 0, err
     recs = records(out)
     assert [r["frame"] for r in recs] == list(range(12))  # one face in every frame
@@ -206,8 +250,19 @@ def test_webcam_path_with_fake_camera(capsys, tiny_model, tmp_path, astronaut):
 
     frames = [np.ascontiguousarray(np.roll(astronaut, 8 * i, axis=1)) for i in range(6)]
     save = tmp_path / "cam.mp4"
-    args = build_parser().parse_args(["webcam", "0", "--model", str(tiny_model), "--detector",
-                                      "haar", "--save", str(save), "--print"])  # fmt: skip
+    args = build_parser().parse_args(
+        [
+            "webcam",
+            "0",
+            "--model",
+            str(tiny_model),
+            "--detector",
+            "haar",
+            "--save",
+            str(save),
+            "--print",
+        ]
+    )
     assert cmd_webcam(args, capture=FakeCamera(frames)) == 0
     out, err = capsys.readouterr()
     assert [r["frame"] for r in records(out)] == list(range(6))
@@ -226,7 +281,9 @@ def test_webcam_without_display(capsys, tiny_model, monkeypatch):
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    args = build_parser().parse_args(["webcam", "0", "--model", str(tiny_model), "--detector", "haar"])
+    args = build_parser().parse_args(
+        ["webcam", "0", "--model", str(tiny_model), "--detector", "haar"]
+    )
     assert cmd_webcam(args, capture=FakeCamera([np.zeros((48, 64, 3), np.uint8)])) == 1
     err = capsys.readouterr().err
     assert "no display" in err and "--save" in err

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
-from conftest import FER_NPZ, SHARED, synthetic_fer
 
 from mobilefer.data import load_fer2013, load_ferplus, split_code
 from mobilefer.errors import DataError
+
+from conftest import FER_NPZ, SHARED, synthetic_fer
 
 
 def write_csv(path, pixels, emotion, usage):
@@ -45,8 +46,12 @@ def test_readers_agree(tmp_path, layout):
         mask = usage == code
         assert len(part) == mask.sum()
         # folders are read class by class, so compare as multisets of (label, image bytes)
-        got = sorted((int(lbl), px.tobytes()) for lbl, px in zip(part.labels, part.pixels))
-        want = sorted((int(lbl), px.tobytes()) for lbl, px in zip(emotion[mask], pixels[mask]))
+        got = sorted(
+            (int(lbl), px.tobytes()) for lbl, px in zip(part.labels, part.pixels, strict=True)
+        )
+        want = sorted(
+            (int(lbl), px.tobytes()) for lbl, px in zip(emotion[mask], pixels[mask], strict=True)
+        )
         assert got == want
 
 
@@ -111,7 +116,9 @@ def test_unknown_split_lists_choices():
 
 def test_ferplus_csv_joins_by_position(tmp_path):
     path = tmp_path / "fer2013new.csv"
-    header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
+    header = (
+        "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
+    )
     # the second row has an empty name, the third a name that drifts from its row index
     path.write_text(
         header + "\nTraining,fer0000000.png,10,0,0,0,0,0,0,0,0,0\n"

@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
-from conftest import YUNET_SRC, detectors_available
 
 from mobilefer import faces
 from mobilefer.errors import WeightsError
 from mobilefer.faces import create_detector, install_yunet, yunet_path
+
+from conftest import YUNET_SRC, detectors_available
 
 
 @pytest.mark.parametrize("name", detectors_available())

@@ -54,7 +54,7 @@ def test_to_gray_matches_opencv_for_bgr_and_bgra():
     want = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     assert np.array_equal(to_gray(bgr), want)
     assert np.array_equal(to_gray(bgra), want)
-    assert np.array_equal(to_gray((bgr.astype(np.uint16) << 8)), want)
+    assert np.array_equal(to_gray(bgr.astype(np.uint16) << 8), want)
 
 
 def test_bad_shapes_raise_input_error():

@@ -2,10 +2,11 @@ import json
 
 import numpy as np
 import pytest
-from conftest import detectors_available
 
 from mobilefer import EMOTIONS, Face, Recognizer
 from mobilefer.errors import InputError, ModelError
+
+from conftest import detectors_available
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,12 @@ from mobilefer.train.loop import RECIPES, fit, load_checkpoint, recipe  # noqa: 
 
 def test_recipes_are_the_papers_and_ours():
     paper = RECIPES["paper"]
-    assert (paper.input_size, paper.epochs, paper.optimizer, paper.augment) == (224, 25, "adam", False)
+    assert (paper.input_size, paper.epochs, paper.optimizer, paper.augment) == (
+        224,
+        25,
+        "adam",
+        False,
+    )
     assert paper.mean == (0.0, 0.0, 0.0) and paper.std == (1.0, 1.0, 1.0)  # x / 255 only
     assert paper.hidden == (128, 64)
     with pytest.raises(ValueError, match="choose from paper, default"):
@@ -47,13 +52,31 @@ def test_resume_continues_a_stopped_run(tmp_path, fer_npz, tiny_config):
     assert a["epoch"] == b["epoch"] == 2
     for k in a["model"]:
         assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=1e-5), k
-    assert resumed["history"][1]["train_loss"] == pytest.approx(straight["history"][1]["train_loss"], rel=1e-4)
+    assert resumed["history"][1]["train_loss"] == pytest.approx(
+        straight["history"][1]["train_loss"], rel=1e-4
+    )
 
 
 def test_train_export_evaluate_cli(tmp_path, fer_npz, capsys):
     run = tmp_path / "run"
-    code = main(["train", "--data", str(fer_npz), "--out", str(run), "--epochs", "1",
-                 "--input-size", "32", "--no-pretrained", "--threads", "1", "--batch-size", "16"])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--data",
+            str(fer_npz),
+            "--out",
+            str(run),
+            "--epochs",
+            "1",
+            "--input-size",
+            "32",
+            "--no-pretrained",
+            "--threads",
+            "1",
+            "--batch-size",
+            "16",
+        ]
+    )
     out, _ = capsys.readouterr()
     assert code == 0
     assert "| Epoch | Training Loss | Training Accuracy | PublicTest Loss" in out
@@ -67,7 +90,9 @@ def test_train_export_evaluate_cli(tmp_path, fer_npz, capsys):
     assert report["max_abs_diff"] <= 1e-4
     assert "public_accuracy" in report["metrics"]
 
-    code = main(["evaluate", "--model", str(model), "--data", str(fer_npz), "--split", "private", "--json"])
+    code = main(
+        ["evaluate", "--model", str(model), "--data", str(fer_npz), "--split", "private", "--json"]
+    )
     out, _ = capsys.readouterr()
     assert code == 0
     result = json.loads(out.splitlines()[-1])
@@ -93,10 +118,10 @@ def test_export_parity_and_metadata(tmp_path, tiny_config):
 
 
 def test_backbone_weights_file(tmp_path):
-    from conftest import WEIGHTS
-
     from mobilefer.errors import WeightsError
     from mobilefer.train.model import FerNet, load_backbone_file
+
+    from conftest import WEIGHTS
 
     src = WEIGHTS / "mobilenet_v2_imagenet.pth"
     if not src.is_file():

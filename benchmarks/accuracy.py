@@ -1,0 +1,84 @@
+"""FER2013 accuracy of mobilefer and of the peer `fer`, measured in one run, printed as a table.
+
+    python benchmarks/accuracy.py --data ../shared/data/fer2013/fer2013.npz [--split private]
+        [--model FILE] [--fer-python /path/to/venv-fer/bin/python]
+
+The peer runs in its own virtual environment (see benchmarks/README.md); without one its row
+says so. Both systems classify the same 48x48 faces with their own preprocessing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mobilefer import Recognizer
+from mobilefer.data import load_fer2013, split_code
+from mobilefer.evaluate import evaluate_model, scores
+
+HERE = Path(__file__).resolve().parent
+
+
+class _NoDetector:
+    name = "none"
+
+    def detect(self, image):
+        return []
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--data", required=True, help="fer2013.npz (the peer reads npz only)")
+    ap.add_argument("--split", default="private", choices=["public", "private"])
+    ap.add_argument("--model", help="mobilefer model file (default: the shipped one)")
+    ap.add_argument("--fer-python", default=os.environ.get("FER_PYTHON"), help="the peer's python")
+    args = ap.parse_args()
+
+    data = load_fer2013(args.data).split(args.split)
+    rows = []
+    for flip in (False, True):
+        rec = Recognizer(args.model, detector=_NoDetector(), flip_tta=flip)
+        t0 = time.perf_counter()
+        r = evaluate_model(rec, data)
+        name = "mobilefer" + (" + flip TTA" if flip else "")
+        if flip == rec.info.flip_tta:
+            name += " (as shipped)"
+        rows.append((name, r, time.perf_counter() - t0))
+    if args.fer_python:
+        out = subprocess.run(
+            [
+                args.fer_python,
+                str(HERE / "fer_peer.py"),
+                "accuracy",
+                args.data,
+                str(split_code(args.split)),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peer = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(
+            (
+                "fer 25.10.3 (TFLite mini-Xception)",
+                scores(data.labels, peer["predictions"]),
+                peer["seconds"],
+            )
+        )
+    else:
+        print("(fer: no --fer-python given; its row is left out)", file=sys.stderr)
+
+    print(f"FER2013 {args.split} split, {len(data)} faces; {os.cpu_count()} CPU cores")
+    print("| system | accuracy | macro-F1 | seconds |")
+    print("|---|---|---|---|")
+    for name, r, secs in rows:
+        print(f"| {name} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {secs:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

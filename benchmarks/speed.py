@@ -1,0 +1,197 @@
+"""Video speed of mobilefer, stage by stage, beside the peer `fer` in the same run.
+
+    python benchmarks/speed.py [--model FILE] [--frames 300] [--fer-python PATH] [--threads N]
+
+Builds a 640x480 test video from scikit-image's public-domain astronaut() photo (her face moving
+across the frame), then prints one table: frames/s through the public API on every frame
+(frames already decoded, and end to end with decoding), per stage (decode, detect, classify),
+with each detector, with the tracker, and for `fer` (its Haar cascade + quantized TFLite
+mini-Xception) when its virtual environment is given; and the classifier alone in faces/s at
+batch 1 and 32. Figures depend on the machine; nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mobilefer import Recognizer
+from mobilefer.tracking import FaceTracker
+
+HERE = Path(__file__).resolve().parent
+
+
+def make_video(path: Path, frames: int, size=(640, 480)) -> Path:
+    """The astronaut's head and shoulders sliding left to right and back over a plain backdrop."""
+    from skimage.data import astronaut
+
+    w, h = size
+    person = cv2.resize(np.ascontiguousarray(astronaut()[0:330, 90:360, ::-1]), (216, 264))
+    backdrop = np.tile(np.linspace(60, 160, w, dtype=np.uint8)[None, :, None], (h, 1, 3))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+    span = w - person.shape[1]
+    for i in range(frames):
+        phase = (i / max(frames - 1, 1)) * 2
+        x = int(span * (phase if phase <= 1 else 2 - phase))
+        y = 100 + int(40 * np.sin(i / 15))
+        frame = backdrop.copy()
+        frame[y : y + person.shape[0], x : x + person.shape[1]] = person
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def decode(path: Path) -> tuple[list[np.ndarray], float]:
+    cap = cv2.VideoCapture(str(path))
+    frames, t0 = [], time.perf_counter()
+    ok, frame = cap.read()
+    while ok:
+        frames.append(frame)
+        ok, frame = cap.read()
+    return frames, time.perf_counter() - t0
+
+
+def per_frame(rec: Recognizer, frames) -> dict:
+    """Recognizer.analyze on every (decoded) frame, timed as a whole and stage by stage."""
+    rec.analyze(frames[0])  # warm-up
+    t_det = t_cls = 0.0
+    found = 0
+    for f in frames:
+        t0 = time.perf_counter()
+        dets = rec.detector.detect(f)
+        t1 = time.perf_counter()
+        rec.classify_boxes(f, dets)
+        t_det += t1 - t0
+        t_cls += time.perf_counter() - t1
+        found += bool(dets)
+    t0 = time.perf_counter()
+    for f in frames:
+        rec.analyze(f)
+    total = time.perf_counter() - t0
+    n = len(frames)
+    return {
+        "fps": n / total,
+        "detect_ms": 1e3 * t_det / n,
+        "classify_ms": 1e3 * t_cls / n,
+        "found": found / n,
+    }
+
+
+def end_to_end(path: Path, step) -> float:
+    """Frames/s reading the video file and running ``step`` on every frame."""
+    from mobilefer.sources import read_video
+
+    t0, n = time.perf_counter(), 0
+    for frame in read_video(path):
+        step(frame.image)
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def tracked(rec: Recognizer, frames) -> dict:
+    tracker = FaceTracker(rec)
+    t0, found = time.perf_counter(), 0
+    for f in frames:
+        found += bool(tracker.update(f))
+    return {"fps": len(frames) / (time.perf_counter() - t0), "found": found / len(frames)}
+
+
+def classifier_alone(rec: Recognizer, batch: int, seconds: float = 2.0) -> float:
+    faces = list(np.random.default_rng(0).integers(0, 256, (batch, 48, 48), dtype=np.uint8))
+    rec.predict_proba(faces)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        rec.predict_proba(faces)
+        n += batch
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--model", help="mobilefer model file (default: the shipped one)")
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    ap.add_argument("--fer-python", default=os.environ.get("FER_PYTHON"), help="the peer's python")
+    ap.add_argument("--detectors", default="haar,yunet")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp())
+    video = make_video(tmp / "astronaut_640x480.mp4", args.frames)
+    frames, t_decode = decode(video)
+    rows = [("decode only (OpenCV)", len(frames) / t_decode, "", "", "")]
+    for name in args.detectors.split(","):
+        rec = Recognizer(args.model, detector=name, threads=args.threads)
+        r = per_frame(rec, frames)
+        e2e = end_to_end(video, rec.analyze)
+        tta = " + flip TTA" if rec.flip_tta else ""
+        rows.append(
+            (
+                f"mobilefer analyze(), {name}{tta}",
+                r["fps"],
+                f"{e2e:.1f}",
+                f"{r['detect_ms']:.2f} / {r['classify_ms']:.2f}",
+                f"{r['found']:.1%}",
+            )
+        )
+        tr = tracked(rec, frames)
+        e2e_t = end_to_end(video, FaceTracker(rec).update)
+        rows.append(
+            (
+                f"mobilefer tracker (detect every 10), {name}{tta}",
+                tr["fps"],
+                f"{e2e_t:.1f}",
+                "",
+                f"{tr['found']:.1%}",
+            )
+        )
+    if args.fer_python:
+        out = subprocess.run(
+            [args.fer_python, str(HERE / "fer_peer.py"), "speed", str(video)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peer = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(
+            (
+                "fer 25.10.3 detect_emotions() (Haar + TFLite)",
+                peer["fps"],
+                "",
+                "",
+                f"{peer['found'] / peer['frames']:.1%}",
+            )
+        )
+
+    print(
+        f"{len(frames)} frames of 640x480 video; {os.cpu_count()} CPU cores "
+        f"({platform.processor() or platform.machine()}); ONNX Runtime threads: "
+        f"{args.threads or 'default'}"
+    )
+    print(
+        "| pipeline | frames/s (decoded frames) | frames/s (with decoding) "
+        "| detect / classify ms per frame | frames with a face |"
+    )
+    print("|---|---|---|---|---|")
+    for name, fps, e2e, stages, found in rows:
+        print(f"| {name} | {fps:.1f} | {e2e} | {stages} | {found} |")
+    rec = Recognizer(args.model, detector="haar", threads=args.threads)
+    print()
+    print("| classifier alone | faces/s |")
+    print("|---|---|")
+    for b in (1, 32):
+        print(
+            f"| batch {b}{' + flip TTA' if rec.flip_tta else ''} | {classifier_alone(rec, b):.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
