@@ -77,7 +77,7 @@ def tiny_model(tmp_path_factory, tiny_config) -> Path:
     c = tiny_config
     net = FerNet(hidden=c.hidden, width_mult=c.width_mult, backbone=None).eval()
     path = tmp_path_factory.mktemp("model") / "tiny.onnx"
-    export_onnx(net, c, path, margin=0.1)
+    export_onnx(net, c, path)
     return path
 
 

@@ -4,7 +4,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mobilefer.errors import InputError
-from mobilefer.preprocess import Preprocessing, crop, expand_box, face_48, prepare, to_gray
+from mobilefer.preprocess import (
+    Preprocessing,
+    crop,
+    expand_box,
+    face_48,
+    prepare,
+    square_box,
+    to_gray,
+)
 
 boxes = st.tuples(
     st.floats(-500, 2000), st.floats(-500, 2000), st.floats(0, 2000), st.floats(0, 2000)
@@ -64,9 +72,18 @@ def test_bad_shapes_raise_input_error():
         face_48(np.zeros((0, 5), np.uint8))
 
 
-def test_crop_is_the_box_region():
+def test_crop_is_the_squared_box_region():
     img = np.arange(100 * 100, dtype=np.uint32).reshape(100, 100)
-    assert np.array_equal(crop(img, (10, 20, 30, 40)), img[20:60, 10:40])
+    assert np.array_equal(crop(img, (10, 20, 30, 40), square=False), img[20:60, 10:40])
+    assert np.array_equal(crop(img, (10, 20, 30, 40)), img[20:60, 5:45])  # 40 x 40, same centre
+
+
+@given(box=boxes)
+def test_square_box_keeps_centre_and_longer_side(box):
+    x, y, s, s2 = square_box(box)
+    assert s == s2 == max(box[2], box[3])
+    assert x + s / 2 == pytest.approx(box[0] + box[2] / 2)
+    assert y + s / 2 == pytest.approx(box[1] + box[3] / 2)
 
 
 def test_inference_preprocessing_matches_training():

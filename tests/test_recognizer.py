@@ -107,5 +107,5 @@ def test_model_file_carries_its_settings(rec):
     info = rec.info
     assert info.labels == EMOTIONS
     assert info.preprocessing.input_size == 32
-    assert info.preprocessing.margin == 0.1
+    assert info.preprocessing.margin == 0.0
     assert info.recipe["recipe"] == "default"

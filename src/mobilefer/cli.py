@@ -450,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto: on if it raises PublicTest accuracy (needs --data)",
     )
-    x.add_argument("--margin", type=float, default=0.1, help="crop margin stored in the file")
+    x.add_argument("--margin", type=float, default=0.0, help="crop margin stored in the file")
     x.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="fine-tune MobileNetV2 on FER2013 (needs the [train] extra)")

@@ -48,7 +48,7 @@ def export_onnx(
     cfg: TrainConfig,
     path: str | Path,
     *,
-    margin: float = 0.1,
+    margin: float = 0.0,
     flip_tta: bool = False,
     metrics: dict | None = None,
     check_faces: np.ndarray | None = None,
