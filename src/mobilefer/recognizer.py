@@ -128,6 +128,7 @@ class Recognizer:
             raise ModelError(f"{path}: model file not found; {hint}")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # errors only: graph-fusion notices are not the user's business
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
