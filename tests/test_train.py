@@ -88,7 +88,11 @@ def test_train_export_evaluate_cli(tmp_path, fer_npz, capsys):
     assert code == 0
     report = json.loads(out.splitlines()[-1])
     assert report["max_abs_diff"] <= 1e-4
-    assert "public_accuracy" in report["metrics"]
+    assert set(report["metrics"]) >= {"public_accuracy", "private_accuracy", "private_macro_f1"}
+    from mobilefer import Recognizer
+
+    stored = Recognizer(model, detector="haar").info.metrics
+    assert stored == report["metrics"]
 
     code = main(
         ["evaluate", "--model", str(model), "--data", str(fer_npz), "--split", "private", "--json"]
@@ -138,3 +142,17 @@ def test_checkpoint_roundtrip(tmp_path, fer_npz, tiny_config):
     model, cfg = load_checkpoint(tmp_path / "r" / "best.pt")
     assert cfg == tiny_config
     assert not model.training
+
+
+def test_int8_quantization_keeps_metadata(tmp_path, tiny_model):
+    from mobilefer import Recognizer
+    from mobilefer.train.export import quantize_int8
+
+    faces = np.random.default_rng(0).integers(0, 256, (64, 48, 48), dtype=np.uint8)
+    rep = quantize_int8(tiny_model, tmp_path / "q.onnx", faces)
+    assert rep["bytes"] < tiny_model.stat().st_size
+    fp32, int8 = Recognizer(tiny_model, detector="haar"), Recognizer(rep["path"], detector="haar")
+    assert int8.info.preprocessing == fp32.info.preprocessing
+    assert int8.info.recipe == fp32.info.recipe
+    p = int8.predict_proba(list(faces[:8]))
+    assert np.allclose(p.sum(1), 1) and np.abs(p - fp32.predict_proba(list(faces[:8]))).max() < 0.1

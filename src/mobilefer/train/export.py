@@ -153,3 +153,15 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration_faces: np.ndarra
     onnx.checker.check_model(proto)
     onnx.save(proto, str(dst), save_as_external_data=False)
     return {"path": str(dst), "bytes": dst.stat().st_size}
+
+
+def update_metadata(path: str | Path, **changes) -> dict:
+    """Rewrite some keys of a model file's mobilefer metadata in place; returns the new metadata."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    props = {p.key: p for p in proto.metadata_props}
+    meta = json.loads(props[METADATA_KEY].value) | changes
+    props[METADATA_KEY].value = json.dumps(meta)
+    onnx.save(proto, str(path), save_as_external_data=False)
+    return meta
