@@ -20,6 +20,11 @@ from .errors import InputError, MobileferError
 
 log = logging.getLogger("mobilefer")
 
+#: Longest side frames are shrunk to before detection, unless --detect-size says otherwise:
+#: photos keep small faces findable; video and webcam faces are large and time is short.
+IMAGE_DETECT_SIZE = 640
+STREAM_DETECT_SIZE = 320
+
 CSV_FIELDS = ["source", "frame", "time", "face", "x", "y", "w", "h", "label", "score",
               "detector", "detector_score", "track_id"]  # fmt: skip
 
@@ -97,8 +102,17 @@ def _recognizer(args: argparse.Namespace):
     flip = {"auto": None, "on": True, "off": False}[args.flip_tta]
     return Recognizer(
         model=args.model, detector=args.detector, threads=args.threads, flip_tta=flip,
-        margin=args.margin, detect_max_side=args.detect_size, yunet=args.yunet,
+        margin=args.margin, detect_max_side=_size(args, IMAGE_DETECT_SIZE), yunet=args.yunet,
     )  # fmt: skip
+
+
+def _size(args: argparse.Namespace, default: int) -> int:
+    return default if args.detect_size is None else args.detect_size
+
+
+def _set_detect_size(rec, side: int) -> None:
+    if hasattr(rec.detector, "max_side"):
+        rec.detector.max_side = side
 
 
 def _tracker(rec, args: argparse.Namespace):
@@ -127,6 +141,7 @@ def run_stream(rec, frames, out: Output | None, args, show: bool = False, save: 
     """Track, classify and output every frame of a stream; returns the number of frames."""
     from .annotate import draw
 
+    _set_detect_size(rec, _size(args, STREAM_DETECT_SIZE))
     tracker = _tracker(rec, args)
     progress = Progress(name, total, "frames")
     writer = None
@@ -180,6 +195,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if src.kind == "other":
                 raise InputError(f"{src.spec}: not an image or video file; skipped")
             if src.kind == "image":
+                _set_detect_size(rec, _size(args, IMAGE_DETECT_SIZE))
                 image = read_image(src.spec)
                 faces = rec.analyze(image)
                 if not faces:
@@ -411,8 +427,8 @@ def _add_inference_options(p: argparse.ArgumentParser, detector: bool = True) ->
         p.add_argument(
             "--detect-size",
             type=int,
-            default=640,
-            help="shrink frames to this longest side before detection (0: never)",
+            help=f"shrink frames to this longest side before detection (default: images "
+            f"{IMAGE_DETECT_SIZE}, video and webcam {STREAM_DETECT_SIZE})",
         )
         p.add_argument("--margin", type=float, help="grow face boxes by this fraction per side")
         p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
@@ -432,7 +448,7 @@ def _add_inference_options(p: argparse.ArgumentParser, detector: bool = True) ->
             "--max-frames", type=int, default=0, help="video/webcam: stop after N frames"
         )
     else:
-        p.set_defaults(margin=None, detect_size=640, yunet=None)
+        p.set_defaults(margin=None, detect_size=None, yunet=None)
 
 
 def build_parser() -> argparse.ArgumentParser:
