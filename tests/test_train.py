@@ -80,7 +80,8 @@ def test_train_export_evaluate_cli(tmp_path, fer_npz, capsys):
     out, _ = capsys.readouterr()
     assert code == 0
     assert "| Epoch | Training Loss | Training Accuracy | PublicTest Loss" in out
-    assert (run / "table.md").is_file() and (run / "curves.png").is_file()
+    for name in ("table.md", "curves.png", "confusion_public.png", "public_scores.json"):
+        assert (run / name).is_file(), name
 
     model = tmp_path / "m.onnx"
     code = main(["export", str(run / "best.pt"), "--out", str(model), "--data", str(fer_npz)])

@@ -344,7 +344,7 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"checkpoints in {args.out}", file=sys.stderr)  # fmt: skip
     from .train.report import write_report
 
-    write_report(args.out)
+    write_report(args.out, data=args.data)
     return 0
 
 

@@ -80,10 +80,26 @@ def plot_confusion(matrix: np.ndarray, path: str | Path, title: str = "") -> Non
     plt.close(fig)
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """From ``metrics.json``: ``table.md`` (the paper's table + PublicTest) and ``curves.png``."""
+def write_report(run_dir: str | Path, data=None) -> Path:
+    """From ``metrics.json``: ``table.md`` (the paper's table + PublicTest) and ``curves.png``;
+    with ``data`` (a FerData or path) also ``confusion_public.png`` of ``best.pt`` on PublicTest
+    and its scores in ``public_scores.json``."""
     run = Path(run_dir)
     metrics = json.loads((run / "metrics.json").read_text())
     (run / "table.md").write_text(epoch_table(metrics["history"]) + "\n")
     plot_curves(metrics["history"], run / "curves.png")
+    if data is not None and (run / "best.pt").is_file():
+        import torch
+
+        from ..data import FerData, load_fer2013
+        from ..evaluate import scores
+        from .loop import load_checkpoint, predict_probs
+
+        public = (data if isinstance(data, FerData) else load_fer2013(data)).split("public")
+        model, cfg = load_checkpoint(run / "best.pt")
+        probs = predict_probs(model, public.pixels, cfg, torch.device("cpu"))
+        result = scores(public.labels, probs.argmax(1).numpy())
+        (run / "public_scores.json").write_text(json.dumps(result, indent=2))
+        title = f"PublicTest, best epoch: accuracy {result['accuracy']:.3f}"
+        plot_confusion(np.array(result["confusion_matrix"]), run / "confusion_public.png", title)
     return run / "table.md"
