@@ -20,15 +20,9 @@ from pathlib import Path
 from mobilefer import Recognizer
 from mobilefer.data import load_fer2013, split_code
 from mobilefer.evaluate import evaluate_model, scores
+from mobilefer.faces import NoDetector
 
 HERE = Path(__file__).resolve().parent
-
-
-class _NoDetector:
-    name = "none"
-
-    def detect(self, image):
-        return []
 
 
 def main() -> None:
@@ -42,7 +36,7 @@ def main() -> None:
     data = load_fer2013(args.data).split(args.split)
     rows = []
     for flip in (False, True):
-        rec = Recognizer(args.model, detector=_NoDetector(), flip_tta=flip)
+        rec = Recognizer(args.model, detector=NoDetector(), flip_tta=flip)
         t0 = time.perf_counter()
         r = evaluate_model(rec, data)
         name = "mobilefer" + (" + flip TTA" if flip else "")

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .errors import InputError, MobileferError
+from .faces import NoDetector
 
 log = logging.getLogger("mobilefer")
 
@@ -286,7 +287,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_fer2013
     from .evaluate import evaluate_model, format_report
 
-    rec = _recognizer(argparse.Namespace(**{**vars(args), "detector": _NoDetector()}))
+    rec = _recognizer(argparse.Namespace(**{**vars(args), "detector": NoDetector()}))
     data = load_fer2013(args.data).split(args.split)
     t0 = time.perf_counter()
     result = evaluate_model(rec, data)
@@ -297,15 +298,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     return 0
-
-
-class _NoDetector:
-    """Evaluation classifies ready-made crops: no detector is loaded."""
-
-    name = "none"
-
-    def detect(self, image):
-        return []
 
 
 # ----------------------------------------------------------------------------- train / export
@@ -398,7 +390,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from .recognizer import Recognizer
         from .train.export import update_metadata
 
-        rec = Recognizer(args.out, detector=_NoDetector())
+        rec = Recognizer(args.out, detector=NoDetector())
         for split in ("public", "private"):
             r = evaluate_model(rec, data.split(split))
             metrics[f"{split}_accuracy"] = round(r["accuracy"], 4)

@@ -193,6 +193,15 @@ class YuNetDetector:
         return [Detection(_rescale(r[:4], scale), float(r[-1])) for r in rows]
 
 
+class NoDetector:
+    """Finds no face: for recognizers that only classify ready-made crops (evaluation)."""
+
+    name = "none"
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        return []
+
+
 def _rescale(box, scale: float) -> tuple[int, int, int, int]:
     return tuple(int(round(float(v) / scale)) for v in box)  # type: ignore[return-value]
 
