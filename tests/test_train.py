@@ -157,3 +157,25 @@ def test_int8_quantization_keeps_metadata(tmp_path, tiny_model):
     assert int8.info.recipe == fp32.info.recipe
     p = int8.predict_proba(list(faces[:8]))
     assert np.allclose(p.sum(1), 1) and np.abs(p - fp32.predict_proba(list(faces[:8]))).max() < 0.1
+
+
+def test_imagenet_weights_through_the_torch_hub_cache(tmp_path, monkeypatch):
+    """The cache seeded from a local file is what torchvision then loads: no download."""
+    from mobilefer.errors import WeightsError
+    from mobilefer.train.model import FerNet, load_backbone_file, seed_hub_cache
+
+    from conftest import WEIGHTS
+
+    src = WEIGHTS / "mobilenet_v2_imagenet.pth"
+    if not src.is_file():
+        pytest.skip("../shared/weights lacks the ImageNet file")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    cached = seed_hub_cache(src)
+    assert cached.parent == tmp_path / "torch" / "hub" / "checkpoints"
+    net = FerNet(backbone="imagenet")
+    assert torch.equal(net.features[0][0].weight, load_backbone_file(src)["features.0.0.weight"])
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"x")
+    with pytest.raises(WeightsError, match="sha256"):
+        seed_hub_cache(bad)
