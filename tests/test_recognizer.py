@@ -109,3 +109,20 @@ def test_model_file_carries_its_settings(rec):
     assert info.preprocessing.input_size == 32
     assert info.preprocessing.margin == 0.0
     assert info.recipe["recipe"] == "default"
+
+
+def test_shipped_model_is_the_default(astronaut):
+    """The model in the package: its file states its own scores, and it sees her smile."""
+    import mobilefer
+    from mobilefer.recognizer import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip("no model shipped in this checkout")
+    rec = Recognizer(detector="haar")
+    assert rec.info.path == str(default_model_path())
+    assert rec.info.metrics["private_accuracy"] >= 0.68
+    assert rec.info.recipe["recipe"] == "default"
+    (face,) = rec.analyze(astronaut)
+    assert face.label == "happy"
+    (again,) = mobilefer.analyze("tests/data/astronaut.jpg", detector="haar")
+    assert again.label == "happy"

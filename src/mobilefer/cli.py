@@ -209,8 +209,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
                     save.mkdir(parents=True, exist_ok=True)
                     cv2.imwrite(str(_save_path(save, src.spec, ".png")), draw(image, faces))
-                if progress:
-                    progress.update()
             elif src.kind == "video":
                 count, fps, _ = video_info(src.spec)
                 args.save_fps = fps
@@ -230,6 +228,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         except InputError as e:
             _err(str(e))
             failed += 1
+        if progress and src.kind == "image":
+            progress.update()
     if progress:
         progress.close()
     if failed:
