@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,5 +125,6 @@ def test_shipped_model_is_the_default(astronaut):
     assert rec.info.recipe["recipe"] == "default"
     (face,) = rec.analyze(astronaut)
     assert face.label == "happy"
-    (again,) = mobilefer.analyze("tests/data/astronaut.jpg", detector="haar")
+    photo = Path(__file__).parent / "data" / "astronaut.jpg"
+    (again,) = mobilefer.analyze(photo, detector="haar")
     assert again.label == "happy"
