@@ -10,19 +10,15 @@ says so. Both systems classify the same 48x48 faces with their own preprocessing
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
-from pathlib import Path
 
+from fer_peer import run_peer
 from mobilefer import Recognizer
 from mobilefer.data import load_fer2013, split_code
 from mobilefer.evaluate import evaluate_model, scores
 from mobilefer.faces import NoDetector
-
-HERE = Path(__file__).resolve().parent
 
 
 def main() -> None:
@@ -44,19 +40,7 @@ def main() -> None:
             name += " (as shipped)"
         rows.append((name, r, time.perf_counter() - t0))
     if args.fer_python:
-        out = subprocess.run(
-            [
-                args.fer_python,
-                str(HERE / "fer_peer.py"),
-                "accuracy",
-                args.data,
-                str(split_code(args.split)),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        peer = json.loads(out.stdout.strip().splitlines()[-1])
+        peer = run_peer(args.fer_python, "accuracy", args.data, str(split_code(args.split)))
         rows.append(
             (
                 "fer 25.10.3 (TFLite mini-Xception)",

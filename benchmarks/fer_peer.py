@@ -17,6 +17,14 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def run_peer(fer_python: str, *args: str) -> dict:
+    """Run this script in the peer's environment (from mobilefer's) and return its JSON."""
+    import subprocess
+
+    out = subprocess.run([fer_python, __file__, *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def fer_model():
     import logging
 

@@ -13,10 +13,8 @@ batch 1 and 32. Figures depend on the machine; nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -24,10 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fer_peer import run_peer
 from mobilefer import Recognizer
 from mobilefer.tracking import FaceTracker
-
-HERE = Path(__file__).resolve().parent
 
 
 def make_video(path: Path, frames: int, size=(640, 480)) -> Path:
@@ -145,13 +142,7 @@ def main() -> None:
             tr["fps"], f"{e2e_t:.1f}", "", f"{tr['found']:.1%}",
         ))  # fmt: skip
     if args.fer_python:
-        out = subprocess.run(
-            [args.fer_python, str(HERE / "fer_peer.py"), "speed", str(video)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        peer = json.loads(out.stdout.strip().splitlines()[-1])
+        peer = run_peer(args.fer_python, "speed", str(video))
         rows.append(
             (
                 "fer 25.10.3 detect_emotions() (Haar + TFLite)",
