@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import DataError
 from .labels import EMOTIONS, FERPLUS_COLUMNS
+from .sources import IMAGE_SUFFIXES
 
 SPLITS: tuple[str, ...] = ("train", "public", "private")
 _SPLIT_ALIASES = {
@@ -27,7 +28,6 @@ _CLASS_ALIASES = {
     **{str(i): i for i in range(len(EMOTIONS))},
     "anger": 0, "disgusted": 1, "fearful": 2, "happiness": 3, "sadness": 4, "surprised": 5,
 }  # fmt: skip
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
 
 
 def split_code(name: str | int) -> int:
@@ -156,7 +156,7 @@ def _read_folders(root: Path) -> FerData:
                     f"{class_dir}: unknown class folder; use {', '.join(EMOTIONS)} or 0-6"
                 )
             for f in sorted(class_dir.iterdir()):
-                if f.suffix.lower() not in _IMAGE_SUFFIXES:
+                if f.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
                 img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
                 if img is None:
