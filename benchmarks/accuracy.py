@@ -36,7 +36,7 @@ def main() -> None:
         t0 = time.perf_counter()
         r = evaluate_model(rec, data)
         name = "mobilefer" + (" + flip TTA" if flip else "")
-        if flip == rec.info.flip_tta:
+        if flip == rec.card.flip_tta:
             name += " (as shipped)"
         rows.append((name, r, time.perf_counter() - t0))
     if args.fer_python:

@@ -62,6 +62,7 @@ def tiny_config():
         batch_size=16,
         threads=1,
         dropout=0.0,
+        ferplus_weight=0.0,
     )
 
 
@@ -91,9 +92,27 @@ def synthetic_fer(n_per_split=(40, 14, 14), seed: int = 0):
     return pixels, emotion, usage
 
 
+def synthetic_votes(emotion: np.ndarray, seed: int = 0) -> np.ndarray:
+    """FER+-shaped votes (N x 10, 10 per row) that mostly agree with ``emotion``; every 9th row
+    is voted not-a-face, as FER+ votes the blank images of FER2013."""
+    from mobilefer.labels import FERPLUS_COLUMN_TO_LABEL
+
+    rng = np.random.default_rng(seed)
+    column_of = {lab: c for c, lab in enumerate(FERPLUS_COLUMN_TO_LABEL) if lab is not None}
+    votes = np.zeros((len(emotion), 10), dtype=np.int16)
+    for i, e in enumerate(emotion):
+        votes[i, column_of[int(e)]] += 7
+        votes[i, rng.integers(0, 8, size=3)] += 1
+    votes[::9] = 0
+    votes[::9, 9] = 10
+    return votes
+
+
 @pytest.fixture()
 def fer_npz(tmp_path) -> Path:
+    """A tiny FER2013 npz, with FER+ votes in a ferplus.npz beside it (as in ../shared)."""
     pixels, emotion, usage = synthetic_fer()
     path = tmp_path / "tiny_fer.npz"
     np.savez(path, pixels=pixels, emotion=emotion, usage=usage)
+    np.savez(tmp_path / "ferplus.npz", votes=synthetic_votes(emotion), usage=usage)
     return path

@@ -100,12 +100,12 @@ def test_model_that_is_not_mobilefer(tmp_path):
     junk.write_bytes(b"hello")
     with pytest.raises(ModelError, match="not a valid ONNX model"):
         Recognizer(junk, detector="haar")
-    with pytest.raises(ModelError, match="model file not found"):
+    with pytest.raises(ModelError, match="no such model; choose from fer2013, ferplus"):
         Recognizer(tmp_path / "missing.onnx", detector="haar")
 
 
 def test_model_file_carries_its_settings(rec):
-    info = rec.info
+    info = rec.card
     assert info.labels == EMOTIONS
     assert info.preprocessing.input_size == 32
     assert info.preprocessing.margin == 0.0
@@ -120,9 +120,9 @@ def test_shipped_model_is_the_default(astronaut):
     if not default_model_path().is_file():
         pytest.skip("no model shipped in this checkout")
     rec = Recognizer(detector="haar")
-    assert rec.info.path == str(default_model_path())
-    assert rec.info.metrics["private_accuracy"] >= 0.68
-    assert rec.info.recipe["recipe"] == "default"
+    assert rec.model_path == str(default_model_path())
+    assert rec.card.metrics["private_accuracy"] >= 0.68
+    assert rec.card.recipe["recipe"] == "default"
     (face,) = rec.analyze(astronaut)
     assert face.label == "happy"
     photo = Path(__file__).parent / "data" / "astronaut.jpg"

@@ -92,7 +92,7 @@ def test_train_export_evaluate_cli(tmp_path, fer_npz, capsys):
     assert set(report["metrics"]) >= {"public_accuracy", "private_accuracy", "private_macro_f1"}
     from mobilefer import Recognizer
 
-    stored = Recognizer(model, detector="haar").info.metrics
+    stored = Recognizer(model, detector="haar").card.metrics
     assert stored == report["metrics"]
 
     code = main(
@@ -153,8 +153,8 @@ def test_int8_quantization_keeps_metadata(tmp_path, tiny_model):
     rep = quantize_int8(tiny_model, tmp_path / "q.onnx", faces)
     assert rep["bytes"] < tiny_model.stat().st_size
     fp32, int8 = Recognizer(tiny_model, detector="haar"), Recognizer(rep["path"], detector="haar")
-    assert int8.info.preprocessing == fp32.info.preprocessing
-    assert int8.info.recipe == fp32.info.recipe
+    assert int8.card.preprocessing == fp32.card.preprocessing
+    assert int8.card.recipe == fp32.card.recipe
     p = int8.predict_proba(list(faces[:8]))
     assert np.allclose(p.sum(1), 1) and np.abs(p - fp32.predict_proba(list(faces[:8]))).max() < 0.1
 
@@ -179,3 +179,185 @@ def test_imagenet_weights_through_the_torch_hub_cache(tmp_path, monkeypatch):
     bad.write_bytes(b"x")
     with pytest.raises(WeightsError, match="sha256"):
         seed_hub_cache(bad)
+
+
+# ----------------------------------------------------------------------------- correctness
+def test_resume_refuses_a_changed_config(tmp_path, fer_npz, tiny_config):
+    """Resuming with other settings used to swap the config in after the optimizer and the
+    schedule were built from the given one; now the change is refused, naming it."""
+    from dataclasses import replace
+
+    from mobilefer.errors import OptionError
+
+    fit(tiny_config, fer_npz, tmp_path / "r")
+    with pytest.raises(OptionError, match=r"lr 0.001 -> 0.01"):
+        fit(replace(tiny_config, lr=0.01), fer_npz, tmp_path / "r", resume=True)
+    with pytest.raises(OptionError, match="no checkpoint to resume"):
+        fit(tiny_config, fer_npz, tmp_path / "none", resume=True)
+
+
+def test_resume_with_more_epochs_extends_the_run(tmp_path, fer_npz, tiny_config):
+    from dataclasses import replace
+
+    from mobilefer.errors import OptionError
+
+    fit(replace(tiny_config, epochs=2), fer_npz, tmp_path / "r")
+    before = torch.load(tmp_path / "r" / "last.pt", weights_only=True)["model"]
+    more = fit(replace(tiny_config, epochs=3), fer_npz, tmp_path / "r", resume=True)
+    after = torch.load(tmp_path / "r" / "last.pt", weights_only=True)["model"]
+    assert [r["epoch"] for r in more["history"]] == [1, 2, 3]
+    # the stretched schedule still learns in epoch 3 (a learning rate of 0 would not)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("head."))
+    with pytest.raises(OptionError, match="already trained 3 epochs"):
+        fit(replace(tiny_config, epochs=2), fer_npz, tmp_path / "r", resume=True)
+
+
+def test_cli_resume_uses_the_runs_own_settings(tmp_path, fer_npz, capsys):
+    run = tmp_path / "run"
+    base = ["train", "--data", str(fer_npz), "--out", str(run), "--input-size", "32",
+            "--no-pretrained", "--threads", "1", "--batch-size", "16", "--limit-train", "32"]  # fmt: skip
+    assert main([*base, "--epochs", "1"]) == 0
+    # without the run's options: they come from the checkpoint, and --epochs 2 extends it
+    assert main(["train", "--data", str(fer_npz), "--out", str(run), "--resume",
+                 "--epochs", "2"]) == 0  # fmt: skip
+    assert main([*base, "--resume", "--lr", "0.5"]) == 2
+    _, err = capsys.readouterr()
+    assert "lr 0.001 -> 0.5" in err
+
+
+def test_frozen_blocks_keep_their_batchnorm_statistics(fer_npz, tiny_config):
+    from dataclasses import replace
+
+    from mobilefer.data import load_fer2013
+    from mobilefer.train.loop import _train_set, build, train_one_epoch
+
+    cfg = replace(tiny_config, freeze_blocks=3)
+    model, opt, sched = build(cfg, 3, torch.device("cpu"))
+    frozen = {k: v.clone() for k, v in model.features[:3].state_dict().items()}
+    trained = {k: v.clone() for k, v in model.features[3:].state_dict().items()}
+    data = _train_set(load_fer2013(fer_npz).split("train"), cfg, torch.device("cpu"))
+    train_one_epoch(model, opt, sched, data, cfg, torch.device("cpu"), torch.Generator())
+    for k, v in model.features[:3].state_dict().items():
+        assert torch.equal(v, frozen[k]), k  # running_mean/var and weights alike
+    moved = [k for k, v in model.features[3:].state_dict().items() if "running_mean" in k
+             and not torch.equal(v, trained[k])]  # fmt: skip
+    assert moved  # the blocks that train still update their statistics
+
+
+def test_checkpoints_load_with_weights_only(tmp_path, fer_npz, tiny_config):
+    fit(tiny_config, fer_npz, tmp_path / "r")
+    for name in ("last.pt", "best.pt"):
+        ck = torch.load(tmp_path / "r" / name, weights_only=True)
+        assert ck["epoch"] == 1
+    last = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    assert "cuda_rng" in last and "generator" in last and "torch_rng" in last
+
+
+def test_no_step_waits_for_the_device(monkeypatch, fer_npz, tiny_config):
+    """A GPU step must not sync on .item(): the running sums are read once per epoch."""
+    from mobilefer.data import load_fer2013
+    from mobilefer.train.loop import _train_set, build, train_one_epoch
+
+    import sys
+
+    calls = []
+    real = torch.Tensor.item
+
+    def item(t):  # count the calls made by the training loop itself (not torch's optimizers)
+        if sys._getframe(1).f_code.co_filename.endswith("loop.py"):
+            calls.append(1)
+        return real(t)
+
+    monkeypatch.setattr(torch.Tensor, "item", item)
+    model, opt, sched = build(tiny_config, 3, torch.device("cpu"))
+    data = _train_set(load_fer2013(fer_npz).split("train"), tiny_config, torch.device("cpu"))
+    train_one_epoch(model, opt, sched, data, tiny_config, torch.device("cpu"), torch.Generator())
+    assert len(data.labels) // tiny_config.batch_size >= 2  # several steps ran
+    assert len(calls) == 2  # loss and accuracy, once each, at the end
+
+
+def test_augmentation_keeps_shape_range_and_determinism(tiny_config):
+    from mobilefer.train.loop import augment, jpeg_faces
+
+    x = torch.rand(6, 1, 48, 48)
+    a = augment(x, tiny_config, torch.Generator().manual_seed(1))
+    b = augment(x, tiny_config, torch.Generator().manual_seed(1))
+    assert a.shape == (6, 1, 32, 32) and torch.equal(a, b)
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    pixels = np.random.default_rng(0).integers(0, 256, (200, 48, 48), dtype=np.uint8)
+    idx, out = jpeg_faces(pixels, tiny_config, epoch=3)
+    idx2, out2 = jpeg_faces(pixels, tiny_config, epoch=3)
+    assert 0 < len(idx) < 200 and np.array_equal(idx, idx2) and np.array_equal(out, out2)
+    assert out.shape == (len(idx), 48, 48) and not np.array_equal(out, pixels[idx])
+
+
+# ----------------------------------------------------------------------------- FER+ and balance
+def test_ferplus_head_trains_exports_and_is_scored(tmp_path, fer_npz, tiny_config):
+    from dataclasses import replace
+
+    from mobilefer import Recognizer
+    from mobilefer.data import load_fer2013
+    from mobilefer.evaluate import evaluate_model
+    from mobilefer.faces import NoDetector
+    from mobilefer.labels import FERPLUS_LABELS
+    from mobilefer.train.export import export_checkpoint
+
+    data = load_fer2013(fer_npz).with_ferplus(fer_npz.parent / "ferplus.npz")
+    cfg = replace(tiny_config, ferplus_weight=1.0)
+    result = fit(cfg, data, tmp_path / "r")
+    assert 0 <= result["history"][0]["public_ferplus_accuracy"] <= 1
+    assert (tmp_path / "r" / "best_ferplus.pt").is_file()
+    rep = export_checkpoint(tmp_path / "r" / "best_ferplus.pt", tmp_path / "plus.onnx",
+                            data=data, head="ferplus")  # fmt: skip
+    rec = Recognizer(tmp_path / "plus.onnx", detector=NoDetector())
+    assert rec.labels == FERPLUS_LABELS and len(rec.card.prior) == 8
+    assert rep["metrics"]["private_accuracy"] == rep["metrics"]["private_ferplus_accuracy"]
+    r = evaluate_model(rec, data.split("private"))
+    assert r["ferplus"]["n"] == int((data.split("private").votes[:, 9] < 10).sum())
+    assert set(r["per_class_recall"]) == set(FERPLUS_LABELS)
+    # the 7-class head of the same run has no contempt, and says so
+    with pytest.raises(ValueError, match="no FER\\+ head"):
+        fit(tiny_config, fer_npz, tmp_path / "r7")  # control: no votes needed without a head
+        export_checkpoint(tmp_path / "r7" / "best.pt", tmp_path / "x.onnx", head="ferplus",
+                          flip_tta=False, prior_tau=0)  # fmt: skip
+
+
+def test_default_recipe_needs_ferplus_votes(tmp_path, fer_npz, tiny_config):
+    from dataclasses import replace
+
+    from mobilefer.errors import OptionError
+
+    with pytest.raises(OptionError, match="pass --ferplus ferplus.npz, or --ferplus-weight 0"):
+        fit(replace(tiny_config, ferplus_weight=1.0), fer_npz, tmp_path / "r")
+
+
+def test_prior_correction_is_stored_and_applied(tmp_path, tiny_config):
+    from mobilefer import Recognizer
+    from mobilefer.faces import NoDetector
+    from mobilefer.train.export import export_onnx
+    from mobilefer.train.model import FerNet
+
+    net = FerNet(hidden=tiny_config.hidden, width_mult=0.25, backbone=None).eval()
+    prior = (0.14, 0.015, 0.145, 0.25, 0.17, 0.11, 0.17)
+    export_onnx(net, tiny_config, tmp_path / "plain.onnx")
+    export_onnx(net, tiny_config, tmp_path / "fixed.onnx", prior=prior, prior_tau=0.5)
+    faces = list(np.random.default_rng(1).integers(0, 256, (5, 48, 48), dtype=np.uint8))
+    plain = Recognizer(tmp_path / "plain.onnx", detector=NoDetector()).predict_proba(faces)
+    fixed = Recognizer(tmp_path / "fixed.onnx", detector=NoDetector()).predict_proba(faces)
+    want = plain / np.asarray(prior) ** 0.5
+    assert np.allclose(fixed, want / want.sum(1, keepdims=True), atol=1e-5)
+    assert np.allclose(fixed.sum(1), 1)
+
+
+def test_choose_tau_trades_common_for_rare_classes():
+    from mobilefer.train.export import choose_tau
+
+    rng = np.random.default_rng(0)
+    prior = np.array([0.9, 0.1])
+    y = (rng.random(2000) < 0.5).astype(int)  # test labels balanced, training prior skewed
+    logits = np.stack([np.zeros(2000), (y - 0.5) * 2 + rng.normal(0, 1.2, 2000)], 1)
+    probs = np.exp(logits) * prior
+    probs /= probs.sum(1, keepdims=True)
+    tau, rows = choose_tau(probs, y, prior)
+    assert [r["tau"] for r in rows][0] == 0.0 and tau >= 0.7
+    assert rows[-1]["macro_f1"] > rows[0]["macro_f1"]

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import InputError, MobileferError
+from .errors import InputError, MobileferError, OptionError
 from .faces import NoDetector
 
 log = logging.getLogger("mobilefer")
@@ -283,17 +283,32 @@ def cmd_webcam(args: argparse.Namespace, capture=None) -> int:
 
 
 # ----------------------------------------------------------------------------- evaluate
+def _with_ferplus(data, data_path: str, ferplus: str | None):
+    """FER2013 with FER+ votes from ``--ferplus``, or from a ferplus.npz beside ``--data``."""
+    if ferplus is None:
+        beside = Path(data_path).expanduser().parent / "ferplus.npz"
+        if not beside.is_file():
+            return data
+        log.info("FER+ votes from %s", beside)
+        ferplus = str(beside)
+    return data.with_ferplus(ferplus)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_fer2013
     from .evaluate import evaluate_model, format_report
 
     rec = _recognizer(argparse.Namespace(**{**vars(args), "detector": NoDetector()}))
-    data = load_fer2013(args.data).split(args.split)
+    data = _with_ferplus(load_fer2013(args.data), args.data, args.ferplus).split(args.split)
     t0 = time.perf_counter()
     result = evaluate_model(rec, data)
-    result |= {"split": args.split, "model": rec.info.path, "flip_tta": rec.flip_tta,
+    result |= {"split": args.split, "model": rec.model_path, "flip_tta": rec.flip_tta,
+               "prior_tau": rec.card.prior_tau,
                "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
-    print(f"model {rec.info.path}, split {args.split}, flip TTA {'on' if rec.flip_tta else 'off'}")
+    print(
+        f"model {rec.model_path}, split {args.split}, "
+        f"flip TTA {'on' if rec.flip_tta else 'off'}, prior tau {rec.card.prior_tau}"
+    )
     print(format_report(result))
     if args.json:
         print(json.dumps(result))
@@ -303,109 +318,101 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- train / export
 def cmd_train(args: argparse.Namespace) -> int:
     try:
-        from .train.loop import fit, recipe
-        from .train.report import epoch_header, epoch_row
+        from .train.loop import fit, read_run_config, recipe
+        from .train.report import epoch_header, epoch_row, write_report
     except ImportError as e:
         _err(
             f"training needs the [train] extra ({e.name} is missing): "
             "pip install 'mobilefer[train]'"
         )
         return 2
-    if args.backbone_weights:
-        backbone = args.backbone_weights
-    else:
-        backbone = None if args.no_pretrained else "imagenet"
+    from dataclasses import replace
+
+    from .data import load_fer2013
+
     given = {
         "epochs": args.epochs, "input_size": args.input_size, "batch_size": args.batch_size,
         "lr": args.lr, "seed": args.seed, "threads": args.threads, "limit_train": args.limit_train,
+        "ferplus_weight": args.ferplus_weight, "logit_adjust": args.logit_adjust,
     }  # fmt: skip
     overrides = {k: v for k, v in given.items() if v is not None}
     if args.no_amp:
         overrides["amp"] = False
-    cfg = recipe(args.recipe, backbone=backbone, **overrides)
+    if args.backbone_weights:
+        overrides["backbone"] = args.backbone_weights
+    elif args.no_pretrained:
+        overrides["backbone"] = None
+    if args.resume:
+        # The run's own settings, changed only where an option was given: fit() refuses any
+        # change but a longer --epochs.
+        saved, _ = read_run_config(args.out)
+        if args.recipe is not None:
+            overrides["recipe"] = args.recipe
+        cfg = replace(saved, **overrides)
+    else:
+        cfg = recipe(args.recipe or "default", **overrides)
+    data = load_fer2013(args.data)
+    if cfg.ferplus_weight > 0:
+        data = _with_ferplus(data, args.data, args.ferplus)
     print(epoch_header(), flush=True)
-    result = fit(
-        cfg,
-        args.data,
-        args.out,
-        resume=args.resume,
-        on_epoch=lambda r: print(epoch_row(r), flush=True),
-    )
+    result = fit(cfg, data, args.out, resume=args.resume,
+                 on_epoch=lambda r: print(epoch_row(r), flush=True))  # fmt: skip
     best = result["best"]
     print(f"best PublicTest accuracy {best['public_accuracy']:.4f} at epoch {best['epoch']}; "
           f"checkpoints in {args.out}", file=sys.stderr)  # fmt: skip
-    from .train.report import write_report
-
-    write_report(args.out, data=args.data)
+    write_report(args.out, data=data)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     try:
-        from .train.export import export_onnx
-        from .train.loop import load_checkpoint, predict_probs
+        from .train.export import export_checkpoint
     except ImportError as e:
         _err(
             f"export needs the [train] extra ({e.name} is missing): pip install 'mobilefer[train]'"
         )
         return 2
-    import torch
-
-    if not Path(args.checkpoint).is_file():
-        _err(f"{args.checkpoint}: no such checkpoint")
-        return 2
-    if args.int8 and not args.data:
-        _err("--int8 needs --data: calibration uses Training faces")
-        return 2
-    model, cfg = load_checkpoint(args.checkpoint)
-    metrics: dict = {}
-    flip = args.flip_tta == "on"
-    faces = None
+    data = None
     if args.data:
         from .data import load_fer2013
 
-        data = load_fer2013(args.data)
-        public = data.split("public")
-        faces = public.pixels[:64]
-        dev = torch.device("cpu")
-        # Each pass once: the flip TTA score reuses the plain probabilities.
-        plain_p = predict_probs(model, public.pixels, cfg, dev).numpy()
-        mirror_p = predict_probs(model, public.pixels, cfg, dev, flip=True).numpy()
-        plain = float((plain_p.argmax(1) == public.labels).mean())
-        flipped = float(((plain_p + mirror_p).argmax(1) == public.labels).mean())
-        print(f"PublicTest accuracy: single {plain:.4f}, flip TTA {flipped:.4f}", file=sys.stderr)
-        if args.flip_tta == "auto":
-            flip = flipped > plain  # chosen on PublicTest only
-    elif args.flip_tta == "auto":
-        _err("--flip-tta auto needs --data to choose on PublicTest; writing flip TTA off")
-    report = export_onnx(model, cfg, args.out, margin=args.margin, flip_tta=flip, metrics=metrics,
-                         check_faces=faces)  # fmt: skip
-    if args.int8:
-        from .train.export import quantize_int8
-
-        fp32 = Path(args.out).with_suffix(".fp32.onnx")
-        Path(args.out).replace(fp32)
-        report |= quantize_int8(fp32, args.out, data.split("train").pixels[::28][:1024])
-        fp32.unlink()
-    if args.data:
-        # The scores stored in the file are those of the file itself, through ONNX Runtime.
-        from .evaluate import evaluate_model
-        from .recognizer import Recognizer
-        from .train.export import update_metadata
-
-        rec = Recognizer(args.out, detector=NoDetector())
-        for split in ("public", "private"):
-            r = evaluate_model(rec, data.split(split))
-            metrics[f"{split}_accuracy"] = round(r["accuracy"], 4)
-            metrics[f"{split}_macro_f1"] = round(r["macro_f1"], 4)
-        update_metadata(args.out, metrics=metrics)
-    print(json.dumps(report | {"flip_tta": flip, "metrics": metrics}))
+        data = _with_ferplus(load_fer2013(args.data), args.data, args.ferplus)
+    flip = {"auto": "auto", "on": True, "off": False}[args.flip_tta]
+    tau = args.prior_tau
+    if tau != "auto":
+        tau = _float_in(tau, 0, 2, "--prior-tau")
+    report = export_checkpoint(
+        args.checkpoint, args.out, data=data, head=args.head, flip_tta=flip, prior_tau=tau,
+        margin=args.margin, int8=args.int8,
+    )  # fmt: skip
+    if "public_accuracy_single" in report:
+        print(f"PublicTest accuracy: single {report['public_accuracy_single']:.4f}, "
+              f"flip TTA {report['public_accuracy_flip']:.4f}", file=sys.stderr)  # fmt: skip
+    for row in report.get("tau_table", []):
+        print(f"prior tau {row['tau']:.1f}: PublicTest accuracy {row['accuracy']:.4f}, "
+              f"macro-F1 {row['macro_f1']:.4f}, lowest recall {row['min_recall']:.4f}",
+              file=sys.stderr)  # fmt: skip
+    print(json.dumps(report))
     return 0
+
+
+def _float_in(text: str, lo: float, hi: float, name: str) -> float:
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not lo <= v <= hi:
+        raise OptionError(f"{name} {text}: expected a number from {lo} to {hi}, or auto")
+    return v
 
 
 def _add_inference_options(p: argparse.ArgumentParser, detector: bool = True) -> None:
     p.add_argument(
-        "--model", help="a model file from 'mobilefer export' (default: the shipped one)"
+        "--model",
+        help="a shipped model by name (fer2013: 7 classes, the default; ferplus: 8 classes) "
+        "or a model file from 'mobilefer export'",
     )
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
     p.add_argument(
@@ -469,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True, help="fer2013.csv, fer2013.npz or an image folder")
     e.add_argument("--split", default="private", choices=["train", "public", "private"])
     e.add_argument("--json", action="store_true", help="end stdout with one JSON object")
+    e.add_argument("--ferplus", help="FER+ votes (default: a ferplus.npz beside --data, if any)")
     _add_inference_options(e, detector=False)
     e.set_defaults(func=cmd_evaluate)
 
@@ -482,15 +490,31 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto: on if it raises PublicTest accuracy (needs --data)",
     )
+    x.add_argument("--head", default="fer2013", choices=["fer2013", "ferplus"],
+                   help="which head of the checkpoint to export")  # fmt: skip
+    x.add_argument("--ferplus", help="FER+ votes (default: a ferplus.npz beside --data, if any)")
+    x.add_argument(
+        "--prior-tau",
+        default="auto",
+        help="divide probabilities by the Training class prior to this power, 0-2 (auto: "
+        "chosen on PublicTest for accuracy and macro-F1 together; needs --data)",
+    )
     x.add_argument("--margin", type=float, default=0.0, help="crop margin stored in the file")
     x.add_argument("--int8", action="store_true", help="static int8 quantization (needs --data)")
     x.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="fine-tune MobileNetV2 on FER2013 (needs the [train] extra)")
-    t.add_argument("--recipe", default="default", help="paper or default")
+    t.add_argument("--recipe", help="paper or default (default: default)")
     t.add_argument("--data", required=True, help="fer2013.csv, fer2013.npz or an image folder")
     t.add_argument("--out", required=True, help="run folder: checkpoints, metrics, plots")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    t.add_argument("--ferplus", help="FER+ votes (default: a ferplus.npz beside --data)")
+    t.add_argument("--ferplus-weight", type=float, help="loss weight of the FER+ head (0: none)")
+    t.add_argument("--logit-adjust", type=float, help="tau of a logit-adjusted loss (0: off)")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue OUT/last.pt with its own settings; a larger --epochs extends it",
+    )
     t.add_argument("--epochs", type=int)
     t.add_argument("--input-size", type=int)
     t.add_argument("--batch-size", type=int)

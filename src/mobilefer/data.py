@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .labels import EMOTIONS, FERPLUS_COLUMNS
+from .labels import EMOTIONS, FERPLUS_COLUMN_TO_LABEL, FERPLUS_COLUMNS, FERPLUS_LABELS
 from .sources import IMAGE_SUFFIXES
 
 SPLITS: tuple[str, ...] = ("train", "public", "private")
@@ -42,11 +42,13 @@ def split_code(name: str | int) -> int:
 
 @dataclass(frozen=True)
 class FerData:
-    """Faces with labels: ``pixels`` uint8 N x 48 x 48, ``labels`` int64 N, ``usage`` int8 N."""
+    """Faces with labels: ``pixels`` uint8 N x 48 x 48, ``labels`` int64 N, ``usage`` int8 N,
+    and optionally the FER+ ``votes`` (int16 N x 10, joined by row position)."""
 
     pixels: np.ndarray
     labels: np.ndarray
     usage: np.ndarray
+    votes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -54,7 +56,18 @@ class FerData:
     def split(self, name: str | int) -> FerData:
         """The rows of one split (train, public or private), in file order."""
         mask = self.usage == split_code(name)
-        return FerData(self.pixels[mask], self.labels[mask], self.usage[mask])
+        votes = None if self.votes is None else self.votes[mask]
+        return FerData(self.pixels[mask], self.labels[mask], self.usage[mask], votes)
+
+    def head(self, n: int) -> FerData:
+        """The first ``n`` rows."""
+        votes = None if self.votes is None else self.votes[:n]
+        return FerData(self.pixels[:n], self.labels[:n], self.usage[:n], votes)
+
+    def with_ferplus(self, path: str | Path) -> FerData:
+        """The same rows with the FER+ votes of ``path`` (``ferplus.npz`` or ``fer2013new.csv``)."""
+        votes = load_ferplus(path, expected_rows=len(self))
+        return FerData(self.pixels, self.labels, self.usage, votes)
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(EMOTIONS))
@@ -206,3 +219,32 @@ def load_ferplus(path: str | Path, expected_rows: int | None = None) -> np.ndarr
             f"{p}: {len(votes)} rows, but FER2013 has {expected_rows}; rows join by position"
         )
     return votes
+
+
+def ferplus_targets(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """FER+ votes (N x 10) -> soft targets (N x 8 float32, :data:`FERPLUS_LABELS` order) and a
+    boolean mask of the rows that have one.
+
+    Votes for contempt are kept (the 8th class); ``unknown`` and ``NF`` (not a face) votes are
+    dropped. A row whose most-voted column is ``unknown`` or ``NF``, or that has no emotion vote
+    at all, has no target (mask False): FER+ itself drops such faces (Barsoum et al. 2016).
+    """
+    votes = np.asarray(votes, dtype=np.float32)
+    emo = np.zeros((len(votes), len(FERPLUS_LABELS)), dtype=np.float32)
+    for col, label in enumerate(FERPLUS_COLUMN_TO_LABEL):
+        if label is not None:
+            emo[:, label] = votes[:, col]
+    total = emo.sum(1)
+    emotion_cols = [c for c, lab in enumerate(FERPLUS_COLUMN_TO_LABEL) if lab is not None]
+    top_is_emotion = np.isin(votes.argmax(1), emotion_cols)
+    mask = top_is_emotion & (total > 0)
+    emo[mask] /= total[mask, None]
+    emo[~mask] = 0
+    return emo, mask
+
+
+def ferplus_majority(votes: np.ndarray) -> np.ndarray:
+    """The FER+ majority-vote label of each row (index in :data:`FERPLUS_LABELS`), or -1 where
+    the row has no emotion target (see :func:`ferplus_targets`). Ties go to the earlier class."""
+    targets, mask = ferplus_targets(votes)
+    return np.where(mask, targets.argmax(1), -1)

@@ -1,30 +1,25 @@
 """The expression model (an ONNX file that carries its own preprocessing) and the Recognizer.
 
 Conventions: images are BGR uint8 H x W x 3 (gray and BGRA are accepted and converted); boxes
-are ``(x, y, w, h)`` in input-image pixels; ``scores`` maps each of the 7 labels, in
-:data:`mobilefer.EMOTIONS` order, to a probability, and the scores of a face sum to 1.
+are ``(x, y, w, h)`` in input-image pixels; ``scores`` maps each label of the model (its file
+says which: :data:`mobilefer.EMOTIONS` for the default) to a probability; they sum to 1.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError, ModelError
-from .preprocess import Preprocessing, crop, prepare
+from .modelcard import METADATA_KEY, ModelCard
+from .preprocess import crop, prepare
 
 log = logging.getLogger(__name__)
-
-#: The key under which a model file keeps its settings (ONNX metadata_props), as JSON.
-METADATA_KEY = "mobilefer"
-#: The model shipped inside the package.
-DEFAULT_MODEL = "mobilefer_fer2013.onnx"
 
 
 @dataclass(frozen=True)
@@ -54,55 +49,62 @@ class Face:
         return asdict(self) | {"box": list(self.box)}
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a model file says about itself."""
+#: Models shipped inside the package, by name: ``Recognizer(model=NAME)``, ``--model NAME``.
+MODELS: dict[str, str] = {
+    "fer2013": "mobilefer_fer2013.onnx",  # FER2013's 7 classes (the default)
+    "ferplus": "mobilefer_ferplus.onnx",  # FER+'s 8 classes: the 7 and contempt
+}
 
-    path: str
-    labels: tuple[str, ...]
-    preprocessing: Preprocessing
-    flip_tta: bool = False  # average the face and its mirror image
-    recipe: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
+
+def model_path(model: str | Path | None = None) -> Path:
+    """The file of a shipped model name (``None``: the default), or ``model`` as a path.
+
+    Raises :class:`ModelError` for a name that is neither a shipped model nor an existing file.
+    """
+    if model is None or str(model) in MODELS:
+        name = MODELS[str(model) if model is not None else "fer2013"]
+        path = Path(str(resources.files("mobilefer") / "models" / name))
+        if not path.is_file():
+            raise ModelError(f"{path}: shipped model missing; reinstall mobilefer")
+        return path
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise ModelError(
+            f"{model}: no such model; choose from {', '.join(MODELS)} or pass a .onnx file "
+            "written by 'mobilefer export'"
+        )
+    return path
 
 
 def default_model_path() -> Path:
-    """The model file that ships inside the package."""
-    return Path(str(resources.files("mobilefer") / "models" / DEFAULT_MODEL))
+    """The model file that ships inside the package as the default."""
+    return model_path(None)
 
 
-def read_model_info(session, path: str) -> ModelInfo:
+def read_card(session, path: str) -> ModelCard:
+    """The :class:`ModelCard` of an ONNX Runtime session opened on ``path``."""
     meta = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in meta:
         raise ModelError(
             f"{path}: not a mobilefer model (no '{METADATA_KEY}' metadata); "
             "use a file written by 'mobilefer export'"
         )
-    try:
-        m = json.loads(meta[METADATA_KEY])
-        pre = Preprocessing(
-            input_size=int(m["input_size"]),
-            channels=int(m["channels"]),
-            mean=tuple(float(v) for v in m["mean"]),
-            std=tuple(float(v) for v in m["std"]),
-            margin=float(m.get("margin", 0.0)),
+    card = ModelCard.from_json(meta[METADATA_KEY], path)
+    shape = session.get_outputs()[0].shape
+    classes = shape[-1] if len(shape) == 2 else None
+    if isinstance(classes, int) and classes != len(card.labels):
+        raise ModelError(
+            f"{path}: the model gives {classes} scores but its metadata names "
+            f"{len(card.labels)} labels; re-export the model"
         )
-        return ModelInfo(
-            path=path,
-            labels=tuple(m["labels"]),
-            preprocessing=pre,
-            flip_tta=bool(m.get("flip_tta", False)),
-            recipe=m.get("recipe", {}),
-            metrics=m.get("metrics", {}),
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise ModelError(f"{path}: broken mobilefer metadata ({e}); re-export the model") from None
+    return card
 
 
 class Recognizer:
     """Finds faces and classifies their expressions, with ONNX Runtime (no torch).
 
-    ``model``: a model file from ``mobilefer export`` (default: the one shipped in the package).
+    ``model``: a shipped model by name (``"fer2013"``, the default, or ``"ferplus"``; see
+    :data:`MODELS`) or a model file from ``mobilefer export``.
     ``detector``: ``"auto"`` (yunet if available, else haar), ``"haar"`` or ``"yunet"``, or an
     object with a ``detect(image)`` method and a ``name``. ``threads``: ONNX Runtime intra-op
     threads (``None``: ONNX Runtime's choice). ``flip_tta``: average each face with its mirror
@@ -122,10 +124,7 @@ class Recognizer:
     ) -> None:
         import onnxruntime as ort
 
-        path = Path(model).expanduser() if model else default_model_path()
-        if not path.is_file():
-            hint = "pass --model PATH" if model else "the package was installed without its model"
-            raise ModelError(f"{path}: model file not found; {hint}")
+        path = model_path(model)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3  # errors only: graph-fusion notices are not the user's business
@@ -142,10 +141,12 @@ class Recognizer:
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"{path}: not a valid ONNX model ({first})") from None
-        self.info = read_model_info(self._session, str(path))
+        self.model_path = str(path)
+        self.card = read_card(self._session, str(path))
         self._input = self._session.get_inputs()[0].name
-        self.flip_tta = self.info.flip_tta if flip_tta is None else flip_tta
-        self.margin = self.info.preprocessing.margin if margin is None else margin
+        self._weights = self.card.class_weights()
+        self.flip_tta = self.card.flip_tta if flip_tta is None else flip_tta
+        self.margin = self.card.preprocessing.margin if margin is None else margin
         if isinstance(detector, str):
             from .faces import create_detector
 
@@ -158,16 +159,18 @@ class Recognizer:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        return self.info.labels
+        """The model's class names, in output order (from its model file)."""
+        return self.card.labels
 
     def predict_proba(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """Probabilities (N x 7, rows sum to 1) for face crops, all in one batched call.
+        """Probabilities (N x len(labels), rows sum to 1) for face crops, in one batched call.
 
-        Crops are 2-D gray or BGR/BGRA arrays of any size, e.g. FER2013's 48x48 faces.
+        Crops are 2-D gray or BGR/BGRA arrays of any size, e.g. FER2013's 48x48 faces. The
+        model file's flip TTA and class-prior correction (:class:`ModelCard`) are applied.
         """
         if len(crops) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        x = prepare(crops, self.info.preprocessing)
+        x = prepare(crops, self.card.preprocessing)
         if self.flip_tta:
             n = len(x)
             both = self._session.run(None, {self._input: np.concatenate([x, x[..., ::-1]])})[0]
@@ -175,6 +178,8 @@ class Recognizer:
         else:
             probs = self._session.run(None, {self._input: x})[0]
         probs = probs.astype(np.float64)
+        if self._weights is not None:
+            probs = probs * self._weights
         return probs / probs.sum(axis=1, keepdims=True)
 
     def _faces(self, probs: np.ndarray, boxes, detector, det_scores) -> list[Face]:

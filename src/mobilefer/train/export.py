@@ -1,46 +1,65 @@
 """Export a trained model to one self-contained ONNX file that carries its own settings.
 
-The file holds the softmax probabilities as output and, under the ``mobilefer`` metadata key,
-the labels, input size, channels, mean/std, crop margin, flip TTA flag, recipe and test scores.
-Every export checks itself: the ONNX checker, then ONNX Runtime against PyTorch on a batch.
+The file holds the softmax probabilities of one head as output and, under the ``mobilefer``
+metadata key, its :class:`~mobilefer.modelcard.ModelCard`: labels, input size, channels,
+mean/std, crop margin, flip TTA, class prior and its correction, recipe and test scores. Every
+export checks itself: the ONNX checker, then ONNX Runtime against PyTorch on a batch.
+
+:func:`export_checkpoint` is the whole workflow behind ``mobilefer export``: test-time settings
+chosen on PublicTest, the file written and checked, then scored through ONNX Runtime.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ModelError
-from ..labels import EMOTIONS
-from ..recognizer import METADATA_KEY
+from ..data import FerData, ferplus_targets
+from ..errors import ModelError, OptionError
+from ..labels import EMOTIONS, FERPLUS_LABELS
+from ..modelcard import METADATA_KEY, ModelCard
 from .loop import TrainConfig
+from .model import HeadOf
 
 log = logging.getLogger(__name__)
 
 #: Largest allowed difference between ONNX Runtime's and PyTorch's probabilities.
 PARITY_TOLERANCE = 1e-4
+#: Head name -> the labels of its outputs.
+HEAD_LABELS = {"fer2013": EMOTIONS, "ferplus": FERPLUS_LABELS}
+#: The post-hoc prior corrections tried on PublicTest (``prior_tau="auto"``).
+TAU_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 
 
-def metadata(cfg: TrainConfig, margin: float, flip_tta: bool, metrics: dict | None) -> dict:
-    """The settings that inference reads from the model file."""
-    return {
-        "format": 1,
-        "labels": list(EMOTIONS),
-        "input_size": cfg.input_size,
-        "channels": len(cfg.mean),
-        "mean": list(cfg.mean),
-        "std": list(cfg.std),
-        "margin": margin,
-        "flip_tta": flip_tta,
-        "recipe": asdict(cfg),
-        "metrics": metrics or {},
-    }
+def write_card(path: str | Path, card: ModelCard) -> None:
+    """Replace the mobilefer metadata of the ONNX file at ``path`` with ``card``; check it."""
+    import onnx
+
+    problem = card.problem()
+    if problem:
+        raise ModelError(f"{path}: refusing to write a broken model card ({problem})")
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, card.to_json()
+    proto.doc_string = "mobilefer facial expression model; labels: " + ", ".join(card.labels)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path), save_as_external_data=False)
+
+
+def read_card_file(path: str | Path) -> ModelCard:
+    """The card of a model file, read with onnx (no inference session)."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if METADATA_KEY not in props:
+        raise ModelError(f"{path}: not a mobilefer model (no '{METADATA_KEY}' metadata)")
+    return ModelCard.from_json(props[METADATA_KEY], str(path))
 
 
 def export_onnx(
@@ -48,21 +67,23 @@ def export_onnx(
     cfg: TrainConfig,
     path: str | Path,
     *,
+    head: str = "fer2013",
     margin: float = 0.0,
     flip_tta: bool = False,
+    prior: tuple[float, ...] | None = None,
+    prior_tau: float = 0.0,
     metrics: dict | None = None,
     check_faces: np.ndarray | None = None,
 ) -> dict:
-    """Write ``model`` (logits) as ``path`` (probabilities) with metadata, then verify it.
+    """Write one head of ``model`` (logits) as ``path`` (probabilities) with its card, then
+    verify it.
 
     ``check_faces`` (N x 48 x 48 uint8) are used for the parity check; random faces otherwise.
     Returns ``{"path", "bytes", "max_abs_diff"}``; raises :class:`ModelError` if a check fails.
     """
-    import onnx
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    net = nn.Sequential(model, nn.Softmax(dim=1)).eval().float()
+    net = nn.Sequential(HeadOf(model, head), nn.Softmax(dim=1)).eval().float()
     net = net.to(memory_format=torch.contiguous_format)
     size = cfg.input_size
     dummy = torch.zeros(2, len(cfg.mean), size, size)
@@ -71,15 +92,16 @@ def export_onnx(
         dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}},
         opset_version=17, dynamo=False,
     )  # fmt: skip
-    proto = onnx.load(str(path))
-    meta = metadata(cfg, margin, flip_tta, metrics)
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    proto.doc_string = "mobilefer facial expression model; labels: " + ", ".join(EMOTIONS)
-    onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(path), save_as_external_data=False)
-
+    card = ModelCard(
+        labels=HEAD_LABELS[head],
+        preprocessing=replace(cfg.preprocessing(), margin=margin),
+        flip_tta=flip_tta,
+        prior=None if prior is None else tuple(float(v) for v in prior),
+        prior_tau=prior_tau,
+        recipe=asdict(cfg) | {"head": head},
+        metrics=metrics or {},
+    )
+    write_card(path, card)
     diff = parity(net, cfg, path, check_faces)
     if diff > PARITY_TOLERANCE:
         raise ModelError(
@@ -110,10 +132,8 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration_faces: np.ndarra
 
     ``calibration_faces`` (N x 48 x 48 uint8, Training faces only) set the activation ranges.
     Weights use 7 bits (reduce_range), which avoids overflow in the u8 x s8 kernels of CPUs
-    without VNNI. The metadata of ``src`` is copied over. Returns ``{"path", "bytes"}``.
+    without VNNI. The card of ``src`` is copied over. Returns ``{"path", "bytes"}``.
     """
-    import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -122,14 +142,11 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration_faces: np.ndarra
     )
 
     from ..preprocess import prepare
-    from ..recognizer import read_model_info
 
     src, dst = Path(src), Path(dst)
-    info = read_model_info(
-        ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]), str(src)
-    )
+    card = read_card_file(src)
     batches = [
-        prepare(list(calibration_faces[i : i + 32]), info.preprocessing)
+        prepare(list(calibration_faces[i : i + 32]), card.preprocessing)
         for i in range(0, len(calibration_faces), 32)
     ]
 
@@ -145,23 +162,135 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration_faces: np.ndarra
         str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
         reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
     )  # fmt: skip
-    proto, original = onnx.load(str(dst)), onnx.load(str(src))
-    del proto.metadata_props[:]
-    for p in original.metadata_props:
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = p.key, p.value
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(dst), save_as_external_data=False)
+    write_card(dst, card)
     return {"path": str(dst), "bytes": dst.stat().st_size}
 
 
-def update_metadata(path: str | Path, **changes) -> dict:
-    """Rewrite some keys of a model file's mobilefer metadata in place; returns the new metadata."""
-    import onnx
+def update_card(path: str | Path, **changes) -> ModelCard:
+    """Replace some fields of a model file's card in place; returns the new card."""
+    card = replace(read_card_file(path), **changes)
+    write_card(path, card)
+    return card
 
-    proto = onnx.load(str(path))
-    props = {p.key: p for p in proto.metadata_props}
-    meta = json.loads(props[METADATA_KEY].value) | changes
-    props[METADATA_KEY].value = json.dumps(meta)
-    onnx.save(proto, str(path), save_as_external_data=False)
-    return meta
+
+def head_targets(data: FerData, head: str) -> tuple[np.ndarray, np.ndarray]:
+    """The labels a head is judged by, as (targets, mask of rows that have one).
+
+    ``fer2013``: FER2013's labels (every row). ``ferplus``: the FER+ majority vote (rows whose
+    votes name an emotion; see :func:`mobilefer.data.ferplus_targets`).
+    """
+    if head == "fer2013":
+        return data.labels, np.ones(len(data), dtype=bool)
+    if data.votes is None:
+        raise OptionError("the ferplus head is judged on FER+ votes: pass --ferplus ferplus.npz")
+    soft, mask = ferplus_targets(data.votes)
+    return soft.argmax(1), mask
+
+
+def training_prior(train: FerData, head: str) -> np.ndarray:
+    """The class prior of the targets a head was trained on (Training split)."""
+    if head == "fer2013":
+        counts = np.bincount(train.labels, minlength=len(EMOTIONS)).astype(np.float64)
+        return counts / counts.sum()
+    soft, mask = ferplus_targets(train.votes)
+    prior = soft[mask].astype(np.float64).mean(0)
+    return prior / prior.sum()
+
+
+def choose_tau(probs: np.ndarray, y: np.ndarray, prior: np.ndarray, taus=TAU_GRID):
+    """The post-hoc correction ``probs / prior**tau`` that maximises the mean of accuracy and
+    macro-F1 on (PublicTest) ``y``; returns ``(tau, rows)`` with one row of scores per tau."""
+    from ..evaluate import scores
+
+    rows = []
+    for tau in taus:
+        r = scores(y, (probs * prior**-tau).argmax(1), n_classes=probs.shape[1])
+        rows.append({"tau": tau, "accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
+                     "min_recall": min(r["per_class_recall"].values())})  # fmt: skip
+    best = max(rows, key=lambda r: (r["accuracy"] + r["macro_f1"]) / 2)
+    return best["tau"], rows
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    data: FerData | None = None,
+    head: str = "fer2013",
+    flip_tta: bool | str = "auto",
+    prior_tau: float | str = "auto",
+    margin: float = 0.0,
+    int8: bool = False,
+) -> dict:
+    """``mobilefer export``: one head of a checkpoint -> a checked, self-describing ONNX file.
+
+    With ``data`` (FER2013, with FER+ votes for the ferplus head): ``"auto"`` settings are chosen
+    on PublicTest (flip TTA when it raises accuracy; the prior correction by :func:`choose_tau`),
+    PublicTest faces make the parity batch, Training faces calibrate int8, and the written file
+    is scored through ONNX Runtime on PublicTest and PrivateTest (stored in its card).
+    Returns a report dict (path, bytes, parity, choices, scores, the tau table).
+    """
+    from .loop import load_checkpoint, predict_probs
+
+    if head not in HEAD_LABELS:
+        raise OptionError(f"unknown head {head!r}; choose from {', '.join(HEAD_LABELS)}")
+    if not Path(checkpoint).is_file():
+        raise OptionError(f"{checkpoint}: no such checkpoint; pass best.pt or last.pt of a run")
+    needs_data = [n for n, v in (("--int8", int8), ("--flip-tta auto", flip_tta == "auto"),
+                                 ("--prior-tau auto", prior_tau == "auto")) if v]  # fmt: skip
+    if data is None and needs_data:
+        raise OptionError(f"{', '.join(needs_data)} need --data (choices are made on PublicTest)")
+    model, cfg = load_checkpoint(checkpoint)
+    report: dict = {"head": head}
+    faces, prior = None, None
+    if data is not None:
+        public, dev = data.split("public"), torch.device("cpu")
+        y, keep = head_targets(public, head)
+        faces = public.pixels[:64]
+        plain = predict_probs(model, public.pixels, cfg, dev, head=head).numpy()[keep]
+        mirror = predict_probs(model, public.pixels, cfg, dev, flip=True, head=head).numpy()[keep]
+        y = y[keep]
+        acc_plain = float((plain.argmax(1) == y).mean())
+        acc_flip = float(((plain + mirror).argmax(1) == y).mean())
+        report["public_accuracy_single"], report["public_accuracy_flip"] = acc_plain, acc_flip
+        if flip_tta == "auto":
+            flip_tta = acc_flip > acc_plain
+        probs = (plain + mirror) / 2 if flip_tta else plain
+        prior = training_prior(data.split("train"), head)
+        tau, rows = choose_tau(probs, y, prior)
+        report["tau_table"] = rows
+        if prior_tau == "auto":
+            prior_tau = tau
+    flip_tta, prior_tau = bool(flip_tta), float(prior_tau)
+    report |= export_onnx(
+        model, cfg, out, head=head, margin=margin, flip_tta=flip_tta,
+        prior=None if prior is None else tuple(prior), prior_tau=prior_tau if prior is not None
+        else 0.0, check_faces=faces,
+    )  # fmt: skip
+    if int8:
+        fp32 = Path(out).with_suffix(".fp32.onnx")
+        Path(out).replace(fp32)
+        report |= quantize_int8(fp32, out, data.split("train").pixels[::28][:1024])
+        fp32.unlink()
+    report |= {"flip_tta": flip_tta, "prior_tau": prior_tau if prior is not None else 0.0}
+    if data is not None:
+        # The scores stored in the file are those of the file itself, through ONNX Runtime.
+        from ..evaluate import evaluate_model
+        from ..faces import NoDetector
+        from ..recognizer import Recognizer
+
+        rec = Recognizer(out, detector=NoDetector())
+        metrics = {}
+        for split in ("public", "private"):
+            r = evaluate_model(rec, data.split(split))
+            for target in ("fer2013", "ferplus"):
+                if target in r:
+                    metrics[f"{split}_{target}_accuracy"] = round(r[target]["accuracy"], 4)
+                    metrics[f"{split}_{target}_macro_f1"] = round(r[target]["macro_f1"], 4)
+        own = "fer2013" if head == "fer2013" else "ferplus"
+        for split in ("public", "private"):  # the head's own target, under the old names too
+            metrics[f"{split}_accuracy"] = metrics[f"{split}_{own}_accuracy"]
+            metrics[f"{split}_macro_f1"] = metrics[f"{split}_{own}_macro_f1"]
+        update_card(out, metrics=metrics)
+        report["metrics"] = metrics
+    return report

@@ -3,6 +3,8 @@
 torchvision's ``mobilenet_v2`` feature extractor (ImageNet weights through torch hub's cache, as
 torchvision loads them, or a local file), then the paper's head: global average pool -> dense 128
 -> ReLU -> dense 64 -> ReLU -> dense 7. The model returns logits; softmax is added at export.
+Optionally a second head of the same shape learns FER+'s 8 classes from the same features, so
+one training run yields both shipped models.
 """
 
 from __future__ import annotations
@@ -13,15 +15,31 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import WeightsError
+from ..errors import OptionError, WeightsError
 
 #: torchvision's IMAGENET1K_V1 file for mobilenet_v2; its name carries the sha256 prefix.
 IMAGENET_FILE = "mobilenet_v2-b0353104.pth"
 IMAGENET_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
 
 
+def dense_head(width: int, hidden: tuple[int, ...], dropout: float, classes: int) -> nn.Sequential:
+    """The paper's head on pooled features: [dropout ->] dense -> ReLU per hidden width, dense."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    for h in hidden:
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+        width = h
+    layers.append(nn.Linear(width, classes))
+    return nn.Sequential(*layers)
+
+
 class FerNet(nn.Module):
-    """MobileNetV2 features + the paper's head; input N x 3 x S x S, output N x classes logits."""
+    """MobileNetV2 features + the paper's head; input N x 3 x S x S, output N x classes logits.
+
+    With ``ferplus_classes`` > 0 a second head (``ferplus_head``) sees the same pooled features;
+    :meth:`forward` still returns the first head's logits, :meth:`forward_heads` both.
+    """
 
     def __init__(
         self,
@@ -30,6 +48,7 @@ class FerNet(nn.Module):
         dropout: float = 0.0,
         width_mult: float = 1.0,
         backbone: str | Path | None = "imagenet",
+        ferplus_classes: int = 0,
     ) -> None:
         super().__init__()
         from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
@@ -44,18 +63,36 @@ class FerNet(nn.Module):
                 net.load_state_dict(load_backbone_file(backbone))
         self.features = net.features
         self.pool = nn.AdaptiveAvgPool2d(1)
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = net.last_channel
-        for h in hidden:
-            if dropout:
-                layers.append(nn.Dropout(dropout))
-            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
-            width = h
-        layers.append(nn.Linear(width, num_classes))
-        self.head = nn.Sequential(*layers)
+        self.head = dense_head(net.last_channel, hidden, dropout, num_classes)
+        self.ferplus_head = (
+            dense_head(net.last_channel, hidden, dropout, ferplus_classes)
+            if ferplus_classes
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(self.features(x)))
+
+    def forward_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits of both heads (the second is ``None`` without a FER+ head)."""
+        z = self.pool(self.features(x))
+        return self.head(z), None if self.ferplus_head is None else self.ferplus_head(z)
+
+
+class HeadOf(nn.Module):
+    """One head of a :class:`FerNet` as a plain model: ``"fer2013"`` or ``"ferplus"``."""
+
+    def __init__(self, net: FerNet, head: str = "fer2013") -> None:
+        super().__init__()
+        if head not in ("fer2013", "ferplus"):
+            raise OptionError(f"unknown head {head!r}; choose from fer2013, ferplus")
+        if head == "ferplus" and net.ferplus_head is None:
+            raise OptionError("this model has no FER+ head; train it with FER+ votes")
+        self.net, self.head = net, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.net.pool(self.net.features(x))
+        return (self.net.head if self.head == "fer2013" else self.net.ferplus_head)(z)
 
 
 def load_backbone_file(path: str | Path) -> dict[str, torch.Tensor]:

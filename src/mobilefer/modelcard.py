@@ -1,0 +1,128 @@
+"""The model file's metadata: one typed record that export writes and inference reads.
+
+A mobilefer model is an ONNX file whose ``metadata_props`` hold, under the key ``mobilefer``,
+this record as JSON: the labels in output order, the preprocessing, test-time settings (flip TTA,
+the post-hoc class-prior correction) and the recipe and scores of the run that made it, the way
+timm's ``pretrained_cfg`` travels with its weights. numpy only; no ONNX or torch here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .errors import ModelError
+from .preprocess import Preprocessing
+
+#: The key under which a model file keeps its card (ONNX metadata_props), as JSON.
+METADATA_KEY = "mobilefer"
+#: The card format this version writes; it reads every format up to this one.
+FORMAT = 2
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model file says about itself.
+
+    ``labels`` name the outputs in order. ``prior`` (one value per label, summing to 1) is the
+    class prior of the targets the model was trained on; with ``prior_tau`` > 0 inference divides
+    the probabilities by ``prior ** prior_tau`` and renormalises (post-hoc logit adjustment,
+    Menon et al. 2021), which trades accuracy on common classes for recall on rare ones.
+    """
+
+    labels: tuple[str, ...]
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    flip_tta: bool = False  # average the face and its mirror image
+    prior: tuple[float, ...] | None = None
+    prior_tau: float = 0.0
+    recipe: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    format: int = FORMAT
+
+    def class_weights(self) -> np.ndarray | None:
+        """``prior ** -prior_tau`` (the factor applied to each class's probability), or None."""
+        if self.prior is None or not self.prior_tau:
+            return None
+        return np.asarray(self.prior, dtype=np.float64) ** -self.prior_tau
+
+    def to_json(self) -> str:
+        """The card as the JSON stored in the model file."""
+        d = asdict(self)
+        pre = d.pop("preprocessing")
+        return json.dumps({**d, **pre, "labels": list(self.labels)})
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "model") -> ModelCard:
+        """Read and check a card; :class:`ModelError` names ``where`` and the fault."""
+
+        def bad(why: str) -> ModelError:
+            return ModelError(f"{where}: broken mobilefer metadata ({why}); re-export the model")
+
+        try:
+            m = json.loads(text)
+        except ValueError as e:
+            raise bad(f"not JSON: {e}") from None
+        if not isinstance(m, dict):
+            raise bad("not a JSON object")
+        try:
+            version = int(m.get("format", 1))
+            if version > FORMAT:
+                raise ModelError(
+                    f"{where}: model format {version} is newer than this mobilefer reads "
+                    f"({FORMAT}); upgrade mobilefer"
+                )
+            labels = tuple(str(v) for v in m["labels"])
+            pre = Preprocessing(
+                input_size=int(m["input_size"]),
+                channels=int(m["channels"]),
+                mean=tuple(float(v) for v in m["mean"]),
+                std=tuple(float(v) for v in m["std"]),
+                margin=float(m.get("margin", 0.0)),
+            )
+            prior = m.get("prior")
+            prior = None if prior is None else tuple(float(v) for v in prior)
+            card = cls(
+                labels=labels,
+                preprocessing=pre,
+                flip_tta=bool(m.get("flip_tta", False)),
+                prior=prior,
+                prior_tau=float(m.get("prior_tau", 0.0)),
+                recipe=dict(m.get("recipe") or {}),
+                metrics=dict(m.get("metrics") or {}),
+                format=version,
+            )
+        except ModelError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise bad(f"{type(e).__name__}: {e}") from None
+        problem = card.problem()
+        if problem:
+            raise bad(problem)
+        return card
+
+    def problem(self) -> str | None:
+        """What is wrong with this card, or None."""
+        pre = self.preprocessing
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            return "labels must be a non-empty list of distinct names"
+        if not 8 <= pre.input_size <= 1024:
+            return f"input_size {pre.input_size} is outside 8-1024"
+        if pre.channels not in (1, 3) or len(pre.mean) != pre.channels:
+            return "channels must be 1 or 3, with one mean and one std per channel"
+        if len(pre.std) != pre.channels or not all(math.isfinite(v) and v > 0 for v in pre.std):
+            return "std must hold one finite value > 0 per channel"
+        if not all(math.isfinite(v) for v in pre.mean):
+            return "mean must be finite"
+        if not (math.isfinite(pre.margin) and 0 <= pre.margin <= 1):
+            return f"margin {pre.margin} is outside 0-1"
+        if self.prior is not None and (
+            len(self.prior) != len(self.labels)
+            or not all(math.isfinite(v) and v > 0 for v in self.prior)
+        ):
+            return "prior must hold one finite value > 0 per label"
+        if not (math.isfinite(self.prior_tau) and 0 <= self.prior_tau <= 2):
+            return f"prior_tau {self.prior_tau} is outside 0-2"
+        return None
