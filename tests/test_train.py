@@ -215,7 +215,7 @@ def test_resume_with_more_epochs_extends_the_run(tmp_path, fer_npz, tiny_config)
 def test_cli_resume_uses_the_runs_own_settings(tmp_path, fer_npz, capsys):
     run = tmp_path / "run"
     base = ["train", "--data", str(fer_npz), "--out", str(run), "--input-size", "32",
-            "--no-pretrained", "--threads", "1", "--batch-size", "16", "--limit-train", "32"]  # fmt: skip
+            "--no-pretrained", "--threads", "1", "--batch-size", "16"]  # fmt: skip
     assert main([*base, "--epochs", "1"]) == 0
     # without the run's options: they come from the checkpoint, and --epochs 2 extends it
     assert main(["train", "--data", str(fer_npz), "--out", str(run), "--resume",
@@ -229,13 +229,13 @@ def test_frozen_blocks_keep_their_batchnorm_statistics(fer_npz, tiny_config):
     from dataclasses import replace
 
     from mobilefer.data import load_fer2013
-    from mobilefer.train.loop import _train_set, build, train_one_epoch
+    from mobilefer.train.loop import build, make_train_set, train_one_epoch
 
     cfg = replace(tiny_config, freeze_blocks=3)
     model, opt, sched = build(cfg, 3, torch.device("cpu"))
     frozen = {k: v.clone() for k, v in model.features[:3].state_dict().items()}
     trained = {k: v.clone() for k, v in model.features[3:].state_dict().items()}
-    data = _train_set(load_fer2013(fer_npz).split("train"), cfg, torch.device("cpu"))
+    data = make_train_set(load_fer2013(fer_npz).split("train"), cfg, torch.device("cpu"))
     train_one_epoch(model, opt, sched, data, cfg, torch.device("cpu"), torch.Generator())
     for k, v in model.features[:3].state_dict().items():
         assert torch.equal(v, frozen[k]), k  # running_mean/var and weights alike
@@ -255,10 +255,10 @@ def test_checkpoints_load_with_weights_only(tmp_path, fer_npz, tiny_config):
 
 def test_no_step_waits_for_the_device(monkeypatch, fer_npz, tiny_config):
     """A GPU step must not sync on .item(): the running sums are read once per epoch."""
-    from mobilefer.data import load_fer2013
-    from mobilefer.train.loop import _train_set, build, train_one_epoch
-
     import sys
+
+    from mobilefer.data import load_fer2013
+    from mobilefer.train.loop import build, make_train_set, train_one_epoch
 
     calls = []
     real = torch.Tensor.item
@@ -270,7 +270,7 @@ def test_no_step_waits_for_the_device(monkeypatch, fer_npz, tiny_config):
 
     monkeypatch.setattr(torch.Tensor, "item", item)
     model, opt, sched = build(tiny_config, 3, torch.device("cpu"))
-    data = _train_set(load_fer2013(fer_npz).split("train"), tiny_config, torch.device("cpu"))
+    data = make_train_set(load_fer2013(fer_npz).split("train"), tiny_config, torch.device("cpu"))
     train_one_epoch(model, opt, sched, data, tiny_config, torch.device("cpu"), torch.Generator())
     assert len(data.labels) // tiny_config.batch_size >= 2  # several steps ran
     assert len(calls) == 2  # loss and accuracy, once each, at the end

@@ -416,7 +416,7 @@ def build(cfg: TrainConfig, steps_per_epoch: int, device):
     return model, opt, sched
 
 
-def _train_set(train: FerData, cfg: TrainConfig, device) -> TrainSet:
+def make_train_set(train: FerData, cfg: TrainConfig, device) -> TrainSet:
     labels = torch.from_numpy(train.labels)
     prior = np.bincount(train.labels, minlength=len(EMOTIONS)) / max(len(train.labels), 1)
     out = TrainSet(
@@ -470,7 +470,7 @@ def fit(
     train, public = data.split("train"), data.split("public")
     if cfg.limit_train:
         train = train.head(cfg.limit_train)
-    train_set = _train_set(train, cfg, dev)
+    train_set = make_train_set(train, cfg, dev)
     steps = math.ceil(len(train) / cfg.batch_size)
 
     seed_everything(cfg.seed)
