@@ -8,7 +8,7 @@ input failed and 2 for a usage or set-up error.
 from __future__ import annotations
 
 import argparse
-import csv
+import errno
 import json
 import logging
 import os
@@ -18,47 +18,14 @@ from pathlib import Path
 
 from .errors import InputError, MobileferError, OptionError
 from .faces import NoDetector
+from .sources import MAX_PIXELS
+from .stream import IMAGE_DETECT_SIZE, STREAM_DETECT_SIZE
 
 log = logging.getLogger("mobilefer")
-
-#: Longest side frames are shrunk to before detection, unless --detect-size says otherwise:
-#: photos keep small faces findable; video and webcam faces are large and time is short.
-IMAGE_DETECT_SIZE = 640
-STREAM_DETECT_SIZE = 320
-
-CSV_FIELDS = ["source", "frame", "time", "face", "x", "y", "w", "h", "label", "score",
-              "detector", "detector_score", "track_id"]  # fmt: skip
 
 
 def _err(msg: str) -> None:
     print(f"mobilefer: {msg}", file=sys.stderr, flush=True)
-
-
-class Output:
-    """Writes one record per face to stdout as JSON Lines or CSV."""
-
-    def __init__(self, fmt: str, labels, stream=None):
-        self.fmt = fmt
-        self.labels = list(labels)
-        self.stream = stream or sys.stdout
-        if fmt == "csv":
-            self._csv = csv.DictWriter(self.stream, fieldnames=CSV_FIELDS + self.labels)
-            self._csv.writeheader()
-
-    def write(self, source: str, faces, frame: int | None = None, t: float | None = None):
-        for i, face in enumerate(faces):
-            d = face.to_dict()
-            rec = {"source": source, "frame": frame, "time": None if t is None else round(t, 3),
-                   "face": i, **d}  # fmt: skip
-            if self.fmt == "csv":
-                x, y, w, h = d["box"]
-                row = {k: rec.get(k) for k in CSV_FIELDS if k in rec}
-                row |= {"x": x, "y": y, "w": w, "h": h, "score": round(face.score, 6)}
-                row |= {k: round(v, 6) for k, v in d["scores"].items()}
-                self._csv.writerow(row)
-            else:
-                self.stream.write(json.dumps(rec) + "\n")
-        self.stream.flush()
 
 
 class Progress:
@@ -103,135 +70,97 @@ def _recognizer(args: argparse.Namespace):
     flip = {"auto": None, "on": True, "off": False}[args.flip_tta]
     return Recognizer(
         model=args.model, detector=args.detector, threads=args.threads, flip_tta=flip,
-        margin=args.margin, detect_max_side=_size(args, IMAGE_DETECT_SIZE), yunet=args.yunet,
+        margin=args.margin, yunet=args.yunet,
     )  # fmt: skip
 
 
-def _size(args: argparse.Namespace, default: int) -> int:
-    return default if args.detect_size is None else args.detect_size
+def _stream_options(args: argparse.Namespace) -> dict:
+    return {"detect_every": args.detect_every, "smoothing": args.smoothing,
+            "detect_size": args.detect_size, "max_frames": args.max_frames,
+            "max_pixels": args.max_pixels}  # fmt: skip
 
 
-def _set_detect_size(rec, side: int) -> None:
-    if hasattr(rec.detector, "max_side"):
-        rec.detector.max_side = side
+class _Saver:
+    """Annotated images and videos of a predict run, written through a SaveFolder."""
 
+    def __init__(self, folder):
+        from .sinks import SaveFolder
 
-def _tracker(rec, args: argparse.Namespace):
-    from .tracking import FaceTracker
+        self.folder = SaveFolder(folder)
+        self.folder.check()  # before any work: an unusable folder is a set-up error
+        self._video = None
+        self._video_key = None
 
-    return FaceTracker(rec, detect_every=args.detect_every, smoothing=args.smoothing)
+    def add(self, result, fps: float | None = None) -> None:
+        if result.image is None:
+            return
+        if result.kind == "image" or result.kind == "array" and result.frame is None:
+            path = self.folder.path_for(result.source, result.root, ".png")
+            self.folder.write_image(path, result.draw())
+            return
+        key = result.source
+        if key != self._video_key:
+            self.close()
+            path = self.folder.path_for(result.source, result.root, ".mp4")
+            h, w = result.image.shape[:2]
+            self._video = self.folder.video_writer(path, result.fps or 25.0, (w, h))
+            self._video_key = key
+        self._video.write(result.draw(fps))
 
-
-def _save_path(save_dir: Path, source: str, suffix: str) -> Path:
-    name = Path(source.replace(":", "_")).name
-    return save_dir / (Path(name).stem + "_mobilefer" + suffix)
-
-
-def _video_writer(path: Path, fps: float, size: tuple[int, int]):
-    import cv2
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0, size)
-    if not writer.isOpened():
-        raise InputError(f"{path}: cannot write a video here")
-    return writer
-
-
-def run_stream(rec, frames, out: Output | None, args, show: bool = False, save: Path | None = None,
-               total: int | None = None, name: str = "") -> int:  # fmt: skip
-    """Track, classify and output every frame of a stream; returns the number of frames."""
-    from .annotate import draw
-
-    _set_detect_size(rec, _size(args, STREAM_DETECT_SIZE))
-    tracker = _tracker(rec, args)
-    progress = Progress(name, total, "frames")
-    writer = None
-    try:
-        for frame in frames:
-            faces = tracker.update(frame.image)
-            if out:
-                out.write(frame.source, faces, frame.index, frame.time)
-            progress.update()
-            if show or save:
-                shown = draw(frame.image, faces, progress.rate)
-                if save:
-                    if writer is None:
-                        h, w = shown.shape[:2]
-                        writer = _video_writer(save, args.save_fps or 25.0, (w, h))
-                    writer.write(shown)
-                if show:
-                    import cv2
-
-                    cv2.imshow("mobilefer", shown)
-                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                        break
-            if args.max_frames and progress.n >= args.max_frames:
-                break
-    finally:
-        progress.close()
-        if writer is not None:
-            writer.release()
-    return progress.n
+    def close(self) -> None:
+        if self._video is not None:
+            video, self._video, self._video_key = self._video, None, None
+            video.close()
 
 
 # ----------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .sources import expand, read_image, read_video, read_webcam, video_info
+    from .sinks import RecordWriter, shown
 
+    saver = _Saver(args.save) if args.save else None
     rec = _recognizer(args)
-    out = Output(args.format, rec.labels)
-    save = Path(args.save) if args.save else None
-    failed = 0
-    sources = []
-    for spec in args.source:
-        try:
-            sources += expand([spec])
-        except InputError as e:
-            _err(str(e))
-            failed += 1
-    images = [s for s in sources if s.kind == "image"]
-    progress = Progress("images", len(images), "images") if len(images) > 1 else None
-    for src in sources:
-        try:
-            if src.kind == "other":
-                raise InputError(f"{src.spec}: not an image or video file; skipped")
-            if src.kind == "image":
-                _set_detect_size(rec, _size(args, IMAGE_DETECT_SIZE))
-                image = read_image(src.spec)
-                faces = rec.analyze(image)
-                if not faces:
-                    log.info("%s: no face found", src.spec)
-                out.write(src.spec, faces)
-                if save:
-                    import cv2
-
-                    from .annotate import draw
-
-                    save.mkdir(parents=True, exist_ok=True)
-                    cv2.imwrite(str(_save_path(save, src.spec, ".png")), draw(image, faces))
-            elif src.kind == "video":
-                count, fps, _ = video_info(src.spec)
-                args.save_fps = fps
-                target = _save_path(save, src.spec, ".mp4") if save else None
-                run_stream(rec, read_video(src.spec), out, args, save=target, total=count or None,
-                           name=src.spec)  # fmt: skip
-            else:  # webcam
-                target = _save_path(save, f"webcam{src.spec}", ".mp4") if save else None
-                run_stream(
-                    rec,
-                    read_webcam(int(src.spec)),
-                    out,
-                    args,
-                    save=target,
-                    name=f"webcam {src.spec}",
-                )
-        except InputError as e:
-            _err(str(e))
-            failed += 1
-        if progress and src.kind == "image":
-            progress.update()
-    if progress:
-        progress.close()
+    out = RecordWriter(args.format, rec.labels, sys.stdout)
+    failed, skipped, images = 0, {}, None
+    progress = Progress("images", None, "images")
+    frames: Progress | None = None
+    try:
+        for result in rec.stream(args.source, **_stream_options(args)):
+            if result.kind == "skipped":
+                suffix = Path(result.source).suffix.lower() or "(none)"
+                skipped[suffix] = skipped.get(suffix, 0) + 1
+                continue
+            if result.error:
+                _err(shown(result.error))
+                failed += 1
+                continue
+            out.write(result.records())
+            if result.frame is None:
+                progress.update()
+                images = progress
+            else:
+                if frames is None or frames.name != shown(result.source):
+                    if frames is not None:
+                        frames.close()
+                    frames = Progress(shown(result.source), None, "frames")
+                frames.update()
+            if saver:
+                try:
+                    saver.add(result, frames.rate if frames and result.frame is not None else None)
+                except InputError as e:
+                    _err(str(e))
+                    failed += 1
+    finally:
+        if frames is not None:
+            frames.close()
+        if saver:
+            saver.close()
+    if images is not None and images.n > 1:
+        images.close()
+    if skipped:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
+        _err(f"skipped {sum(skipped.values())} file(s) that are not images or videos ({kinds})")
+    if saver:
+        _err(f"annotated {saver.folder.written} file(s) under {shown(saver.folder.folder)}")
     if failed:
         _err(f"{failed} input(s) failed")
     return 1 if failed else 0
@@ -256,6 +185,7 @@ def has_display() -> bool:
 def cmd_webcam(args: argparse.Namespace, capture=None) -> int:
     import cv2
 
+    from .sinks import RecordWriter, VideoSink
     from .sources import read_webcam
 
     cap = capture if capture is not None else cv2.VideoCapture(args.index)
@@ -268,18 +198,38 @@ def cmd_webcam(args: argparse.Namespace, capture=None) -> int:
         cap.release()
         _err(
             "no display to show a window on (no DISPLAY, or OpenCV built without a GUI: "
-            "pip install 'opencv-python<5'); use --save out.mp4 to record the annotated stream"
+            "pip install 'opencv-python<5'); use --save out.mp4 to record the annotated stream, "
+            "or 'mobilefer serve' for the browser demo"
         )
         return 1
     rec = _recognizer(args)
-    out = Output(args.format, rec.labels) if args.print else None
-    args.save_fps = args.save_fps or cap.get(cv2.CAP_PROP_FPS) or 25.0
-    save = Path(args.save) if args.save else None
-    n = run_stream(rec, read_webcam(args.index, cap), out, args, show=show, save=save,
-                   name=f"webcam {args.index}")  # fmt: skip
-    if show:
-        cv2.destroyAllWindows()
-    return 0 if n else 1
+    out = RecordWriter(args.format, rec.labels, sys.stdout) if args.print else None
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    writer = None
+    progress = Progress(f"webcam {args.index}", None, "frames")
+    frames = (f.image for f in read_webcam(args.index, cap))
+    try:
+        for result in rec.stream(frames, **_stream_options(args)):
+            progress.update()
+            if out:
+                out.write([r | {"source": f"webcam:{args.index}"} for r in result.records()])
+            drawn = result.draw(progress.rate)
+            if args.save:
+                if writer is None:
+                    h, w = drawn.shape[:2]
+                    writer = VideoSink(Path(args.save), fps, (w, h))
+                writer.write(drawn)
+            if show:
+                cv2.imshow("mobilefer", drawn)
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    break
+    finally:
+        progress.close()
+        if writer is not None:
+            writer.close()
+        if show:
+            cv2.destroyAllWindows()
+    return 0 if progress.n else 1
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -408,82 +358,122 @@ def _float_in(text: str, lo: float, hi: float, name: str) -> float:
     return v
 
 
+def _number(kind, lo=None, hi=None, hi_open=False, what=""):
+    """An argparse type: a finite ``kind`` (int or float) within [lo, hi] (or [lo, hi))."""
+    import math
+
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number")
+        if (lo is not None and v < lo) or (hi is not None and (v >= hi if hi_open else v > hi)):
+            raise argparse.ArgumentTypeError(f"{text}: {what}")
+        return v
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with one line per error (no usage block) and defaults shown in --help."""
+
+    def __init__(self, *a, **kw):
+        kw.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*a, **kw)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _add_inference_options(p: argparse.ArgumentParser, detector: bool = True) -> None:
     p.add_argument(
         "--model",
         help="a shipped model by name (fer2013: 7 classes, the default; ferplus: 8 classes) "
         "or a model file from 'mobilefer export'",
     )
-    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
+    p.add_argument("--threads", type=_number(int, 1, what="must be >= 1"),
+                   help="ONNX Runtime threads (default: all cores)")  # fmt: skip
     p.add_argument(
         "--flip-tta",
         choices=["auto", "on", "off"],
         default="auto",
         help="average each face with its mirror image (auto: as the model file says)",
     )
-    if detector:
-        p.add_argument(
-            "--detector", default="auto", help="haar, yunet or auto (yunet if available)"
-        )
-        p.add_argument("--yunet", help="a local face_detection_yunet_2023mar.onnx")
-        p.add_argument(
-            "--detect-size",
-            type=int,
-            help=f"shrink frames to this longest side before detection (default: images "
-            f"{IMAGE_DETECT_SIZE}, video and webcam {STREAM_DETECT_SIZE})",
-        )
-        p.add_argument("--margin", type=float, help="grow face boxes by this fraction per side")
-        p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-        p.add_argument(
-            "--detect-every",
-            type=int,
-            default=10,
-            help="video/webcam: full-frame detection every N frames, tracking between (1: always)",
-        )
-        p.add_argument(
-            "--smoothing",
-            type=float,
-            default=0.6,
-            help="video/webcam: weight of past scores per tracked face (0: off)",
-        )
-        p.add_argument(
-            "--max-frames", type=int, default=0, help="video/webcam: stop after N frames"
-        )
-    else:
-        p.set_defaults(margin=None, detect_size=None, yunet=None)
+    if not detector:
+        p.set_defaults(margin=None, detect_size=None, yunet=None, detector="auto")
+        return
+    p.add_argument("--detector", default="auto", choices=["auto", "haar", "yunet"],
+                   help="face detector (auto: yunet when its file is at hand)")  # fmt: skip
+    p.add_argument("--yunet", help="a local face_detection_yunet_2023mar.onnx")
+    p.add_argument(
+        "--detect-size",
+        type=_number(int, 0, what="must be >= 0 (0: detect at full size)"),
+        help=f"shrink frames to this longest side before detection (default: photos by size, "
+        f"{IMAGE_DETECT_SIZE} px or more; video and webcam {STREAM_DETECT_SIZE}; 0: never)",
+    )
+    p.add_argument("--margin", type=_number(float, 0, 1, what="must lie in 0-1"),
+                   help="grow face boxes by this fraction per side (default: as the model "
+                   "file says)")  # fmt: skip
+    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl",
+                   help="stdout format: JSON Lines or CSV, one record per face")  # fmt: skip
+    p.add_argument(
+        "--detect-every",
+        type=_number(int, 1, what="must be >= 1"),
+        default=10,
+        help="video/webcam: full-frame detection every N frames, tracking between (1: always)",
+    )
+    p.add_argument(
+        "--smoothing",
+        type=_number(float, 0, 1, hi_open=True, what="must lie in [0, 1)"),
+        default=0.6,
+        help="video/webcam: weight of past scores per tracked face (0: off)",
+    )
+    p.add_argument("--max-frames", type=_number(int, 0, what="must be >= 0"), default=0,
+                   help="video/webcam: stop after N frames (0: all)")  # fmt: skip
+    p.add_argument("--max-pixels", type=_number(int, 1, what="must be >= 1"),
+                   default=MAX_PIXELS, help="refuse images with more pixels than this")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mobilefer", description="Facial expression recognition.")
+    from . import __version__
+
+    p = _Parser(prog="mobilefer", description="Facial expression recognition.")
+    p.add_argument("--version", action="version", version=f"mobilefer {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages to stderr")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     pr = sub.add_parser("predict", help="faces and expressions in images, folders, videos, webcams")
     pr.add_argument("source", nargs="+", help="image, folder, glob, video file or webcam index")
-    pr.add_argument("--save", help="folder for annotated images and videos")
+    pr.add_argument("--save", help="folder for annotated images and videos (input folders are "
+                    "mirrored; names are never reused)")  # fmt: skip
     _add_inference_options(pr)
-    pr.set_defaults(func=cmd_predict, save_fps=None)
+    pr.set_defaults(func=cmd_predict)
 
     w = sub.add_parser("webcam", help="live webcam with boxes, labels and frames/s")
-    w.add_argument("index", nargs="?", type=int, default=0, help="camera index (default 0)")
+    w.add_argument("index", nargs="?", type=_number(int, 0, what="must be >= 0"), default=0,
+                   help="camera index")  # fmt: skip
     w.add_argument("--save", help="write the annotated stream to this video file (no window)")
     w.add_argument("--no-window", action="store_true", help="no window (use with --print)")
     w.add_argument("--print", action="store_true", help="also print the faces to stdout")
     _add_inference_options(w)
-    w.set_defaults(func=cmd_webcam, save_fps=None)
+    w.set_defaults(func=cmd_webcam)
 
     e = sub.add_parser("evaluate", help="accuracy, macro-F1 and confusion matrix on FER2013")
     e.add_argument("--data", required=True, help="fer2013.csv, fer2013.npz or an image folder")
-    e.add_argument("--split", default="private", choices=["train", "public", "private"])
+    e.add_argument("--split", default="private", choices=["train", "public", "private"],
+                   help="which split to score")  # fmt: skip
     e.add_argument("--json", action="store_true", help="end stdout with one JSON object")
     e.add_argument("--ferplus", help="FER+ votes (default: a ferplus.npz beside --data, if any)")
     _add_inference_options(e, detector=False)
     e.set_defaults(func=cmd_evaluate)
 
     x = sub.add_parser("export", help="checkpoint -> ONNX model file with metadata (needs [train])")
-    x.add_argument("checkpoint", help="best.pt or last.pt from 'mobilefer train'")
+    x.add_argument("checkpoint", help="best.pt, best_ferplus.pt or last.pt from 'mobilefer train'")
     x.add_argument("--out", required=True, help="the .onnx file to write")
-    x.add_argument("--data", help="FER2013: for the parity batch and the scores stored in the file")
+    x.add_argument("--data", help="FER2013: for the choices, the parity batch and the scores")
     x.add_argument(
         "--flip-tta",
         choices=["auto", "on", "off"],
@@ -499,7 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="divide probabilities by the Training class prior to this power, 0-2 (auto: "
         "chosen on PublicTest for accuracy and macro-F1 together; needs --data)",
     )
-    x.add_argument("--margin", type=float, default=0.0, help="crop margin stored in the file")
+    x.add_argument("--margin", type=_number(float, 0, 1, what="must lie in 0-1"), default=0.0,
+                   help="crop margin stored in the file")  # fmt: skip
     x.add_argument("--int8", action="store_true", help="static int8 quantization (needs --data)")
     x.set_defaults(func=cmd_export)
 
@@ -508,23 +499,29 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="fer2013.csv, fer2013.npz or an image folder")
     t.add_argument("--out", required=True, help="run folder: checkpoints, metrics, plots")
     t.add_argument("--ferplus", help="FER+ votes (default: a ferplus.npz beside --data)")
-    t.add_argument("--ferplus-weight", type=float, help="loss weight of the FER+ head (0: none)")
-    t.add_argument("--logit-adjust", type=float, help="tau of a logit-adjusted loss (0: off)")
+    t.add_argument("--ferplus-weight", type=_number(float, 0, what="must be >= 0"),
+                   help="loss weight of the FER+ head (0: none; recipe default)")  # fmt: skip
+    t.add_argument("--logit-adjust", type=_number(float, 0, 2, what="must lie in 0-2"),
+                   help="tau of a logit-adjusted loss (0: off; recipe default)")  # fmt: skip
     t.add_argument(
         "--resume",
         action="store_true",
         help="continue OUT/last.pt with its own settings; a larger --epochs extends it",
     )
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--input-size", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--threads", type=int, help="torch CPU threads")
-    t.add_argument("--limit-train", type=int, help="use only the first N training faces")
+    positive = _number(int, 1, what="must be >= 1")
+    t.add_argument("--epochs", type=positive, help="epochs (recipe default)")
+    t.add_argument("--input-size", type=_number(int, 32, 1024, what="must lie in 32-1024"),
+                   help="model input side in px (recipe default)")  # fmt: skip
+    t.add_argument("--batch-size", type=_number(int, 2, what="must be >= 2"),
+                   help="faces per step (recipe default)")  # fmt: skip
+    t.add_argument("--lr", type=_number(float, 0, what="must be >= 0"),
+                   help="peak learning rate (recipe default)")  # fmt: skip
+    t.add_argument("--seed", type=_number(int, 0, what="must be >= 0"), help="random seed")
+    t.add_argument("--threads", type=positive, help="torch CPU threads")
+    t.add_argument("--limit-train", type=positive, help="use only the first N training faces")
     t.add_argument("--backbone-weights", help="a local mobilenet_v2-b0353104.pth")
     t.add_argument("--no-pretrained", action="store_true", help="random backbone (tests)")
-    t.add_argument("--no-amp", action="store_true", help="no bf16 autocast on GPU")
+    t.add_argument("--no-amp", action="store_true", help="no bf16 autocast (GPU, bf16 CPUs)")
     t.set_defaults(func=cmd_train)
     return p
 
@@ -537,13 +534,26 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
     except MobileferError as e:
         _err(str(e))
         return 2
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except BrokenPipeError:
+        # The reader went away (| head): stop quietly, as cat does, and keep Python from
+        # complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except OSError as e:
+        if e.errno == errno.ENOSPC or getattr(e, "filename", None) is None:
+            _err(f"cannot write the results: {e.strerror or e}")
+            return 1
+        raise
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
 """Face detectors by name: ``haar`` (the paper's OpenCV cascade) and ``yunet`` (OpenCV's DNN).
 
-Conventions: images are BGR uint8 H x W x 3; boxes are ``(x, y, w, h)`` in input-image pixels;
-``score`` is the detector's confidence in 0-1 (``None`` for haar, which has none).
+Conventions: images are BGR uint8 H x W x 3; boxes are ``(x, y, w, h)`` in input-image pixels,
+inside the image; ``score`` is the detector's confidence in 0-1 (``None`` for haar).
+
+A detector is any object with a ``name`` and ``detect(image, max_side=None)`` returning a list
+of :class:`Detection`: ``max_side`` shrinks the image to that longest side before detection
+(0: never; None: the detector's own setting). The tracker searches inside a box by calling
+``detect`` on a crop, so that one method serves both.
 """
 
 from __future__ import annotations
@@ -106,7 +111,7 @@ def yunet_path(path: str | Path | None = None, download: bool = True) -> Path:
     return cached
 
 
-def _downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     import cv2
 
     h, w = image.shape[:2]
@@ -145,13 +150,16 @@ class HaarDetector:
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]:
+        """Faces in a BGR image, found on a copy shrunk to ``max_side`` (None: the default)."""
         import cv2
 
         _check_image(image)
-        small, scale = _downscale(image, self.max_side)
+        small, scale = downscale(image, self.max_side if max_side is None else max_side)
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        min_side = max(20, round(min(gray.shape) * 0.05))
+        # 20 px: the cascade's own window. (It was 5% of the shorter side, which hid every face
+        # under ~150 px of a 12-megapixel photo whatever the detection size.)
+        min_side = 20
         boxes = self._cascade.detectMultiScale(
             gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
             minSize=(min_side, min_side),
@@ -180,17 +188,31 @@ class YuNetDetector:
         )
         self._size = (320, 320)
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]:
+        """Faces in a BGR image, found on a copy shrunk to ``max_side`` (None: the default)."""
+        import cv2
+
         _check_image(image)
-        small, scale = _downscale(image, self.max_side)
-        size = (small.shape[1], small.shape[0])
-        if size != self._size:
-            self._net.setInputSize(size)
-            self._size = size
+        small, scale = downscale(image, self.max_side if max_side is None else max_side)
+        h, w = small.shape[:2]
+        # YuNet's coarsest feature map has a stride of 32: below that size (a thumbnail, a
+        # 1000x8 banner) it read past its input and returned random or infinite boxes. Padding
+        # (bottom and right, so coordinates keep their origin) gives it a defined input.
+        ph, pw = max(h, YUNET_MIN_SIDE), max(w, YUNET_MIN_SIDE)
+        if (ph, pw) != (h, w):
+            small = cv2.copyMakeBorder(small, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=0)
+        if (pw, ph) != self._size:
+            self._net.setInputSize((pw, ph))
+            self._size = (pw, ph)
         _, rows = self._net.detect(small)
         if rows is None:
             return []
-        return [Detection(_rescale(r[:4], scale), float(r[-1])) for r in rows]
+        out = []
+        for r in rows:
+            box = inside(r[:4], w, h)
+            if box is not None:
+                out.append(Detection(_rescale(box, scale), float(np.clip(r[-1], 0, 1))))
+        return out
 
 
 class NoDetector:
@@ -198,8 +220,25 @@ class NoDetector:
 
     name = "none"
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]:
         return []
+
+
+#: Frames are padded to at least this many pixels a side before YuNet sees them.
+YUNET_MIN_SIDE = 64
+
+
+def inside(box, width: int, height: int, min_overlap: float = 0.5):
+    """``box`` (x, y, w, h) clipped to a ``width`` x ``height`` image, or None when it is not
+    finite, has no area, or keeps less than ``min_overlap`` of its area inside the image."""
+    x, y, w, h = (float(v) for v in box)
+    if not all(np.isfinite((x, y, w, h))) or w <= 0 or h <= 0:
+        return None
+    x0, y0 = max(x, 0.0), max(y, 0.0)
+    x1, y1 = min(x + w, float(width)), min(y + h, float(height))
+    if x1 - x0 < 1 or y1 - y0 < 1 or (x1 - x0) * (y1 - y0) < min_overlap * w * h:
+        return None
+    return x0, y0, x1 - x0, y1 - y0
 
 
 def _rescale(box, scale: float) -> tuple[int, int, int, int]:

@@ -29,17 +29,32 @@ class Preprocessing:
     margin: float = 0.0  # a detector box grows by this fraction of its size on each side
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """The one dtype policy for every image mobilefer takes: uint8 as is; uint16 keeps its high
+    byte; floats are 0-1 when their maximum is <= 1, else 0-255, clipped, NaN as 0; bools and
+    other integers are clipped to 0-255."""
+    img = np.asarray(image)
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return (img >> 8).astype(np.uint8)
+    if img.dtype == np.bool_:
+        return img.astype(np.uint8) * 255
+    if np.issubdtype(img.dtype, np.floating):
+        img = np.nan_to_num(img.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if img.size and float(img.max()) <= 1.0:
+            img = img * 255.0
+        return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    if np.issubdtype(img.dtype, np.integer):
+        return np.clip(img, 0, 255).astype(np.uint8)
+    raise InputError(f"image of dtype {img.dtype} is not supported; pass uint8, uint16 or float")
+
+
 def to_gray(image: np.ndarray) -> np.ndarray:
-    """Return a 2-D uint8 gray copy of a gray, BGR or BGRA image of dtype uint8 or uint16."""
+    """Return a 2-D uint8 gray copy of a gray, BGR or BGRA image (dtypes: :func:`to_uint8`)."""
     import cv2
 
-    img = np.asarray(image)
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        if np.issubdtype(img.dtype, np.floating) and img.size and float(np.nanmax(img)) <= 1.0:
-            img = img * 255.0
-        img = np.clip(np.nan_to_num(img), 0, 255).astype(np.uint8)
+    img = to_uint8(image)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 2:

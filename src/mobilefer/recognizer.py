@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import InputError, ModelError
 from .modelcard import METADATA_KEY, ModelCard
-from .preprocess import crop, prepare
+from .preprocess import crop, prepare, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -193,15 +193,23 @@ class Recognizer:
     def classify(self, crops: Sequence[np.ndarray]) -> list[Face]:
         """Classify faces that are already cropped: one :class:`Face` per crop, in order.
 
-        Each face's box is the whole crop, ``(0, 0, w, h)``, and its detector is ``None``.
+        ``crops`` is a list of images (gray, BGR or BGRA, any dtype :func:`to_bgr` takes), or
+        one N x H x W array of gray crops. Each face's box is the whole crop, ``(0, 0, w, h)``,
+        and its detector is ``None``.
         """
-        crops = [_as_image(c, f"crop {i}") for i, c in enumerate(crops)]
+        if isinstance(crops, np.ndarray) and (
+            crops.ndim == 2 or (crops.ndim == 3 and crops.shape[2] in (3, 4))
+        ):
+            raise InputError(
+                f"classify takes a list of crops, got one image of shape {crops.shape}; pass [crop]"
+            )
+        crops = [to_bgr(_as_image(c, f"crop {i}")) for i, c in enumerate(crops)]
         boxes = [(0, 0, c.shape[1], c.shape[0]) for c in crops]
         return self._faces(self.predict_proba(crops), boxes, None, [None] * len(crops))
 
-    def detect(self, image: np.ndarray):
+    def detect(self, image: np.ndarray, detect_size: int | None = None):
         """The detector's faces in a BGR image (see :mod:`mobilefer.faces`)."""
-        return self.detector.detect(to_bgr(image))
+        return self.detector.detect(to_bgr(image), detect_size)
 
     def classify_boxes(self, image: np.ndarray, detections) -> list[Face]:
         """Classify the faces at given detections of ``image`` in one batched call."""
@@ -214,10 +222,28 @@ class Recognizer:
             [d.score for d in detections],
         )
 
-    def analyze(self, image: np.ndarray) -> list[Face]:
-        """Find every face in a BGR uint8 image and classify it; ``[]`` when there is none."""
+    def analyze(self, image, detect_size: int | None = None) -> list[Face]:
+        """Find every face in an image and classify it; ``[]`` when there is none.
+
+        ``image``: a path (read upright, as :func:`mobilefer.sources.read_image` does) or an
+        array (gray, BGR or BGRA; see :func:`to_bgr`). ``detect_size``: longest side the image
+        is shrunk to for detection (None: the detector's setting, 640 by default; 0: never).
+        """
+        if isinstance(image, str) or hasattr(image, "__fspath__"):
+            from .sources import read_image
+
+            image = read_image(image)
         image = to_bgr(image)
-        return self.classify_boxes(image, self.detector.detect(image))
+        return self.classify_boxes(image, self.detector.detect(image, detect_size))
+
+    def stream(self, source, **options):
+        """A generator of :class:`mobilefer.stream.Result`, one per frame of ``source``: an
+        image, folder, glob, video, webcam index, a list of these, one array or an iterable of
+        arrays. Options: ``detect_every``, ``smoothing``, ``detect_size``, ``max_frames``,
+        ``max_pixels`` (see :func:`mobilefer.stream.stream`)."""
+        from .stream import stream
+
+        return stream(self, source, **options)
 
 
 def _as_image(img, what: str) -> np.ndarray:
@@ -228,14 +254,11 @@ def _as_image(img, what: str) -> np.ndarray:
 
 
 def to_bgr(image: np.ndarray) -> np.ndarray:
-    """A BGR uint8 H x W x 3 view or copy of a gray, BGR or BGRA image (uint8 or uint16)."""
+    """A BGR uint8 H x W x 3 view or copy of a gray, BGR or BGRA image (H x W, H x W x 1, 3
+    or 4), in any dtype that :func:`mobilefer.preprocess.to_uint8` takes."""
     import cv2
 
-    img = _as_image(image, "image")
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    elif img.dtype != np.uint8:
-        raise InputError(f"image: dtype {img.dtype} is not supported; pass uint8 or uint16")
+    img = to_uint8(_as_image(image, "image"))
     if img.ndim == 2 or img.shape[2] == 1:
         return cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2BGR)
     if img.shape[2] == 4:

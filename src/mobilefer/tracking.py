@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .faces import Detection, _downscale
+from .errors import OptionError
+from .faces import Detection, downscale
 from .preprocess import expand_box
 from .recognizer import Face, Recognizer, to_bgr
 
@@ -42,6 +43,8 @@ class FaceTracker:
     ``detect_every``: full-frame detection period in frames (1: every frame, no tracking).
     ``smoothing``: weight of the past in the moving average of scores (0: none).
     ``max_missed``: frames a face may go unseen before its track ends.
+    ``detect_size``: longest side frames are shrunk to for full-frame detection (None: the
+    detector's own setting).
     """
 
     def __init__(
@@ -52,11 +55,13 @@ class FaceTracker:
         iou_threshold: float = 0.3,
         max_missed: int = 5,
         window_side: int = 160,
+        detect_size: int | None = None,
     ) -> None:
-        if detect_every < 1:
-            raise ValueError("detect_every must be >= 1")
+        if not (isinstance(detect_every, int) and detect_every >= 1):
+            raise OptionError(f"detect_every {detect_every!r}: must be a whole number >= 1")
         if not 0 <= smoothing < 1:
-            raise ValueError("smoothing must lie in [0, 1)")
+            raise OptionError(f"smoothing {smoothing!r}: must lie in [0, 1)")
+        self.detect_size = detect_size
         self.recognizer = recognizer
         self.detect_every = detect_every
         self.smoothing = smoothing
@@ -71,7 +76,7 @@ class FaceTracker:
         """The detection nearest ``det`` inside a window around it, or None."""
         h, w = image.shape[:2]
         x, y, bw, bh = expand_box(det.box, 0.5, w, h)
-        small, scale = _downscale(image[y : y + bh, x : x + bw], self.window_side)
+        small, scale = downscale(image[y : y + bh, x : x + bw], self.window_side)
         found = self.recognizer.detector.detect(np.ascontiguousarray(small))
         best, best_iou = None, 0.0
         for f in found:
@@ -101,7 +106,7 @@ class FaceTracker:
         """The faces of the next frame, each with its ``track_id`` and smoothed scores."""
         image = to_bgr(image)
         if self._frame % self.detect_every == 0 or not self._tracks:
-            self._match(self.recognizer.detector.detect(image))
+            self._match(self.recognizer.detector.detect(image, self.detect_size))
         else:
             for t in self._tracks:
                 found = self._search_window(image, t.detection)

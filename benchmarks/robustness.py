@@ -1,0 +1,98 @@
+"""Accuracy under the framing, lighting and quality changes that real faces bring, as a table.
+
+    python benchmarks/robustness.py --data ../shared/data/fer2013/fer2013.npz
+        [--split public] [--model NAME_OR_FILE ...]
+
+Each condition changes every 48x48 face of the split the same way, then the model classifies it
+with its own settings (flip TTA, prior correction) as shipped. Zoom z scales the crop side
+about the face centre: 0.8 crops in (the face fills 125%), 1.25 shows more around it (the face
+fills 80%, edges replicated). Rotation turns the face about its centre; brightness multiplies
+the pixels (clipped to 0-255); blur is Gaussian with sigma 1 px; JPEG re-encodes at quality 30.
+Choices are made on PublicTest, the default split here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import cv2
+import numpy as np
+
+from mobilefer import Recognizer
+from mobilefer.data import load_fer2013
+from mobilefer.evaluate import evaluate_model
+from mobilefer.faces import NoDetector
+
+
+def affine(faces: np.ndarray, zoom: float = 1.0, angle: float = 0.0) -> np.ndarray:
+    m = cv2.getRotationMatrix2D((23.5, 23.5), angle, 1.0 / zoom)
+    return np.stack(
+        [cv2.warpAffine(f, m, (48, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+         for f in faces]
+    )  # fmt: skip
+
+
+def brightness(faces: np.ndarray, factor: float) -> np.ndarray:
+    return np.clip(faces.astype(np.float32) * factor, 0, 255).round().astype(np.uint8)
+
+
+def blur(faces: np.ndarray, sigma: float) -> np.ndarray:
+    return np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in faces])
+
+
+def jpeg(faces: np.ndarray, quality: int) -> np.ndarray:
+    def one(f):
+        ok, buf = cv2.imencode(".jpg", f, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+
+    return np.stack([one(f) for f in faces])
+
+
+CONDITIONS = {
+    "clean": lambda f: f,
+    "zoom 0.8 (crop in)": lambda f: affine(f, zoom=0.8),
+    "zoom 1.25 (crop out)": lambda f: affine(f, zoom=1.25),
+    "rotation +15°": lambda f: affine(f, angle=15),
+    "rotation -15°": lambda f: affine(f, angle=-15),
+    "brightness x0.6": lambda f: brightness(f, 0.6),
+    "brightness x1.4": lambda f: brightness(f, 1.4),
+    "Gaussian blur sigma 1": lambda f: blur(f, 1.0),
+    "JPEG quality 30": lambda f: jpeg(f, 30),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--data", required=True, help="fer2013.npz, .csv or folder")
+    ap.add_argument("--split", default="public", choices=["public", "private"])
+    ap.add_argument("--model", nargs="+", default=["fer2013"], help="model names or files")
+    args = ap.parse_args()
+
+    data = load_fer2013(args.data).split(args.split)
+    results: dict[str, dict[str, float]] = {}
+    t0 = time.perf_counter()
+    for model in args.model:
+        rec = Recognizer(model, detector=NoDetector())
+        results[model] = {}
+        for name, change in CONDITIONS.items():
+            changed = type(data)(change(data.pixels), data.labels, data.usage)
+            results[model][name] = evaluate_model(rec, changed)["accuracy"]
+    print(f"FER2013 {args.split} split, {len(data)} faces, accuracy (change vs clean in points); "
+          f"{os.cpu_count()} CPU cores, {time.perf_counter() - t0:.0f} s")  # fmt: skip
+    print("| condition | " + " | ".join(args.model) + " |")
+    print("|---" * (len(args.model) + 1) + "|")
+    for name in CONDITIONS:
+        cells = []
+        for model in args.model:
+            acc, clean = results[model][name], results[model]["clean"]
+            delta = "" if name == "clean" else f" ({100 * (acc - clean):+.1f})"
+            cells.append(f"{100 * acc:.2f}%{delta}")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    worst = {m: min(100 * (r[c] - r["clean"]) for c in CONDITIONS) for m, r in results.items()}
+    print("| worst drop | " + " | ".join(f"{worst[m]:+.1f}" for m in args.model) + " |")
+
+
+if __name__ == "__main__":
+    main()

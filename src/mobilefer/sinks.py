@@ -1,0 +1,193 @@
+"""Where results go: JSON Lines or CSV records, annotated images and videos.
+
+Records: one per face, with ``source``, ``frame`` and ``time`` (videos and webcams; ``None`` for
+images), ``face`` (0, 1, ... within the frame), ``box`` ``[x, y, w, h]`` in input pixels,
+``label``, ``scores`` (one per model label, summing to 1), ``detector``, ``detector_score`` and
+``track_id``. An image with no face, or a video with no face in any frame, gives one record
+whose ``face``, ``box``, ``label``, ``scores`` and ``score`` are ``None`` (empty in CSV), so that
+every input read appears in the output. CSV has the same fields, the box as x, y, w, h and one
+column per label.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+CSV_FIELDS = ["source", "frame", "time", "face", "x", "y", "w", "h", "label", "score",
+              "detector", "detector_score", "track_id"]  # fmt: skip
+
+
+def records(source: str, faces, frame: int | None = None, t: float | None = None,
+            detector: str | None = None, empty: bool = True) -> list[dict]:  # fmt: skip
+    """The JSON-ready records of one frame's faces (module docstring); with ``empty``, one
+    no-face record when there is no face."""
+    base = {"source": source, "frame": frame, "time": None if t is None else round(t, 3)}
+    out = [base | {"face": i} | f.to_dict() | {"score": f.score} for i, f in enumerate(faces)]
+    if not out and empty:
+        out.append(base | {"face": None, "box": None, "label": None, "scores": None,
+                           "detector": detector, "detector_score": None, "track_id": None,
+                           "score": None})  # fmt: skip
+    return out
+
+
+class RecordWriter:
+    """Writes records to a text stream as JSON Lines (``jsonl``) or CSV (``csv``)."""
+
+    def __init__(self, fmt: str, labels, stream) -> None:
+        self.fmt, self.labels, self.stream = fmt, list(labels), stream
+        if fmt == "csv":
+            self._csv = csv.DictWriter(self.stream, fieldnames=CSV_FIELDS + self.labels)
+            self._csv.writeheader()
+
+    def write(self, recs: list[dict]) -> None:
+        for rec in recs:
+            if self.fmt == "csv":
+                row = {k: rec.get(k) for k in CSV_FIELDS}
+                if rec["box"] is not None:
+                    row |= dict(zip("xywh", rec["box"], strict=True))
+                    row["score"] = round(rec["score"], 6)
+                    row |= {k: round(v, 6) for k, v in rec["scores"].items()}
+                self._csv.writerow(row)
+            else:
+                self.stream.write(json.dumps(rec, allow_nan=False) + "\n")
+        self.stream.flush()
+
+
+def utf8_safe(path: str | Path) -> bool:
+    """Whether OpenCV can take this path as it is (it needs names that encode as UTF-8)."""
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+@contextmanager
+def opencv_path(path: str | Path):
+    """A name for ``path`` that OpenCV can open: the path itself, or a temporary symbolic
+    link with a plain name when the path does not encode as UTF-8 (OpenCV crashed on those)."""
+    if utf8_safe(path):
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="mobilefer-") as tmp:
+        suffix = Path(path).suffix.encode("ascii", "replace").decode().replace("?", "")
+        link = Path(tmp) / ("input" + suffix)
+        os.symlink(os.path.abspath(path), link)
+        yield str(link)
+
+
+def shown(path: str | Path) -> str:
+    """A path for messages: undecodable bytes shown as \\xNN, never a crash."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class SaveFolder:
+    """Names and writes annotated outputs under one folder, mirroring the input tree.
+
+    A file found inside a folder given as input keeps its path below that folder; a file given
+    by name goes to the top. Names end in ``_mobilefer`` + suffix; a name already used in this
+    run gets ``-2``, ``-3``, ... (and a warning says where the file went), so nothing is ever
+    overwritten. :meth:`check` finds an unusable folder before any work starts.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._taken: set[Path] = set()
+        self.written = 0
+
+    def check(self) -> None:
+        """Create the folder and prove it takes a file; :class:`InputError` if it cannot."""
+        if self.folder.exists() and not self.folder.is_dir():
+            raise InputError(f"--save {shown(self.folder)}: exists and is not a folder; "
+                             "name a folder")  # fmt: skip
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.folder, prefix=".mobilefer-probe"):
+                pass
+        except OSError as e:
+            raise InputError(
+                f"--save {shown(self.folder)}: cannot write there ({e.strerror or e}); "
+                "choose a writable folder"
+            ) from None
+
+    def path_for(self, source: str, root: str | None, suffix: str) -> Path:
+        """A new, unused output path for ``source`` (found under folder ``root``, if any)."""
+        src = Path(source.replace(":", "_"))
+        rel = src.relative_to(root) if root and src.is_relative_to(root) else Path(src.name)
+        base = self.folder / rel.parent / (rel.stem + "_mobilefer")
+        path, n = base.with_name(base.name + suffix), 1
+        while path in self._taken or path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}{suffix}")
+        if n > 1:
+            log.warning("%s: saved as %s (the first name was taken)", shown(source), shown(path))
+        self._taken.add(path)
+        return path
+
+    def write_image(self, path: Path, image: np.ndarray) -> None:
+        """Write a BGR image as PNG; :class:`InputError` naming the file if that fails."""
+        import cv2
+
+        ok, buf = cv2.imencode(".png", image)
+        try:
+            if not ok:
+                raise OSError("the PNG encoder failed")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(buf.tobytes())
+        except OSError as e:
+            raise InputError(f"{shown(path)}: cannot save ({e.strerror or e})") from None
+        self.written += 1
+
+    def video_writer(self, path: Path, fps: float, size: tuple[int, int]) -> VideoSink:
+        return VideoSink(path, fps, size, self)
+
+
+class VideoSink:
+    """An mp4 writer that works for any file name (written under a plain temporary name, then
+    renamed) and reports a failed write as :class:`InputError`."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], owner=None) -> None:
+        import cv2
+
+        self.path, self.owner = Path(path), owner
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"{shown(path)}: cannot save ({e.strerror or e})") from None
+        fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix=".mobilefer-", dir=self._tmp_dir())
+        os.close(fd)
+        self._tmp = Path(tmp)
+        self._writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0, size)
+        if not self._writer.isOpened():
+            self._tmp.unlink(missing_ok=True)
+            raise InputError(f"{shown(path)}: cannot write a video here")
+
+    def _tmp_dir(self) -> str | None:
+        parent = self.path.parent
+        return str(parent) if utf8_safe(parent) else None
+
+    def write(self, frame: np.ndarray) -> None:
+        self._writer.write(frame)
+
+    def close(self) -> None:
+        self._writer.release()
+        try:
+            shutil.move(str(self._tmp), self.path)
+        except OSError as e:
+            self._tmp.unlink(missing_ok=True)
+            raise InputError(f"{shown(self.path)}: cannot save ({e.strerror or e})") from None
+        if self.owner is not None:
+            self.owner.written += 1

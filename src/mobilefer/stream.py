@@ -1,0 +1,198 @@
+"""``Recognizer.stream``: any source in, one :class:`Result` per frame out.
+
+A source is an image path, a folder (recursive), a glob, a video file, a webcam index, a list of
+these, one BGR image array, or any iterable of BGR arrays (frames of one stream). Images are
+classified one by one; videos, webcams and iterables of arrays are tracked (a track id per face)
+and their scores smoothed. An input that cannot be read gives a result with ``error`` set and the
+stream goes on; a file in a folder that is neither image nor video gives a ``skipped`` result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError, OptionError
+from .recognizer import Face, Recognizer, to_bgr
+from .sources import MAX_PIXELS, Source, expand, read_image, read_video, read_webcam, video_info
+
+#: Detection size (longest side) for video, webcams and arrays: their faces are large and time
+#: is short. Images get :func:`image_detect_size`.
+STREAM_DETECT_SIZE = 320
+#: Smallest detection size for photos.
+IMAGE_DETECT_SIZE = 640
+#: How much a photo may be shrunk for detection: a 40 px face stays 16 px, which YuNet finds.
+IMAGE_MAX_SHRINK = 2.5
+#: Tracking and smoothing defaults for video, webcams and arrays.
+DETECT_EVERY = 10
+SMOOTHING = 0.6
+
+
+def image_detect_size(height: int, width: int) -> int:
+    """The detection size of a photo: shrunk at most 2.5x, and never below 640 px.
+
+    A 4032x3024 phone photo is searched at 1613 px, so faces of about 40 px are found; photos
+    up to 1600 px are searched at 640 px, as before.
+    """
+    side = max(height, width)
+    return int(min(side, max(IMAGE_DETECT_SIZE, round(side / IMAGE_MAX_SHRINK))))
+
+
+@dataclass(frozen=True)
+class Result:
+    """The faces of one frame of one source.
+
+    ``kind``: image, video, webcam, array, or skipped (a file that is neither image nor video).
+    ``image``: the BGR frame (None when it could not be read). ``frame`` and ``time`` (s) count
+    video, webcam and array frames (None for images). ``root``: the folder given as input that
+    the source was found in. ``error``: why the input could not be read (then no faces).
+    ``fps``: the video's frame rate where known. ``detector``: the detector's name.
+    """
+
+    source: str
+    kind: str
+    faces: tuple[Face, ...] = ()
+    image: np.ndarray | None = None
+    frame: int | None = None
+    time: float | None = None
+    root: str | None = None
+    error: str | None = None
+    fps: float | None = None
+    detector: str | None = None
+
+    def records(self) -> list[dict]:
+        """JSON-ready records, one per face, or one no-face record (see :mod:`mobilefer.sinks`).
+        Errors and skipped files give none."""
+        from .sinks import records
+
+        if self.error or self.kind == "skipped":
+            return []
+        return records(self.source, self.faces, self.frame, self.time, self.detector)
+
+    def draw(self, fps: float | None = None) -> np.ndarray:
+        """A copy of the frame with boxes, labels and scores drawn (and frames/s, if given)."""
+        from .annotate import draw
+
+        if self.image is None:
+            raise InputError(f"{self.source}: no image to draw ({self.error or self.kind})")
+        return draw(self.image, list(self.faces), fps)
+
+    def to_dict(self) -> dict:
+        """Plain data: source, kind, frame, time, error, and the faces as dicts."""
+        return {"source": self.source, "kind": self.kind, "frame": self.frame,
+                "time": self.time, "error": self.error,
+                "faces": [f.to_dict() for f in self.faces]}  # fmt: skip
+
+
+def _check(detect_every, smoothing, detect_size, max_frames) -> None:
+    if detect_every is not None and not (isinstance(detect_every, int) and detect_every >= 1):
+        raise OptionError(f"detect_every {detect_every!r}: must be a whole number >= 1")
+    if smoothing is not None and not 0 <= smoothing < 1:
+        raise OptionError(f"smoothing {smoothing!r}: must lie in [0, 1)")
+    if detect_size is not None and not (isinstance(detect_size, int) and detect_size >= 0):
+        raise OptionError(f"detect_size {detect_size!r}: must be a whole number >= 0 (0: full)")
+    if not (isinstance(max_frames, int) and max_frames >= 0):
+        raise OptionError(f"max_frames {max_frames!r}: must be a whole number >= 0 (0: all)")
+
+
+def stream(
+    recognizer: Recognizer,
+    source,
+    *,
+    detect_every: int | None = None,
+    smoothing: float | None = None,
+    detect_size: int | None = None,
+    max_frames: int = 0,
+    max_pixels: int = MAX_PIXELS,
+) -> Iterator[Result]:
+    """Results for every frame of ``source`` (see the module docstring), lazily.
+
+    ``detect_every`` (default 10) and ``smoothing`` (default 0.6) apply to video, webcams and
+    arrays; ``detect_size`` overrides the detection size of every source (images: by size,
+    see :func:`image_detect_size`; others: 320); ``max_frames`` stops each video or webcam
+    after that many frames (0: all); ``max_pixels`` refuses larger images.
+    """
+    _check(detect_every, smoothing, detect_size, max_frames)
+    opts = {"detect_every": detect_every, "smoothing": smoothing, "detect_size": detect_size,
+            "max_frames": max_frames}  # fmt: skip
+    if isinstance(source, np.ndarray):
+        yield _image(recognizer, "array", to_bgr(source), detect_size, kind="array")
+        return
+    if isinstance(source, (str, Path, int)):
+        source = [source]
+    if isinstance(source, (list, tuple)) and all(
+        isinstance(s, (str, Path, int)) and not isinstance(s, bool) for s in source
+    ):
+        for spec in source:
+            yield from _spec(recognizer, spec, max_pixels, opts)
+        return
+    if isinstance(source, Iterable):
+        frames = ((i, to_bgr(img), None) for i, img in enumerate(source))
+        yield from _tracked(recognizer, "array", "array", frames, None, None, opts)
+        return
+    raise InputError(
+        f"source of type {type(source).__name__}: pass a path, folder, glob, video, webcam "
+        "index, a BGR image array, or an iterable of arrays"
+    )
+
+
+def _image(rec, name, image, detect_size, kind="image", root=None) -> Result:
+    size = detect_size if detect_size is not None else image_detect_size(*image.shape[:2])
+    faces = rec.analyze(image, detect_size=size)
+    return Result(name, kind, tuple(faces), image, root=root, detector=rec.detector.name)
+
+
+def _spec(rec, spec, max_pixels, opts) -> Iterator[Result]:
+    spec = str(spec)
+    try:
+        sources = expand([spec])
+    except InputError as e:
+        yield Result(spec, "error", error=str(e))
+        return
+    for src in sources:
+        yield from _source(rec, src, max_pixels, opts)
+
+
+def _source(rec, src: Source, max_pixels, opts) -> Iterator[Result]:
+    if src.kind == "other":
+        yield Result(src.spec, "skipped", root=src.root)
+        return
+    if src.kind == "image":
+        try:
+            image = read_image(src.spec, max_pixels=max_pixels)
+        except InputError as e:
+            yield Result(src.spec, "image", root=src.root, error=str(e))
+            return
+        yield _image(rec, src.spec, image, opts["detect_size"], root=src.root)
+        return
+    try:
+        if src.kind == "video":
+            _, fps, _ = video_info(src.spec)
+            frames = ((f.index, f.image, f.time) for f in read_video(src.spec))
+            name = src.spec
+        else:
+            fps, name = None, f"webcam:{src.spec}"
+            frames = ((f.index, f.image, f.time) for f in read_webcam(int(src.spec)))
+        yield from _tracked(rec, name, src.kind, frames, fps or None, src.root, opts)
+    except InputError as e:
+        yield Result(name, src.kind, root=src.root, error=str(e))
+
+
+def _tracked(rec, name, kind, frames, fps, root, opts) -> Iterator[Result]:
+    from .tracking import FaceTracker
+
+    tracker = FaceTracker(
+        rec,
+        detect_every=opts["detect_every"] or DETECT_EVERY,
+        smoothing=SMOOTHING if opts["smoothing"] is None else opts["smoothing"],
+        detect_size=STREAM_DETECT_SIZE if opts["detect_size"] is None else opts["detect_size"],
+    )
+    for n, (index, image, t) in enumerate(frames, start=1):
+        faces = tracker.update(image)
+        yield Result(name, kind, tuple(faces), image, index, t, root, fps=fps,
+                     detector=rec.detector.name)  # fmt: skip
+        if opts["max_frames"] and n >= opts["max_frames"]:
+            return
