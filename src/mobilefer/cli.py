@@ -94,18 +94,26 @@ class _Saver:
     def add(self, result, fps: float | None = None) -> None:
         if result.image is None:
             return
-        if result.kind == "image" or result.kind == "array" and result.frame is None:
-            path = self.folder.path_for(result.source, result.root, ".png")
+        if result.frame is None:
+            path = self._path(result, ".png")
             self.folder.write_image(path, result.draw())
             return
         key = result.source
         if key != self._video_key:
             self.close()
-            path = self.folder.path_for(result.source, result.root, ".mp4")
+            path = self._path(result, ".mp4")
             h, w = result.image.shape[:2]
             self._video = self.folder.video_writer(path, result.fps or 25.0, (w, h))
             self._video_key = key
         self._video.write(result.draw(fps))
+
+    def _path(self, result, suffix: str) -> Path:
+        from .sinks import shown
+
+        path, renamed = self.folder.path_for(result.source, result.root, suffix)
+        if renamed:
+            _err(f"{shown(result.source)}: saved as {shown(path)} (the first name was taken)")
+        return path
 
     def close(self) -> None:
         if self._video is not None:

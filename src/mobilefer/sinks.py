@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
-
-log = logging.getLogger(__name__)
+from .sources import shown, utf8_safe
 
 CSV_FIELDS = ["source", "frame", "time", "face", "x", "y", "w", "h", "label", "score",
               "detector", "detector_score", "track_id"]  # fmt: skip
@@ -55,7 +52,7 @@ class RecordWriter:
     def write(self, recs: list[dict]) -> None:
         for rec in recs:
             if self.fmt == "csv":
-                row = {k: rec.get(k) for k in CSV_FIELDS}
+                row = {k: rec.get(k) for k in CSV_FIELDS} | {"source": shown(rec["source"])}
                 if rec["box"] is not None:
                     row |= dict(zip("xywh", rec["box"], strict=True))
                     row["score"] = round(rec["score"], 6)
@@ -66,41 +63,13 @@ class RecordWriter:
         self.stream.flush()
 
 
-def utf8_safe(path: str | Path) -> bool:
-    """Whether OpenCV can take this path as it is (it needs names that encode as UTF-8)."""
-    try:
-        str(path).encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-@contextmanager
-def opencv_path(path: str | Path):
-    """A name for ``path`` that OpenCV can open: the path itself, or a temporary symbolic
-    link with a plain name when the path does not encode as UTF-8 (OpenCV crashed on those)."""
-    if utf8_safe(path):
-        yield str(path)
-        return
-    with tempfile.TemporaryDirectory(prefix="mobilefer-") as tmp:
-        suffix = Path(path).suffix.encode("ascii", "replace").decode().replace("?", "")
-        link = Path(tmp) / ("input" + suffix)
-        os.symlink(os.path.abspath(path), link)
-        yield str(link)
-
-
-def shown(path: str | Path) -> str:
-    """A path for messages: undecodable bytes shown as \\xNN, never a crash."""
-    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 class SaveFolder:
     """Names and writes annotated outputs under one folder, mirroring the input tree.
 
     A file found inside a folder given as input keeps its path below that folder; a file given
-    by name goes to the top. Names end in ``_mobilefer`` + suffix; a name already used in this
-    run gets ``-2``, ``-3``, ... (and a warning says where the file went), so nothing is ever
-    overwritten. :meth:`check` finds an unusable folder before any work starts.
+    by name goes to the top. Names end in ``_mobilefer`` + suffix; a name already used (in this
+    run, or on disk) gets ``-2``, ``-3``, ..., so nothing is ever overwritten. :meth:`check`
+    finds an unusable folder before any work starts.
     """
 
     def __init__(self, folder: str | Path) -> None:
@@ -123,8 +92,9 @@ class SaveFolder:
                 "choose a writable folder"
             ) from None
 
-    def path_for(self, source: str, root: str | None, suffix: str) -> Path:
-        """A new, unused output path for ``source`` (found under folder ``root``, if any)."""
+    def path_for(self, source: str, root: str | None, suffix: str) -> tuple[Path, bool]:
+        """A new, unused output path for ``source`` (found under folder ``root``, if any), and
+        whether the first choice was taken (so the name has a number)."""
         src = Path(source.replace(":", "_"))
         rel = src.relative_to(root) if root and src.is_relative_to(root) else Path(src.name)
         base = self.folder / rel.parent / (rel.stem + "_mobilefer")
@@ -132,10 +102,8 @@ class SaveFolder:
         while path in self._taken or path.exists():
             n += 1
             path = base.with_name(f"{base.name}-{n}{suffix}")
-        if n > 1:
-            log.warning("%s: saved as %s (the first name was taken)", shown(source), shown(path))
         self._taken.add(path)
-        return path
+        return path, n > 1
 
     def write_image(self, path: Path, image: np.ndarray) -> None:
         """Write a BGR image as PNG; :class:`InputError` naming the file if that fails."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import glob
 import os
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,34 @@ class Frame:
     image: np.ndarray
     index: int = 0
     time: float | None = None
+
+
+def utf8_safe(path: str | Path) -> bool:
+    """Whether OpenCV can take this path as it is (it needs names that encode as UTF-8)."""
+    try:
+        str(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+@contextmanager
+def opencv_path(path: str | Path):
+    """A name for ``path`` that OpenCV can open: the path itself, or a temporary symbolic
+    link with a plain name when the path does not encode as UTF-8 (OpenCV crashed on those)."""
+    if utf8_safe(path):
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="mobilefer-") as tmp:
+        suffix = Path(path).suffix.encode("ascii", "replace").decode().replace("?", "")
+        link = Path(tmp) / ("input" + suffix)
+        os.symlink(os.path.abspath(path), link)
+        yield str(link)
+
+
+def shown(path: str | Path) -> str:
+    """A path for messages: undecodable bytes shown as \\xNN, never a crash."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _kind(path: Path) -> str:
@@ -234,9 +264,10 @@ def read_video(path: str | Path, stride: int = 1) -> Iterator[Frame]:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such file")
-    cap = cv2.VideoCapture(str(p))
+    with opencv_path(p) as name:
+        cap = cv2.VideoCapture(name)
     if not cap.isOpened():
-        raise InputError(f"{p}: cannot open the video (corrupt or unsupported codec)")
+        raise InputError(f"{shown(p)}: cannot open the video (corrupt or unsupported codec)")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     try:
         ok, image = cap.read()
@@ -256,7 +287,8 @@ def video_info(path: str | Path) -> tuple[int, float, tuple[int, int]]:
     """(frame count, frames/s, (width, height)) as the container states them; 0 if unknown."""
     import cv2
 
-    cap = cv2.VideoCapture(str(path))
+    with opencv_path(path) as name:
+        cap = cv2.VideoCapture(name)
     try:
         return (
             int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0),

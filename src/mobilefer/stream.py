@@ -24,18 +24,19 @@ from .sources import MAX_PIXELS, Source, expand, read_image, read_video, read_we
 STREAM_DETECT_SIZE = 320
 #: Smallest detection size for photos.
 IMAGE_DETECT_SIZE = 640
-#: How much a photo may be shrunk for detection: a 40 px face stays 16 px, which YuNet finds.
-IMAGE_MAX_SHRINK = 2.5
+#: How much a photo may be shrunk for detection: a 40 px face stays 20 px, which YuNet finds
+#: (at 2.5x it missed 40 px faces on a 12-megapixel photo; benchmarks/small_faces.py).
+IMAGE_MAX_SHRINK = 2.0
 #: Tracking and smoothing defaults for video, webcams and arrays.
 DETECT_EVERY = 10
 SMOOTHING = 0.6
 
 
 def image_detect_size(height: int, width: int) -> int:
-    """The detection size of a photo: shrunk at most 2.5x, and never below 640 px.
+    """The detection size of a photo: shrunk at most 2x, and never below 640 px.
 
-    A 4032x3024 phone photo is searched at 1613 px, so faces of about 40 px are found; photos
-    up to 1600 px are searched at 640 px, as before.
+    A 4032x3024 phone photo is searched at 2016 px, so faces of about 40 px are found (yunet;
+    haar needs about 50 px); photos up to 1280 px are searched at 640 px, as before.
     """
     side = max(height, width)
     return int(min(side, max(IMAGE_DETECT_SIZE, round(side / IMAGE_MAX_SHRINK))))
