@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from mobilefer.cli import main
 from mobilefer.errors import InputError
 from mobilefer.faces import create_detector
-from mobilefer.sources import read_image
+from mobilefer.image import read_image
 
 from conftest import detectors_available
 

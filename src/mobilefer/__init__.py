@@ -57,7 +57,7 @@ def analyze(image, detector: str = "auto") -> list[Face]:
     if _default is None or _default.detector.name != detector and detector != "auto":
         _default = Recognizer(detector=detector)
     if isinstance(image, str) or hasattr(image, "__fspath__"):
-        from .sources import read_image
+        from .image import read_image
 
         image = read_image(image)
     return _default.analyze(image)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import InputError, MobileferError, OptionError
 from .faces import NoDetector
-from .sources import MAX_PIXELS
+from .image import MAX_PIXELS
 from .stream import IMAGE_DETECT_SIZE, STREAM_DETECT_SIZE
 
 log = logging.getLogger("mobilefer")
@@ -108,7 +108,7 @@ class _Saver:
         self._video.write(result.draw(fps))
 
     def _path(self, result, suffix: str) -> Path:
-        from .sinks import shown
+        from .image import shown
 
         path, renamed = self.folder.path_for(result.source, result.root, suffix)
         if renamed:
@@ -123,7 +123,8 @@ class _Saver:
 
 # ----------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .sinks import RecordWriter, shown
+    from .image import shown
+    from .sinks import RecordWriter
 
     saver = _Saver(args.save) if args.save else None
     rec = _recognizer(args)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .image import IMAGE_SUFFIXES
 from .labels import EMOTIONS, FERPLUS_COLUMN_TO_LABEL, FERPLUS_COLUMNS, FERPLUS_LABELS
-from .sources import IMAGE_SUFFIXES
 
 SPLITS: tuple[str, ...] = ("train", "public", "private")
 _SPLIT_ALIASES = {

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .image import to_gray
 
 #: FER2013's face size; every crop passes through it, so inference sees training's domain.
 SOURCE_SIZE = 48
@@ -27,43 +28,6 @@ class Preprocessing:
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # per channel, on the 0-1 scale
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     margin: float = 0.0  # a detector box grows by this fraction of its size on each side
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """The one dtype policy for every image mobilefer takes: uint8 as is; uint16 keeps its high
-    byte; floats are 0-1 when their maximum is <= 1, else 0-255, clipped, NaN as 0; bools and
-    other integers are clipped to 0-255."""
-    img = np.asarray(image)
-    if img.dtype == np.uint8:
-        return img
-    if img.dtype == np.uint16:
-        return (img >> 8).astype(np.uint8)
-    if img.dtype == np.bool_:
-        return img.astype(np.uint8) * 255
-    if np.issubdtype(img.dtype, np.floating):
-        img = np.nan_to_num(img.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
-        if img.size and float(img.max()) <= 1.0:
-            img = img * 255.0
-        return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    if np.issubdtype(img.dtype, np.integer):
-        return np.clip(img, 0, 255).astype(np.uint8)
-    raise InputError(f"image of dtype {img.dtype} is not supported; pass uint8, uint16 or float")
-
-
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """Return a 2-D uint8 gray copy of a gray, BGR or BGRA image (dtypes: :func:`to_uint8`)."""
-    import cv2
-
-    img = to_uint8(image)
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 2:
-        return np.ascontiguousarray(img)
-    if img.ndim == 3 and img.shape[2] == 3:
-        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    if img.ndim == 3 and img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY)
-    raise InputError(f"image of shape {img.shape} is not gray, BGR or BGRA; pass H x W [x 1|3|4]")
 
 
 def expand_box(

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, ModelError
+from .image import as_image, to_bgr
 from .modelcard import METADATA_KEY, ModelCard
-from .preprocess import crop, prepare, to_uint8
+from .preprocess import crop, prepare
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class Recognizer:
             raise InputError(
                 f"classify takes a list of crops, got one image of shape {crops.shape}; pass [crop]"
             )
-        crops = [to_bgr(_as_image(c, f"crop {i}")) for i, c in enumerate(crops)]
+        crops = [to_bgr(as_image(c, f"crop {i}")) for i, c in enumerate(crops)]
         boxes = [(0, 0, c.shape[1], c.shape[0]) for c in crops]
         return self._faces(self.predict_proba(crops), boxes, None, [None] * len(crops))
 
@@ -230,7 +231,7 @@ class Recognizer:
         is shrunk to for detection (None: the detector's setting, 640 by default; 0: never).
         """
         if isinstance(image, str) or hasattr(image, "__fspath__"):
-            from .sources import read_image
+            from .image import read_image
 
             image = read_image(image)
         image = to_bgr(image)
@@ -244,25 +245,3 @@ class Recognizer:
         from .stream import stream
 
         return stream(self, source, **options)
-
-
-def _as_image(img, what: str) -> np.ndarray:
-    arr = np.asarray(img)
-    if arr.ndim not in (2, 3) or arr.size == 0:
-        raise InputError(f"{what}: expected a 2-D gray or H x W x 3 image, got shape {arr.shape}")
-    return arr
-
-
-def to_bgr(image: np.ndarray) -> np.ndarray:
-    """A BGR uint8 H x W x 3 view or copy of a gray, BGR or BGRA image (H x W, H x W x 1, 3
-    or 4), in any dtype that :func:`mobilefer.preprocess.to_uint8` takes."""
-    import cv2
-
-    img = to_uint8(_as_image(image, "image"))
-    if img.ndim == 2 or img.shape[2] == 1:
-        return cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2BGR)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    if img.shape[2] == 3:
-        return img
-    raise InputError(f"image: {img.shape[2]} channels; pass gray, BGR or BGRA")

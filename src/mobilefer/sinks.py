@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .sources import shown, utf8_safe
+from .image import shown, utf8_safe
 
 CSV_FIELDS = ["source", "frame", "time", "face", "x", "y", "w", "h", "label", "score",
               "detector", "detector_score", "track_id"]  # fmt: skip

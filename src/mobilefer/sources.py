@@ -9,25 +9,14 @@ from __future__ import annotations
 
 import glob
 import os
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
-
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".jp2"}
-)
-VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
-)
-#: Images with more pixels than this are refused, from their header where it can be read, before
-#: decoding (a decoded 120-megapixel photo takes 360 MB). ``--max-pixels`` raises it.
-MAX_PIXELS = 120_000_000
+from .image import IMAGE_SUFFIXES, VIDEO_SUFFIXES, opencv_path, shown
 
 
 @dataclass(frozen=True)
@@ -48,34 +37,6 @@ class Frame:
     image: np.ndarray
     index: int = 0
     time: float | None = None
-
-
-def utf8_safe(path: str | Path) -> bool:
-    """Whether OpenCV can take this path as it is (it needs names that encode as UTF-8)."""
-    try:
-        str(path).encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
-
-
-@contextmanager
-def opencv_path(path: str | Path):
-    """A name for ``path`` that OpenCV can open: the path itself, or a temporary symbolic
-    link with a plain name when the path does not encode as UTF-8 (OpenCV crashed on those)."""
-    if utf8_safe(path):
-        yield str(path)
-        return
-    with tempfile.TemporaryDirectory(prefix="mobilefer-") as tmp:
-        suffix = Path(path).suffix.encode("ascii", "replace").decode().replace("?", "")
-        link = Path(tmp) / ("input" + suffix)
-        os.symlink(os.path.abspath(path), link)
-        yield str(link)
-
-
-def shown(path: str | Path) -> str:
-    """A path for messages: undecodable bytes shown as \\xNN, never a crash."""
-    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _kind(path: Path) -> str:
@@ -129,132 +90,6 @@ def _require_media(found: list[Source], spec: str, what: str) -> None:
     if not any(f.kind in ("image", "video") for f in found):
         others = f" ({len(found)} other files)" if found else ""
         raise InputError(f"{spec}: no input found: the {what} holds no image or video{others}")
-
-
-def _jpeg_info(data: bytes) -> tuple[int | None, tuple[int, int] | None]:
-    """(offset just past the EOI marker, or None if the data ends first; (width, height))."""
-    i, n, size = 2, len(data), None
-    while i + 2 <= n:
-        if data[i] != 0xFF:
-            return None, size  # not a marker where one must be: damaged
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0xD9:
-            return i + 2, size
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
-            i += 2
-            continue
-        if i + 4 > n:
-            return None, size
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
-                      0xCF) and i + 9 <= n:  # fmt: skip
-            size = (int.from_bytes(data[i + 7 : i + 9], "big"),
-                    int.from_bytes(data[i + 5 : i + 7], "big"))  # fmt: skip
-        i += 2 + length
-        if marker == 0xDA:  # entropy-coded data: runs to the next marker that is not RSTn/FF00
-            while True:
-                j = data.find(b"\xff", i)
-                if j < 0 or j + 1 >= n:
-                    return None, size
-                nxt = data[j + 1]
-                if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
-                    i = j + 1 if nxt == 0xFF else j + 2
-                    continue
-                i = j
-                break
-    return None, size
-
-
-def _png_info(data: bytes) -> tuple[int | None, tuple[int, int] | None]:
-    """(offset just past the IEND chunk, or None if the data ends first; (width, height))."""
-    i, n, size = 8, len(data), None
-    while i + 8 <= n:
-        length = int.from_bytes(data[i : i + 4], "big")
-        kind = data[i + 4 : i + 8]
-        if kind == b"IHDR" and i + 16 <= n:
-            size = (int.from_bytes(data[i + 8 : i + 12], "big"),
-                    int.from_bytes(data[i + 12 : i + 16], "big"))  # fmt: skip
-        end = i + 12 + length
-        if end > n:
-            return None, size
-        if kind == b"IEND":
-            return end, size
-        i = end
-    return None, size
-
-
-def _header_info(data: bytes) -> tuple[bool, tuple[int, int] | None]:
-    """(whether the image data ends early, (width, height) if the header says) for PNG, JPEG,
-    BMP and WebP, read from the bytes alone; other formats give (False, None). Data after the
-    end of the image (as in motion photos: a JPEG, then a video) does not count as damage."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        end, size = _png_info(data)
-        return end is None, size
-    if data.startswith(b"\xff\xd8"):
-        end, size = _jpeg_info(data)
-        return end is None, size
-    if data.startswith(b"BM") and len(data) >= 26:
-        w = int.from_bytes(data[18:22], "little", signed=True)
-        h = int.from_bytes(data[22:26], "little", signed=True)
-        return False, (abs(w), abs(h))
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
-        chunk = data[12:16]
-        if chunk == b"VP8X":
-            return False, (int.from_bytes(data[24:27], "little") + 1,
-                           int.from_bytes(data[27:30], "little") + 1)  # fmt: skip
-        if chunk == b"VP8 ":
-            return False, (int.from_bytes(data[26:28], "little") & 0x3FFF,
-                           int.from_bytes(data[28:30], "little") & 0x3FFF)  # fmt: skip
-        if chunk == b"VP8L" and len(data) >= 25:
-            bits = int.from_bytes(data[21:25], "little")
-            return False, ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
-    return False, None
-
-
-def _too_large(p: Path, width: int, height: int, max_pixels: int) -> InputError:
-    return InputError(
-        f"{p}: {width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,}; "
-        "shrink it, or raise the limit (--max-pixels)"
-    )
-
-
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read an image file as BGR uint8 H x W x 3, upright as its EXIF orientation says (gray,
-    RGBA, palette, CMYK and 16-bit files are converted).
-
-    Images over ``max_pixels`` are refused from their header, before decoding (PNG, JPEG, BMP,
-    WebP; other formats after decoding). Raises :class:`InputError` for a missing, unreadable,
-    empty, truncated, corrupt or oversized file.
-    """
-    import cv2
-
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file")
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        why = e.strerror or str(e)
-        raise InputError(f"{p}: cannot read the file ({why}); check its permissions") from None
-    if not data:
-        raise InputError(f"{p}: empty file (0 bytes)")
-    truncated, size = _header_info(data)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise _too_large(p, size[0], size[1], max_pixels)
-    if truncated:
-        raise InputError(f"{p}: truncated image; the file ends early")
-    buf = np.frombuffer(data, dtype=np.uint8)
-    # IMREAD_COLOR applies the EXIF orientation (IMREAD_UNCHANGED would not) and turns gray,
-    # palette, alpha, CMYK and 16-bit images into 8-bit BGR.
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if img is None:
-        raise InputError(f"{p}: not a readable image (corrupt or unknown format)")
-    if img.shape[0] * img.shape[1] > max_pixels:
-        raise _too_large(p, img.shape[1], img.shape[0], max_pixels)
-    return np.ascontiguousarray(img)
 
 
 def read_video(path: str | Path, stride: int = 1) -> Iterator[Frame]:

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, OptionError
-from .recognizer import Face, Recognizer, to_bgr
-from .sources import MAX_PIXELS, Source, expand, read_image, read_video, read_webcam, video_info
+from .image import MAX_PIXELS, read_image, to_bgr
+from .recognizer import Face, Recognizer
+from .sources import Source, expand, read_video, read_webcam, video_info
 
 #: Detection size (longest side) for video, webcams and arrays: their faces are large and time
 #: is short. Images get :func:`image_detect_size`.

@@ -14,8 +14,9 @@ import numpy as np
 
 from .errors import OptionError
 from .faces import Detection, downscale
+from .image import to_bgr
 from .preprocess import expand_box
-from .recognizer import Face, Recognizer, to_bgr
+from .recognizer import Face, Recognizer
 
 
 def iou(a, b) -> float:
