@@ -29,14 +29,17 @@ def _err(msg: str) -> None:
 
 
 class Progress:
-    """A one-line progress bar on stderr (redrawn in place on a terminal, summed up otherwise)."""
+    """A tqdm bar on stderr (on a terminal; a summary line either way) that also knows its rate
+    for the frames/s drawn on video."""
 
-    def __init__(self, name: str, total: int | None, unit: str):
-        self.name, self.total, self.unit = name, total, unit
-        self.tty = sys.stderr.isatty()
+    def __init__(self, name: str, unit: str):
+        from tqdm import tqdm
+
+        self.name, self.unit = name, unit
         self.t0 = time.perf_counter()
         self.n = 0
-        self._last = 0.0
+        self._bar = tqdm(desc=name, unit=f" {unit}", file=sys.stderr, leave=False,
+                         disable=not sys.stderr.isatty(), dynamic_ncols=True)  # fmt: skip
 
     @property
     def rate(self) -> float:
@@ -44,24 +47,14 @@ class Progress:
 
     def update(self, n: int = 1) -> None:
         self.n += n
-        now = time.perf_counter()
-        if self.tty and now - self._last > 0.2:
-            self._last = now
-            of = f"/{self.total}" if self.total else ""
-            bar = ""
-            if self.total:
-                done = int(30 * min(self.n / self.total, 1))
-                bar = "[" + "#" * done + "." * (30 - done) + "] "
-            sys.stderr.write(f"\r{self.name}: {bar}{self.n}{of} {self.unit} {self.rate:.1f}/s ")
-            sys.stderr.flush()
+        self._bar.update(n)
 
     def close(self) -> None:
         """End the bar with a summary line: count, seconds and rate."""
-        lead = "\r" if self.tty else ""
+        self._bar.close()
         secs = time.perf_counter() - self.t0
-        sys.stderr.write(f"{lead}{self.name}: {self.n} {self.unit} in {secs:.1f} s, "
-                         f"{self.rate:.1f} {self.unit}/s\n")  # fmt: skip
-        sys.stderr.flush()
+        print(f"{self.name}: {self.n} {self.unit} in {secs:.1f} s, {self.rate:.1f} {self.unit}/s",
+              file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _recognizer(args: argparse.Namespace):
@@ -130,7 +123,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     rec = _recognizer(args)
     out = RecordWriter(args.format, rec.labels, sys.stdout)
     failed, skipped, images = 0, {}, None
-    progress = Progress("images", None, "images")
+    progress = Progress("images", "images")
     frames: Progress | None = None
     try:
         for result in rec.stream(args.source, **_stream_options(args)):
@@ -150,7 +143,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 if frames is None or frames.name != shown(result.source):
                     if frames is not None:
                         frames.close()
-                    frames = Progress(shown(result.source), None, "frames")
+                    frames = Progress(shown(result.source), "frames")
                 frames.update()
             if saver:
                 try:
@@ -215,7 +208,7 @@ def cmd_webcam(args: argparse.Namespace, capture=None) -> int:
     out = RecordWriter(args.format, rec.labels, sys.stdout) if args.print else None
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     writer = None
-    progress = Progress(f"webcam {args.index}", None, "frames")
+    progress = Progress(f"webcam {args.index}", "frames")
     frames = (f.image for f in read_webcam(args.index, cap))
     try:
         for result in rec.stream(frames, **_stream_options(args)):
@@ -239,6 +232,26 @@ def cmd_webcam(args: argparse.Namespace, capture=None) -> int:
         if show:
             cv2.destroyAllWindows()
     return 0 if progress.n else 1
+
+
+# ----------------------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .serve import create_app, is_loopback
+    except ImportError as e:
+        _err(f"serve needs the [serve] extra ({e.name} is missing): pip install 'mobilefer[serve]'")
+        return 2
+    app = create_app(_recognizer(args))
+    if not is_loopback(args.host):
+        _err(f"warning: listening on {args.host}, not only this machine: anyone who can reach "
+             f"port {args.port} sees the demo and can send it images")  # fmt: skip
+    shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"mobilefer serve: open http://{shown_host}:{args.port}/ (Ctrl-C stops)",
+          file=sys.stderr, flush=True)  # fmt: skip
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -469,6 +482,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--print", action="store_true", help="also print the faces to stdout")
     _add_inference_options(w)
     w.set_defaults(func=cmd_webcam)
+
+    sv = sub.add_parser("serve", help="the live demo in a browser: webcam, timeline, photos")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (this machine only)")
+    sv.add_argument("--port", type=_number(int, 1, 65535, what="must lie in 1-65535"),
+                    default=8000, help="port to listen on")  # fmt: skip
+    _add_inference_options(sv, detector=False)
+    sv.add_argument("--detector", default="auto", choices=["auto", "haar", "yunet"],
+                    help="face detector (auto: yunet when its file is at hand)")  # fmt: skip
+    sv.add_argument("--yunet", help="a local face_detection_yunet_2023mar.onnx")
+    sv.set_defaults(func=cmd_serve)
 
     e = sub.add_parser("evaluate", help="accuracy, macro-F1 and confusion matrix on FER2013")
     e.add_argument("--data", required=True, help="fer2013.csv, fer2013.npz or an image folder")

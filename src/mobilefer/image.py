@@ -199,7 +199,7 @@ def _header_info(data: bytes) -> tuple[bool, tuple[int, int] | None]:
     return False, None
 
 
-def _too_large(p: Path, width: int, height: int, max_pixels: int) -> InputError:
+def _too_large(p, width: int, height: int, max_pixels: int) -> InputError:
     return InputError(
         f"{p}: {width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,}; "
         "shrink it, or raise the limit (--max-pixels)"
@@ -214,8 +214,6 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     WebP; other formats after decoding). Raises :class:`InputError` for a missing, unreadable,
     empty, truncated, corrupt or oversized file.
     """
-    import cv2
-
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such file")
@@ -224,19 +222,26 @@ def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     except OSError as e:
         why = e.strerror or str(e)
         raise InputError(f"{p}: cannot read the file ({why}); check its permissions") from None
+    return decode_image(data, str(p), max_pixels)
+
+
+def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode the bytes of an image file as :func:`read_image` does; errors name ``name``."""
+    import cv2
+
     if not data:
-        raise InputError(f"{p}: empty file (0 bytes)")
+        raise InputError(f"{name}: empty file (0 bytes)")
     truncated, size = _header_info(data)
     if size is not None and size[0] * size[1] > max_pixels:
-        raise _too_large(p, size[0], size[1], max_pixels)
+        raise _too_large(name, size[0], size[1], max_pixels)
     if truncated:
-        raise InputError(f"{p}: truncated image; the file ends early")
+        raise InputError(f"{name}: truncated image; the file ends early")
     buf = np.frombuffer(data, dtype=np.uint8)
     # IMREAD_COLOR applies the EXIF orientation (IMREAD_UNCHANGED would not) and turns gray,
     # palette, alpha, CMYK and 16-bit images into 8-bit BGR.
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
-        raise InputError(f"{p}: not a readable image (corrupt or unknown format)")
+        raise InputError(f"{name}: not a readable image (corrupt or unknown format)")
     if img.shape[0] * img.shape[1] > max_pixels:
-        raise _too_large(p, img.shape[1], img.shape[0], max_pixels)
+        raise _too_large(name, img.shape[1], img.shape[0], max_pixels)
     return np.ascontiguousarray(img)

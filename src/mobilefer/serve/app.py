@@ -1,0 +1,165 @@
+"""The web app: one page, a photo endpoint and a live WebSocket, over the public API.
+
+Routes:
+
+- ``GET /``: the page (Live, Timeline, Photos); ``GET /static/...``: its script and styles.
+- ``GET /api/info``: labels, model, detector and the limits below, as JSON.
+- ``POST /api/photo?name=NAME``: the raw bytes of one image file as the body. Answers
+  ``{"name", "width", "height", "faces": [records], "annotated": "data:image/jpeg;base64,..."}``
+  or ``{"error": "..."}`` with status 400 (unreadable), 413 (too large) or 415 (not an image).
+- ``WS /ws/live``: the client sends one JPEG or PNG frame (binary) at a time and gets
+  ``{"frame", "faces": [records with track_id], "ms"}`` back (or ``{"frame", "error"}``); each
+  connection has its own tracker and smoothing, freed when it closes.
+
+Records are those of ``mobilefer predict`` (:mod:`mobilefer.sinks`). Recognition runs in a worker
+thread, one frame at a time across all clients (the detector keeps per-size state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import json
+import logging
+import threading
+import time
+from importlib import resources
+
+from ..errors import InputError
+from ..image import decode_image
+from ..recognizer import Recognizer
+from ..sinks import records
+from ..stream import DETECT_EVERY, SMOOTHING, STREAM_DETECT_SIZE, image_detect_size
+from ..tracking import FaceTracker
+
+log = logging.getLogger(__name__)
+
+#: Documented limits of what the server accepts.
+LIMITS = {
+    "upload_bytes": 20_000_000,  # one photo
+    "upload_pixels": 40_000_000,  # 40 megapixels
+    "frame_bytes": 2_000_000,  # one live frame
+    "frame_pixels": 2_100_000,  # 1920x1080 at most
+}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def create_app(recognizer: Recognizer | None = None, **recognizer_options):
+    """The Starlette app around one :class:`Recognizer` (made from ``recognizer_options`` when
+    none is given)."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse
+    from starlette.routing import Mount, Route, WebSocketRoute
+    from starlette.staticfiles import StaticFiles
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    rec = recognizer or Recognizer(**recognizer_options)
+    lock = threading.Lock()
+    static = resources.files("mobilefer.serve") / "static"
+
+    def info() -> dict:
+        return {"labels": list(rec.labels), "model": rec.model_path.rsplit("/", 1)[-1],
+                "detector": rec.detector.name, "limits": LIMITS}  # fmt: skip
+
+    async def page(request: Request):
+        return FileResponse(str(static / "index.html"))
+
+    async def api_info(request: Request):
+        return JSONResponse(info())
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    def analyze_photo(data: bytes, name: str) -> dict:
+        import cv2
+
+        image = decode_image(data, name, LIMITS["upload_pixels"])
+        with lock:
+            faces = rec.analyze(image, detect_size=image_detect_size(*image.shape[:2]))
+        from ..annotate import draw
+
+        ok, jpg = cv2.imencode(".jpg", draw(image, faces), [cv2.IMWRITE_JPEG_QUALITY, 88])
+        return {
+            "name": name, "width": image.shape[1], "height": image.shape[0],
+            "faces": records(name, faces, detector=rec.detector.name),
+            "annotated": "data:image/jpeg;base64," + base64.b64encode(jpg.tobytes()).decode(),
+        }  # fmt: skip
+
+    async def api_photo(request: Request):
+        name = request.query_params.get("name", "photo")[:200]
+        kind = request.headers.get("content-type", "")
+        if kind and not (kind.startswith("image/") or kind == "application/octet-stream"):
+            return error(415, f"{name}: {kind} is not an image; send a JPEG, PNG, BMP or WebP")
+        declared = int(request.headers.get("content-length") or 0)
+        if declared > LIMITS["upload_bytes"]:
+            return error(413, f"{name}: {declared:,} bytes is over the limit of "
+                              f"{LIMITS['upload_bytes']:,}")  # fmt: skip
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > LIMITS["upload_bytes"]:
+                return error(413, f"{name}: over the limit of {LIMITS['upload_bytes']:,} bytes")
+        try:
+            return JSONResponse(await run_in_threadpool(analyze_photo, bytes(body), name))
+        except InputError as e:
+            status = 413 if "over the limit" in str(e) else 400
+            return error(status, str(e))
+
+    async def live(ws: WebSocket):
+        await ws.accept()
+        tracker = FaceTracker(rec, detect_every=DETECT_EVERY, smoothing=SMOOTHING,
+                              detect_size=STREAM_DETECT_SIZE)  # fmt: skip
+
+        def step(data: bytes, frame: int) -> dict:
+            image = decode_image(data, f"frame {frame}", LIMITS["frame_pixels"])
+            t0 = time.perf_counter()
+            with lock:
+                faces = tracker.update(image)
+            ms = round(1000 * (time.perf_counter() - t0), 1)
+            recs = records("webcam", faces, frame, None, rec.detector.name, empty=False)
+            return {"frame": frame, "width": image.shape[1], "height": image.shape[0],
+                    "faces": recs, "ms": ms}  # fmt: skip
+
+        frame = 0
+        try:
+            while True:
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                data = message.get("bytes")
+                if data is None:
+                    await ws.send_text(json.dumps({"frame": frame, "error": "send frames as "
+                                                   "binary JPEG or PNG"}))  # fmt: skip
+                    continue
+                if len(data) > LIMITS["frame_bytes"]:
+                    reply = {"frame": frame, "error": f"frame of {len(data):,} bytes is over "
+                             f"the limit of {LIMITS['frame_bytes']:,}"}  # fmt: skip
+                else:
+                    try:
+                        reply = await run_in_threadpool(step, data, frame)
+                    except InputError as e:
+                        reply = {"frame": frame, "error": str(e)}
+                await ws.send_text(json.dumps(reply))
+                frame += 1
+        except (WebSocketDisconnect, asyncio.CancelledError):
+            pass  # the tracker (this client's tracks and smoothing) ends with this handler
+
+    return Starlette(routes=[
+        Route("/", page),
+        Route("/api/info", api_info),
+        Route("/api/photo", api_photo, methods=["POST"]),
+        WebSocketRoute("/ws/live", live),
+        Mount("/static", StaticFiles(directory=str(static)), name="static"),
+    ])  # fmt: skip

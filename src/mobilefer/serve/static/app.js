@@ -1,0 +1,199 @@
+// mobilefer live demo: webcam frames -> WebSocket -> faces drawn over the video.
+// One frame is in flight at a time: the next is sent only when the last result is back.
+"use strict";
+
+const COLORS = {angry: "#dc0000", disgust: "#008c00", fear: "#a000a0", happy: "#ffc800",
+  sad: "#0050c8", surprise: "#00c8ff", neutral: "#c8c8c8", contempt: "#ff7f00"};
+const HISTORY_SECONDS = 30;
+const $ = (id) => document.getElementById(id);
+let labels = [];
+const history = new Map();  // track id -> [{t, scores}]
+
+// ---------------------------------------------------------------- tabs
+document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click", () => {
+  document.querySelectorAll("nav button, .tab").forEach((e) => e.classList.remove("active"));
+  b.classList.add("active");
+  $(b.dataset.tab).classList.add("active");
+  if (b.dataset.tab === "timeline") drawTimeline();
+}));
+
+function showError(el, message) {
+  el.textContent = message;
+  el.hidden = !message;
+}
+
+// ---------------------------------------------------------------- live
+async function startLive() {
+  const info = await (await fetch("/api/info")).json();
+  labels = info.labels;
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: false});
+  } catch (e) {
+    showError($("live-error"), "No webcam: " + e.message + ". The Photos tab still works.");
+    $("status").textContent = "no webcam";
+    return;
+  }
+  const video = $("video");
+  video.srcObject = stream;
+  await video.play();
+  const grab = document.createElement("canvas");
+  const proto = location.protocol === "https:" ? "wss://" : "ws://";
+  const ws = new WebSocket(proto + location.host + "/ws/live");
+  ws.binaryType = "arraybuffer";
+  let sentAt = 0, frames = 0, started = performance.now();
+
+  function send() {
+    if (ws.readyState !== WebSocket.OPEN || !video.videoWidth) return setTimeout(send, 50);
+    grab.width = video.videoWidth;
+    grab.height = video.videoHeight;
+    grab.getContext("2d").drawImage(video, 0, 0);
+    grab.toBlob((blob) => { sentAt = performance.now(); ws.send(blob); }, "image/jpeg", 0.8);
+  }
+  ws.onopen = () => { $("status").textContent = "live · " + info.detector; send(); };
+  ws.onclose = () => { $("status").textContent = "disconnected"; };
+  ws.onmessage = (event) => {
+    const reply = JSON.parse(event.data);
+    const latency = performance.now() - sentAt;
+    frames += 1;
+    $("fps").textContent = (frames / ((performance.now() - started) / 1000)).toFixed(1);
+    $("latency").textContent = latency.toFixed(0);
+    if (reply.error) showError($("live-error"), reply.error);
+    else {
+      showError($("live-error"), "");
+      drawFaces(reply);
+      remember(reply.faces);
+    }
+    send();
+  };
+}
+
+function drawFaces(reply) {
+  const canvas = $("overlay");
+  canvas.width = reply.width;
+  canvas.height = reply.height;
+  const g = canvas.getContext("2d");
+  g.clearRect(0, 0, canvas.width, canvas.height);
+  g.lineWidth = Math.max(2, canvas.width / 240);
+  g.font = `${Math.max(14, canvas.width / 32)}px system-ui, sans-serif`;
+  $("facecount").textContent = reply.faces.length;
+  for (const f of reply.faces) {
+    const [x, y, w, h] = f.box;
+    const color = COLORS[f.label] || "#00ff00";
+    g.strokeStyle = color;
+    g.strokeRect(x, y, w, h);
+    const text = `${f.label} ${(100 * f.score).toFixed(0)}%`;
+    const tw = g.measureText(text).width + 8, th = parseInt(g.font) + 6;
+    g.fillStyle = color;
+    g.fillRect(x, Math.max(0, y - th), tw, th);
+    g.fillStyle = "#000";
+    g.fillText(text, x + 4, Math.max(th - 6, y - 6));
+  }
+  $("face-list").replaceChildren(...reply.faces.map((f) => {
+    const li = document.createElement("li");
+    li.dataset.label = f.label;
+    li.textContent = `face ${f.track_id}: ${f.label} ${(100 * f.score).toFixed(0)}%`;
+    return li;
+  }));
+  drawBars(reply.faces[0]);
+}
+
+function drawBars(face) {
+  const bars = $("bars");
+  bars.className = "bars";
+  bars.replaceChildren(...labels.map((name) => {
+    const p = face ? face.scores[name] : 0;
+    const row = document.createElement("div");
+    row.className = "bar";
+    row.innerHTML = `<span>${name}</span><span><span class="fill" style="width:${(100 * p).toFixed(1)}%;background:${COLORS[name] || "#0a84ff"}"></span></span><span>${(100 * p).toFixed(0)}%</span>`;
+    return row;
+  }));
+}
+
+// ---------------------------------------------------------------- timeline
+function remember(faces) {
+  const now = performance.now() / 1000;
+  for (const f of faces) {
+    if (!history.has(f.track_id)) history.set(f.track_id, []);
+    history.get(f.track_id).push({t: now, scores: f.scores});
+  }
+  for (const [id, points] of history) {
+    while (points.length && points[0].t < now - HISTORY_SECONDS) points.shift();
+    if (!points.length) history.delete(id);
+  }
+  if ($("timeline").classList.contains("active")) drawTimeline();
+}
+
+function drawTimeline() {
+  const charts = $("charts");
+  const now = performance.now() / 1000;
+  charts.replaceChildren(...[...history].map(([id, points]) => {
+    const box = document.createElement("div");
+    box.className = "chart";
+    const canvas = document.createElement("canvas");
+    canvas.width = 800;
+    canvas.height = 180;
+    const g = canvas.getContext("2d");
+    for (const name of labels) {
+      g.strokeStyle = COLORS[name] || "#888";
+      g.lineWidth = 2;
+      g.beginPath();
+      points.forEach((p, i) => {
+        const x = canvas.width * (1 - (now - p.t) / HISTORY_SECONDS);
+        const y = canvas.height * (1 - p.scores[name]);
+        i ? g.lineTo(x, y) : g.moveTo(x, y);
+      });
+      g.stroke();
+    }
+    const legend = document.createElement("div");
+    legend.className = "legend";
+    legend.innerHTML = `<strong>face ${id}</strong> ` +
+      labels.map((n) => `<span style="color:${COLORS[n] || "#888"}">■ ${n}</span>`).join("");
+    box.append(legend, canvas);
+    return box;
+  }));
+  if (!history.size) charts.textContent = "No face tracked yet.";
+}
+
+// ---------------------------------------------------------------- photos
+async function upload(file) {
+  const response = await fetch("/api/photo?name=" + encodeURIComponent(file.name), {
+    method: "POST", body: file, headers: {"Content-Type": file.type || "application/octet-stream"},
+  });
+  let reply;
+  try { reply = await response.json(); } catch { reply = {error: `${file.name}: server error ${response.status}`}; }
+  if (!response.ok || reply.error) {
+    showError($("photo-error"), reply.error || `${file.name}: failed (${response.status})`);
+    return;
+  }
+  const item = document.createElement("div");
+  item.className = "result";
+  const img = document.createElement("img");
+  img.src = reply.annotated;
+  img.alt = reply.name;
+  const { annotated, ...data } = reply;
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], {type: "application/json"}));
+  link.download = reply.name.replace(/\.[^.]*$/, "") + ".json";
+  link.textContent = "download JSON";
+  const summary = document.createElement("div");
+  const faces = reply.faces.filter((f) => f.label);
+  summary.innerHTML = `<strong>${reply.name}</strong><br>${faces.length} face(s): ` +
+    (faces.map((f) => `${f.label} ${(100 * f.score).toFixed(0)}%`).join(", ") || "none") + "<br>";
+  summary.append(link);
+  item.append(img, summary);
+  $("results").prepend(item);
+}
+
+async function uploadAll(files) {
+  showError($("photo-error"), "");
+  for (const file of files) await upload(file);
+}
+
+$("files").addEventListener("change", (e) => uploadAll(e.target.files));
+const drop = $("drop");
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); uploadAll(e.dataTransfer.files); });
+
+startLive();

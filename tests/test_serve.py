@@ -1,0 +1,178 @@
+"""mobilefer serve: HTTP and WebSocket through Starlette's test client, and the page in a real
+browser (Debian's chromium driven by Playwright, with a fake camera playing the test photo)."""
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("httpx")
+
+from starlette.testclient import TestClient  # noqa: E402
+
+from mobilefer import Recognizer  # noqa: E402
+from mobilefer.serve import LIMITS, create_app, is_loopback  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def app():
+    return create_app(Recognizer(detector="haar"))
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def jpg(astronaut) -> bytes:
+    import cv2
+
+    return cv2.imencode(".jpg", astronaut)[1].tobytes()
+
+
+def test_page_and_assets_are_served_by_the_package(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "mobilefer" in page.text
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert client.get(asset).status_code == 200
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN: works offline
+    info = client.get("/api/info").json()
+    assert info["labels"][3] == "happy" and info["limits"] == LIMITS
+
+
+def test_photo_comes_back_annotated(client, jpg):
+    r = client.post("/api/photo?name=astronaut.jpg", content=jpg,
+                    headers={"content-type": "image/jpeg"})  # fmt: skip
+    assert r.status_code == 200
+    body = r.json()
+    (face,) = body["faces"]
+    assert face["label"] == "happy" and body["name"] == "astronaut.jpg"
+    assert body["annotated"].startswith("data:image/jpeg;base64,")
+
+
+def test_photo_without_a_face(client):
+    import cv2
+
+    wall = cv2.imencode(".png", np.full((120, 160, 3), 128, np.uint8))[1].tobytes()
+    (rec,) = client.post("/api/photo?name=wall.png", content=wall).json()["faces"]
+    assert rec["face"] is None and rec["label"] is None
+
+
+@pytest.mark.parametrize(
+    "body, kind, status, message",
+    [
+        (b"\xff\xd8\xff\xe0 not really", "image/jpeg", 400, "truncated"),
+        (b"hello", "image/png", 400, "not a readable image"),
+        (b"", "image/png", 400, "empty file"),
+        (b"{}", "application/json", 415, "is not an image"),
+    ],
+)
+def test_bad_uploads_get_a_clear_json_error(client, body, kind, status, message):
+    r = client.post("/api/photo?name=x", content=body, headers={"content-type": kind})
+    assert r.status_code == status and message in r.json()["error"]
+
+
+def test_oversized_upload_is_refused(client, monkeypatch, jpg):
+    monkeypatch.setitem(LIMITS, "upload_bytes", 1000)
+    r = client.post("/api/photo?name=big.jpg", content=jpg, headers={"content-type": "image/jpeg"})
+    assert r.status_code == 413 and "over the limit" in r.json()["error"]
+
+
+def test_two_live_clients_keep_separate_tracks(client, jpg):
+    with client.websocket_connect("/ws/live") as a, client.websocket_connect("/ws/live") as b:
+        for i in range(3):
+            a.send_bytes(jpg)
+            ra = json.loads(a.receive_text())
+            assert ra["frame"] == i and ra["faces"][0]["track_id"] == 0
+        b.send_bytes(jpg)
+        rb = json.loads(b.receive_text())
+        assert rb["frame"] == 0 and rb["faces"][0]["track_id"] == 0  # its own tracker
+        assert rb["faces"][0]["label"] == "happy"
+        b.send_bytes(b"broken")
+        assert "not a readable image" in json.loads(b.receive_text())["error"]
+        b.send_text("hello")
+        assert "binary" in json.loads(b.receive_text())["error"]
+        b.send_bytes(jpg)  # the connection survives bad frames
+        assert json.loads(b.receive_text())["faces"]
+
+
+def test_loopback_by_default():
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+
+
+# ----------------------------------------------------------------------------- a real browser
+def write_y4m(path: Path, image: np.ndarray, frames: int = 20) -> Path:
+    """A Y4M clip (what Chromium's fake camera plays) of one still image, 640x480 4:2:0."""
+    import cv2
+
+    img = cv2.resize(image, (640, 480))
+    yuv = cv2.cvtColor(img, cv2.COLOR_BGR2YUV_I420).tobytes()
+    with open(path, "wb") as f:
+        f.write(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\n")
+        for _ in range(frames):
+            f.write(b"FRAME\n" + yuv)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+def test_live_page_in_chromium(server, tmp_path, astronaut):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    # the astronaut on a plain background, as a webcam would frame her
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    import cv2
+
+    frame[60:420, 170:470] = cv2.resize(astronaut[0:380, 80:400], (300, 360))
+    clip = write_y4m(tmp_path / "camera.y4m", frame)
+    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={clip}"]  # fmt: skip
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 900})
+            page.goto(server)
+            page.wait_for_selector("#face-list li[data-label=happy]", timeout=10_000)
+            page.wait_for_function("parseFloat(document.getElementById('fps').textContent) > 0",
+                                   timeout=10_000)  # fmt: skip
+            page.screenshot(path=str(tmp_path / "serve.png"))
+            if os.environ.get("MOBILEFER_SCREENSHOT"):
+                shutil.copy(tmp_path / "serve.png", os.environ["MOBILEFER_SCREENSHOT"])
+            page.click("nav button[data-tab=photos]")
+            page.set_input_files("#files", files=[
+                {"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": b"\xff\xd8junk"}
+            ])  # fmt: skip
+            error = page.wait_for_selector("#photo-error:not([hidden])", timeout=10_000)
+            assert "broken.jpg" in error.text_content()
+        finally:
+            browser.close()
