@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from .errors import InputError, MobileferError, OptionError
@@ -116,6 +117,11 @@ class _Saver:
 
 # ----------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        return _predict_ray(args)
+    if args.out or args.address:
+        _err("--out and --address go with --engine ray; without it, records go to stdout")
+        return 2
     from .image import shown
     from .sinks import RecordWriter
 
@@ -166,6 +172,53 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if failed:
         _err(f"{failed} input(s) failed")
     return 1 if failed else 0
+
+
+def _predict_ray(args: argparse.Namespace) -> int:
+    try:
+        import ray
+
+        import mobilefer.ray as mray
+    except ImportError as e:
+        _err(f"--engine ray needs the [ray] extra ({e.name} is missing): "
+             "pip install 'mobilefer[ray]'")  # fmt: skip
+        return 2
+    out = Path(args.out or "")
+    if out.suffix not in (".parquet", ".jsonl"):
+        _err("--engine ray writes a file: pass --out results.parquet or --out results.jsonl")
+        return 2
+    if args.save:
+        _err("--save is not available with --engine ray")
+        return 2
+    if not ray.is_initialized():
+        ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
+    ds = mray.predict(
+        args.source, model=args.model, detector=args.detector, actors=args.actors,
+        detect_every=args.detect_every, smoothing=args.smoothing, detect_size=args.detect_size,
+        max_pixels=args.max_pixels, yunet=args.yunet,
+    )  # fmt: skip
+    errors = n = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = None
+    with open(out, "w") if out.suffix == ".jsonl" else nullcontext() as text:
+        for batch in ds.iter_batches(batch_format="pyarrow"):
+            rows = batch.to_pylist()
+            n += len(rows)
+            for r in rows:
+                if r["error"]:
+                    errors += 1
+                    _err(r["error"])
+            if text is not None:
+                text.writelines(json.dumps(r, allow_nan=False) + "\n" for r in rows)
+            else:
+                import pyarrow.parquet as pq
+
+                writer = writer or pq.ParquetWriter(out, batch.schema)
+                writer.write_table(batch)
+    if writer is not None:
+        writer.close()
+    _err(f"{n} record(s) in {out}; {errors} input(s) could not be read")
+    return 1 if errors else 0
 
 
 # ----------------------------------------------------------------------------- webcam
@@ -471,6 +524,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("source", nargs="+", help="image, folder, glob, video file or webcam index")
     pr.add_argument("--save", help="folder for annotated images and videos (input folders are "
                     "mirrored; names are never reused)")  # fmt: skip
+    pr.add_argument("--engine", choices=["local", "ray"], default="local",
+                    help="ray: run on a Ray cluster (needs [ray] and --out)")  # fmt: skip
+    pr.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    pr.add_argument("--out", help="with --engine ray: results.parquet or results.jsonl")
+    pr.add_argument("--actors", type=_number(int, 1, what="must be >= 1"), default=2,
+                    help="with --engine ray: Recognizer actors in the pool")  # fmt: skip
     _add_inference_options(pr)
     pr.set_defaults(func=cmd_predict)
 
