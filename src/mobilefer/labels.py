@@ -28,16 +28,3 @@ FERPLUS_LABELS: tuple[str, ...] = (*EMOTIONS, "contempt")
 
 #: For each FER+ vote column, its index in :data:`FERPLUS_LABELS` (``None``: not an emotion).
 FERPLUS_COLUMN_TO_LABEL: tuple[int | None, ...] = (6, 3, 5, 4, 0, 1, 2, 7, None, None)
-
-
-def label_index(name: str | int) -> int:
-    """Return the FER2013 index of a label given by name (any case) or by index 0-6."""
-    if isinstance(name, int) or (isinstance(name, str) and name.strip().isdigit()):
-        idx = int(name)
-        if 0 <= idx < len(EMOTIONS):
-            return idx
-    else:
-        key = name.strip().lower()
-        if key in EMOTIONS:
-            return EMOTIONS.index(key)
-    raise ValueError(f"unknown label {name!r}; choose from {', '.join(EMOTIONS)} or 0-6")

@@ -208,10 +208,6 @@ class Recognizer:
         boxes = [(0, 0, c.shape[1], c.shape[0]) for c in crops]
         return self._faces(self.predict_proba(crops), boxes, None, [None] * len(crops))
 
-    def detect(self, image: np.ndarray, detect_size: int | None = None):
-        """The detector's faces in a BGR image (see :mod:`mobilefer.faces`)."""
-        return self.detector.detect(to_bgr(image), detect_size)
-
     def classify_boxes(self, image: np.ndarray, detections) -> list[Face]:
         """Classify the faces at given detections of ``image`` in one batched call."""
         image = to_bgr(image)

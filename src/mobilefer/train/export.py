@@ -190,7 +190,7 @@ def head_targets(data: FerData, head: str) -> tuple[np.ndarray, np.ndarray]:
 def training_prior(train: FerData, head: str) -> np.ndarray:
     """The class prior of the targets a head was trained on (Training split)."""
     if head == "fer2013":
-        counts = np.bincount(train.labels, minlength=len(EMOTIONS)).astype(np.float64)
+        counts = train.class_counts().astype(np.float64)
         return counts / counts.sum()
     soft, mask = ferplus_targets(train.votes)
     prior = soft[mask].astype(np.float64).mean(0)
