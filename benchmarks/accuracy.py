@@ -15,7 +15,7 @@ import sys
 import time
 
 from fer_peer import run_peer
-from mobilefer import Recognizer
+from mobilefer import EMOTIONS, Recognizer
 from mobilefer.data import load_fer2013, split_code
 from mobilefer.evaluate import evaluate_model, scores
 from mobilefer.faces import NoDetector
@@ -25,7 +25,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", required=True, help="fer2013.npz (the peer reads npz only)")
     ap.add_argument("--split", default="private", choices=["public", "private"])
-    ap.add_argument("--model", help="mobilefer model file (default: the shipped one)")
+    ap.add_argument("--model", help="mobilefer model name or file (default: the shipped one)")
     ap.add_argument("--fer-python", default=os.environ.get("FER_PYTHON"), help="the peer's python")
     args = ap.parse_args()
 
@@ -56,6 +56,12 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, r, secs in rows:
         print(f"| {name} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {secs:.1f} |")
+    print()
+    print("| recall per class | " + " | ".join(EMOTIONS) + " |")
+    print("|---" * (len(EMOTIONS) + 1) + "|")
+    for name, r, _ in rows:
+        cells = " | ".join(f"{r['per_class_recall'][k]:.3f}" for k in EMOTIONS)
+        print(f"| {name} | {cells} |")
 
 
 if __name__ == "__main__":

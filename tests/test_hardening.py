@@ -475,3 +475,15 @@ def test_fuzzed_files_never_lose_a_sibling(tmp_path, tiny_model, jpg_bytes, astr
     assert p.returncode in (0, 1), p.stderr
     assert "Traceback" not in p.stderr
     assert any(r["source"].endswith("zz_good.jpg") for r in records(p.stdout))
+
+
+def test_every_option_has_a_help_line():
+    import argparse
+
+    from mobilefer.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help, f"mobilefer {name} {action.option_strings or action.dest}"
