@@ -379,7 +379,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = load_fer2013(args.data)
     if cfg.ferplus_weight > 0:
         data = _with_ferplus(data, args.data, args.ferplus)
-    print(epoch_header(), flush=True)
+    print(epoch_header(ferplus=cfg.ferplus_weight > 0), flush=True)
     result = fit(cfg, data, args.out, resume=args.resume,
                  on_epoch=lambda r: print(epoch_row(r), flush=True))  # fmt: skip
     best = result["best"]

@@ -19,20 +19,27 @@ _COLUMNS = (
 )
 
 
-def epoch_header() -> str:
-    return "| " + " | ".join(_COLUMNS) + " |\n|" + "|".join("---" for _ in _COLUMNS) + "|"
+def epoch_header(ferplus: bool = False) -> str:
+    """The table's header; with ``ferplus``, a column for the FER+ head's PublicTest accuracy."""
+    cols = [*_COLUMNS[:-1], "PublicTest FER+ Accuracy", _COLUMNS[-1]] if ferplus else _COLUMNS
+    return "| " + " | ".join(cols) + " |\n|" + "|".join("---" for _ in cols) + "|"
 
 
 def epoch_row(r: dict) -> str:
+    plus = (
+        f"{r['public_ferplus_accuracy']:.4f} | " if r.get("public_ferplus_accuracy") is not None
+        else ""
+    )  # fmt: skip
     return (
         f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_accuracy']:.4f} | "
-        f"{r['public_loss']:.4f} | {r['public_accuracy']:.4f} | {r['seconds']:.0f} |"
+        f"{r['public_loss']:.4f} | {r['public_accuracy']:.4f} | {plus}{r['seconds']:.0f} |"
     )
 
 
 def epoch_table(history: list[dict]) -> str:
     """The whole table as Markdown, one row per epoch."""
-    return "\n".join([epoch_header(), *(epoch_row(r) for r in history)])
+    ferplus = any(r.get("public_ferplus_accuracy") is not None for r in history)
+    return "\n".join([epoch_header(ferplus), *(epoch_row(r) for r in history)])
 
 
 def plot_curves(history: list[dict], path: str | Path) -> None:
