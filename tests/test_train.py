@@ -361,3 +361,15 @@ def test_choose_tau_trades_common_for_rare_classes():
     tau, rows = choose_tau(probs, y, prior)
     assert [r["tau"] for r in rows][0] == 0.0 and tau >= 0.7
     assert rows[-1]["macro_f1"] > rows[0]["macro_f1"]
+
+
+def test_init_starts_from_a_checkpoint(tmp_path, fer_npz, tiny_config):
+    from dataclasses import replace
+
+    fit(tiny_config, fer_npz, tmp_path / "a")
+    start = torch.load(tmp_path / "a" / "best.pt", weights_only=True)["model"]
+    cfg = replace(tiny_config, init=str(tmp_path / "a" / "best.pt"), lr=0.0, seed=5)
+    fit(cfg, fer_npz, tmp_path / "b")
+    after = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    heads = [k for k in start if k.startswith("head.")]
+    assert heads and all(torch.equal(start[k], after[k]) for k in heads)  # lr 0: unchanged

@@ -363,6 +363,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in given.items() if v is not None}
     if args.no_amp:
         overrides["amp"] = False
+    if args.init:
+        overrides["init"] = args.init
     if args.backbone_weights:
         overrides["backbone"] = args.backbone_weights
     elif args.no_pretrained:
@@ -612,6 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit-train", type=positive, help="use only the first N training faces")
     t.add_argument("--backbone-weights", help="a local mobilenet_v2-b0353104.pth")
     t.add_argument("--no-pretrained", action="store_true", help="random backbone (tests)")
+    t.add_argument("--init", help="start from this checkpoint's weights (best.pt of a run)")
     t.add_argument("--no-amp", action="store_true", help="no bf16 autocast (GPU, bf16 CPUs)")
     t.set_defaults(func=cmd_train)
     return p

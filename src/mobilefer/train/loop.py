@@ -63,6 +63,7 @@ class TrainConfig:
     channels_last: bool = True
     width_mult: float = 1.0  # <1 only for tests (no ImageNet weights then)
     backbone: str | None = "imagenet"  # "imagenet" (torch hub cache), a file path, or None
+    init: str | None = None  # start from this checkpoint's weights (fine-tune a finished run)
     seed: int = 0
     threads: int = 0  # torch threads; 0 keeps torch's default
     limit_train: int = 0  # use only the first N training faces (tests, smoke runs); 0 = all
@@ -475,6 +476,10 @@ def fit(
 
     seed_everything(cfg.seed)
     model, opt, sched = build(cfg, steps, dev)
+    if cfg.init and ck is None:
+        weights = torch.load(cfg.init, map_location=dev, weights_only=True)["model"]
+        missing, _ = model.load_state_dict(weights, strict=False)
+        log.info("started from %s (new: %s)", cfg.init, ", ".join(missing) or "nothing")
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     history: list[dict] = []
     best = {"epoch": 0, "public_accuracy": -1.0}
