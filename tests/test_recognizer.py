@@ -128,3 +128,14 @@ def test_shipped_model_is_the_default(astronaut):
     photo = Path(__file__).parent / "data" / "astronaut.jpg"
     (again,) = mobilefer.analyze(photo, detector="haar")
     assert again.label == "happy"
+
+
+def test_large_batches_run_in_chunks_with_the_same_result(tiny_model):
+    from mobilefer.faces import NoDetector
+    from mobilefer.recognizer import RUN_BATCH
+
+    rec = Recognizer(tiny_model, detector=NoDetector(), flip_tta=True)
+    faces = list(np.random.default_rng(3).integers(0, 256, (RUN_BATCH * 3 + 5, 48, 48), np.uint8))
+    whole = rec.predict_proba(faces)
+    one_by_one = np.concatenate([rec.predict_proba([f]) for f in faces])
+    assert whole.shape == (len(faces), 7) and np.allclose(whole, one_by_one, atol=1e-5)

@@ -159,7 +159,7 @@ def predict(
             },
             batch_size=batch_size,
             batch_format="pyarrow",
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus_per_actor,
         )  # fmt: skip
         for ds in parts

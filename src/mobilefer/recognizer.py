@@ -50,6 +50,9 @@ class Face:
         return asdict(self) | {"box": list(self.box)}
 
 
+#: Faces per ONNX Runtime call: larger batches are split into runs of this size.
+RUN_BATCH = 32
+
 #: Models shipped inside the package, by name: ``Recognizer(model=NAME)``, ``--model NAME``.
 MODELS: dict[str, str] = {
     "fer2013": "mobilefer_fer2013.onnx",  # FER2013's 7 classes (the default)
@@ -174,14 +177,22 @@ class Recognizer:
         x = prepare(crops, self.card.preprocessing)
         if self.flip_tta:
             n = len(x)
-            both = self._session.run(None, {self._input: np.concatenate([x, x[..., ::-1]])})[0]
+            both = self._run(np.concatenate([x, x[..., ::-1]]))
             probs = (both[:n] + both[n:]) / 2
         else:
-            probs = self._session.run(None, {self._input: x})[0]
+            probs = self._run(x)
         probs = probs.astype(np.float64)
         if self._weights is not None:
             probs = probs * self._weights
         return probs / probs.sum(axis=1, keepdims=True)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        # In runs of RUN_BATCH: a batch of 256 ran 20% slower per face than one of 32, its
+        # activations no longer fitting the caches (benchmarks/speed.py).
+        return np.concatenate(
+            [self._session.run(None, {self._input: x[i : i + RUN_BATCH]})[0]
+             for i in range(0, len(x), RUN_BATCH)]
+        )  # fmt: skip
 
     def _faces(self, probs: np.ndarray, boxes, detector, det_scores) -> list[Face]:
         out = []
