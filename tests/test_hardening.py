@@ -29,6 +29,12 @@ def run(capsys, *argv):
     return code, out, err
 
 
+def predict(capsys, model, *args):
+    """``mobilefer predict ARGS --model MODEL --detector haar``."""
+    return run(capsys, "predict", *(os.fsdecode(a) for a in args), "--model", str(model),
+               "--detector", "haar")  # fmt: skip
+
+
 def records(out):
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
@@ -109,15 +115,11 @@ def test_save_keeps_every_output(capsys, tmp_path, tiny_model, jpg_bytes, astron
         (tmp_path / "in" / sub / "x.jpg").write_bytes(jpg_bytes)
     cv2.imwrite(str(tmp_path / "in" / "a" / "x.png"), astronaut)
     out_dir = tmp_path / "out"
-    code, out, err = run(
+    code, out, err = predict(
         capsys,
-        "predict",
+        tiny_model,
         str(tmp_path / "in"),
         str(tmp_path / "in" / "a" / "x.jpg"),
-        "--model",
-        str(tiny_model),
-        "--detector",
-        "haar",
         "--save",
         str(out_dir),
     )
@@ -152,9 +154,7 @@ def test_pixel_bomb_is_refused_from_its_header(capsys, tmp_path, tiny_model, jpg
     (tmp_path / "good.jpg").write_bytes(jpg_bytes)
     with pytest.raises(InputError, match="1,600,000,000 pixels, over the limit"):
         read_image(tmp_path / "bomb.png")
-    code, out, err = run(
-        capsys, "predict", str(tmp_path), "--model", str(tiny_model), "--detector", "haar"
-    )
+    code, out, err = predict(capsys, tiny_model, str(tmp_path))
     assert code == 1 and "--max-pixels" in err
     assert [r["source"] for r in records(out)] == [str(tmp_path / "good.jpg")]
 
@@ -170,9 +170,7 @@ def test_unreadable_file_is_one_failure(capsys, monkeypatch, tmp_path, tiny_mode
         return real(self)
 
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
-    code, out, err = run(
-        capsys, "predict", str(tmp_path), "--model", str(tiny_model), "--detector", "haar"
-    )
+    code, out, err = predict(capsys, tiny_model, str(tmp_path))
     assert code == 1 and "locked.jpg: cannot read the file (Permission denied)" in err
     assert [r["source"] for r in records(out)] == [str(tmp_path / "open.jpg")]
 
@@ -208,17 +206,7 @@ def test_save_target_is_checked_before_any_work(capsys, tmp_path, tiny_model, jp
     (tmp_path / "a.jpg").write_bytes(jpg_bytes)
     (tmp_path / "taken").write_text("a file")
     for target in (tmp_path / "taken", tmp_path / "taken" / "sub"):
-        code, out, err = run(
-            capsys,
-            "predict",
-            str(tmp_path / "a.jpg"),
-            "--model",
-            str(tiny_model),
-            "--detector",
-            "haar",
-            "--save",
-            str(target),
-        )
+        code, out, err = predict(capsys, tiny_model, str(tmp_path / "a.jpg"), "--save", str(target))
         assert code == 2 and out == "" and "--save" in err and "Traceback" not in err
 
 
@@ -234,16 +222,8 @@ def test_a_failed_write_is_reported(capsys, monkeypatch, tmp_path, tiny_model, j
         return real(self, data)
 
     monkeypatch.setattr(Path, "write_bytes", write_bytes)
-    code, out, err = run(
-        capsys,
-        "predict",
-        str(tmp_path / "in"),
-        "--model",
-        str(tiny_model),
-        "--detector",
-        "haar",
-        "--save",
-        str(tmp_path / "out"),
+    code, out, err = predict(
+        capsys, tiny_model, str(tmp_path / "in"), "--save", str(tmp_path / "out")
     )
     assert code == 1 and "a_mobilefer.png: cannot save (No space left on device)" in err
     assert len(records(out)) == 2 and (tmp_path / "out" / "b_mobilefer.png").is_file()
@@ -305,34 +285,14 @@ def test_no_face_and_sidecars(capsys, tmp_path, tiny_model, jpg_bytes):
     cv2.imwrite(str(d / "wall.png"), np.full((200, 300, 3), 128, np.uint8))
     for name in ("face.xmp", "notes.txt", "meta.json", "anim.gif"):
         (d / name).write_bytes(b"x")
-    code, out, err = run(
-        capsys,
-        "predict",
-        str(d),
-        "--model",
-        str(tiny_model),
-        "--detector",
-        "haar",
-        "--format",
-        "jsonl",
-    )
+    code, out, err = predict(capsys, tiny_model, str(d), "--format", "jsonl")
     assert code == 0, err
     recs = records(out)
     assert {Path(r["source"]).name for r in recs} == {"face.jpg", "wall.png"}
     (wall,) = [r for r in recs if r["source"].endswith("wall.png")]
     assert wall["face"] is None and wall["box"] is None and wall["detector"] == "haar"
     assert "skipped 4 file(s) that are not images or videos" in err
-    code, out, _ = run(
-        capsys,
-        "predict",
-        str(d),
-        "--model",
-        str(tiny_model),
-        "--detector",
-        "haar",
-        "--format",
-        "csv",
-    )
+    code, out, _ = predict(capsys, tiny_model, str(d), "--format", "csv")
     import csv
 
     rows = list(csv.DictReader(io.StringIO(out)))
@@ -379,17 +339,7 @@ def test_non_utf8_names_with_save_and_video(capsys, tmp_path, tiny_model, jpg_by
         f.write(jpg_bytes)
     write_video(tmp_path / "clip.mp4", astronaut, frames=3)
     os.rename(tmp_path / "clip.mp4", os.fsencode(d) + b"/v\xe9.mp4")
-    code, out, err = run(
-        capsys,
-        "predict",
-        str(d),
-        "--model",
-        str(tiny_model),
-        "--detector",
-        "haar",
-        "--save",
-        str(tmp_path / "out"),
-    )
+    code, out, err = predict(capsys, tiny_model, str(d), "--save", str(tmp_path / "out"))
     assert code == 0, err
     kinds = {r["frame"] is None for r in records(out)}
     assert kinds == {True, False}  # the photo and the video's frames
