@@ -102,7 +102,8 @@ def create_app(recognizer: Recognizer | None = None, **recognizer_options):
         kind = request.headers.get("content-type", "")
         if kind and not (kind.startswith("image/") or kind == "application/octet-stream"):
             return error(415, f"{name}: {kind} is not an image; send a JPEG, PNG, BMP or WebP")
-        declared = int(request.headers.get("content-length") or 0)
+        length = request.headers.get("content-length") or "0"
+        declared = int(length) if length.isdigit() else 0
         if declared > LIMITS["upload_bytes"]:
             return error(413, f"{name}: {declared:,} bytes is over the limit of "
                               f"{LIMITS['upload_bytes']:,}")  # fmt: skip
