@@ -50,9 +50,11 @@ class Progress:
         self.n += n
         self._bar.update(n)
 
-    def close(self) -> None:
-        """End the bar with a summary line: count, seconds and rate."""
+    def close(self, summary: bool = True) -> None:
+        """End the bar, with a summary line (count, seconds and rate) unless told not to."""
         self._bar.close()
+        if not summary:
+            return
         secs = time.perf_counter() - self.t0
         print(f"{self.name}: {self.n} {self.unit} in {secs:.1f} s, {self.rate:.1f} {self.unit}/s",
               file=sys.stderr, flush=True)  # fmt: skip
@@ -128,7 +130,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     saver = _Saver(args.save) if args.save else None
     rec = _recognizer(args)
     out = RecordWriter(args.format, rec.labels, sys.stdout)
-    failed, skipped, images = 0, {}, None
+    failed, skipped = 0, {}
     progress = Progress("images", "images")
     frames: Progress | None = None
     try:
@@ -144,7 +146,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
             out.write(result.records())
             if result.frame is None:
                 progress.update()
-                images = progress
             else:
                 if frames is None or frames.name != shown(result.source):
                     if frames is not None:
@@ -155,15 +156,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 try:
                     saver.add(result, frames.rate if frames and result.frame is not None else None)
                 except InputError as e:
-                    _err(str(e))
+                    _err(shown(str(e)))
                     failed += 1
     finally:
         if frames is not None:
             frames.close()
         if saver:
             saver.close()
-    if images is not None and images.n > 1:
-        images.close()
+    progress.close(summary=progress.n > 1)
     if skipped:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
         _err(f"skipped {sum(skipped.values())} file(s) that are not images or videos ({kinds})")
