@@ -37,10 +37,13 @@ YUNET_ENV = "MOBILEFER_YUNET"
 
 @dataclass(frozen=True)
 class Detection:
-    """One face: ``box`` is ``(x, y, w, h)`` in input pixels, ``score`` in 0-1 or ``None``."""
+    """One face: ``box`` is ``(x, y, w, h)`` in input pixels, ``score`` in 0-1 or ``None``;
+    ``landmarks`` (yunet only): right eye, left eye, nose tip, right and left mouth corner, as
+    ``(x, y)`` in input pixels ("right" is the person's right, on the image's left)."""
 
     box: tuple[int, int, int, int]
     score: float | None = None
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
 
 def cache_dir() -> Path:
@@ -211,7 +214,9 @@ class YuNetDetector:
         for r in rows:
             box = inside(r[:4], w, h)
             if box is not None:
-                out.append(Detection(_rescale(box, scale), float(np.clip(r[-1], 0, 1))))
+                pts = r[4:14].reshape(5, 2) / scale
+                marks = tuple((float(x), float(y)) for x, y in pts)
+                out.append(Detection(_rescale(box, scale), float(np.clip(r[-1], 0, 1)), marks))
         return out
 
 
