@@ -19,6 +19,7 @@ from .errors import InputError, OptionError
 from .image import MAX_PIXELS, read_image, to_bgr
 from .recognizer import Face, Recognizer
 from .sources import Source, expand, read_video, read_webcam, video_info
+from .tracking import DETECT_EVERY, SMOOTHING, FaceTracker, check_options
 
 #: Detection size (longest side) for video, webcams and arrays: their faces are large and time
 #: is short. Images get :func:`image_detect_size`.
@@ -28,9 +29,6 @@ IMAGE_DETECT_SIZE = 640
 #: How much a photo may be shrunk for detection: a 40 px face stays 20 px, which YuNet finds
 #: (at 2.5x it missed 40 px faces on a 12-megapixel photo; benchmarks/small_faces.py).
 IMAGE_MAX_SHRINK = 2.0
-#: Tracking and smoothing defaults for video, webcams and arrays.
-DETECT_EVERY = 10
-SMOOTHING = 0.6
 
 
 def image_detect_size(height: int, width: int) -> int:
@@ -90,10 +88,10 @@ class Result:
 
 
 def _check(detect_every, smoothing, detect_size, max_frames) -> None:
-    if detect_every is not None and not (isinstance(detect_every, int) and detect_every >= 1):
-        raise OptionError(f"detect_every {detect_every!r}: must be a whole number >= 1")
-    if smoothing is not None and not 0 <= smoothing < 1:
-        raise OptionError(f"smoothing {smoothing!r}: must lie in [0, 1)")
+    check_options(
+        DETECT_EVERY if detect_every is None else detect_every,
+        SMOOTHING if smoothing is None else smoothing,
+    )
     if detect_size is not None and not (isinstance(detect_size, int) and detect_size >= 0):
         raise OptionError(f"detect_size {detect_size!r}: must be a whole number >= 0 (0: full)")
     if not (isinstance(max_frames, int) and max_frames >= 0):
@@ -184,8 +182,6 @@ def _source(rec, src: Source, max_pixels, opts) -> Iterator[Result]:
 
 
 def _tracked(rec, name, kind, frames, fps, root, opts) -> Iterator[Result]:
-    from .tracking import FaceTracker
-
     tracker = FaceTracker(
         rec,
         detect_every=opts["detect_every"] or DETECT_EVERY,

@@ -38,6 +38,20 @@ class _Track:
     missed: int = 0
 
 
+#: Defaults for video, webcams and arrays: full detection every 10th frame, and the weight of
+#: the past in each face's moving average of scores.
+DETECT_EVERY = 10
+SMOOTHING = 0.6
+
+
+def check_options(detect_every: int = DETECT_EVERY, smoothing: float = SMOOTHING) -> None:
+    """Raise :class:`OptionError` for a detection period below 1 or a smoothing outside [0, 1)."""
+    if not (isinstance(detect_every, int) and detect_every >= 1):
+        raise OptionError(f"detect_every {detect_every!r}: must be a whole number >= 1")
+    if not 0 <= smoothing < 1:
+        raise OptionError(f"smoothing {smoothing!r}: must lie in [0, 1)")
+
+
 class FaceTracker:
     """Per-frame faces for a stream of BGR frames, tracked and smoothed.
 
@@ -51,17 +65,14 @@ class FaceTracker:
     def __init__(
         self,
         recognizer: Recognizer,
-        detect_every: int = 10,
-        smoothing: float = 0.6,
+        detect_every: int = DETECT_EVERY,
+        smoothing: float = SMOOTHING,
         iou_threshold: float = 0.3,
         max_missed: int = 5,
         window_side: int = 160,
         detect_size: int | None = None,
     ) -> None:
-        if not (isinstance(detect_every, int) and detect_every >= 1):
-            raise OptionError(f"detect_every {detect_every!r}: must be a whole number >= 1")
-        if not 0 <= smoothing < 1:
-            raise OptionError(f"smoothing {smoothing!r}: must lie in [0, 1)")
+        check_options(detect_every, smoothing)
         self.detect_size = detect_size
         self.recognizer = recognizer
         self.detect_every = detect_every

@@ -30,7 +30,7 @@ from ..errors import InputError
 from ..image import decode_image
 from ..recognizer import Recognizer
 from ..sinks import records
-from ..stream import DETECT_EVERY, SMOOTHING, STREAM_DETECT_SIZE, image_detect_size
+from ..stream import STREAM_DETECT_SIZE, image_detect_size
 from ..tracking import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,7 @@ def create_app(recognizer: Recognizer | None = None, **recognizer_options):
 
     async def live(ws: WebSocket):
         await ws.accept()
-        tracker = FaceTracker(rec, detect_every=DETECT_EVERY, smoothing=SMOOTHING,
-                              detect_size=STREAM_DETECT_SIZE)  # fmt: skip
+        tracker = FaceTracker(rec, detect_size=STREAM_DETECT_SIZE)
 
         def step(data: bytes, frame: int) -> dict:
             image = decode_image(data, f"frame {frame}", LIMITS["frame_pixels"])
