@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -325,6 +326,14 @@ def test_help_shows_defaults_and_version(capsys):
     assert code == 0 and "(default: 10)" in out and "(default: 0.6)" in out
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out.startswith("mobilefer ")
+
+
+@pytest.mark.parametrize("command", ["predict", "webcam", "serve", "evaluate", "export", "train"])
+def test_help_says_each_default_once_and_never_none(capsys, command):
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0 and "(default: None)" not in out
+    for block in re.split(r"\n  (?=-)", out):  # one option's help text each
+        assert block.count("(default") <= 1, block
 
 
 # 11 -------------------------------------------------- odd names, odd calls, tampered models
