@@ -84,7 +84,15 @@ def test_train_export_evaluate_cli(tmp_path, fer_npz, capsys):
         assert (run / name).is_file(), name
 
     model = tmp_path / "m.onnx"
+    # candidates are judged on PublicTest only; PrivateTest is scored on request, for the winner
     code = main(["export", str(run / "best.pt"), "--out", str(model), "--data", str(fer_npz)])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    report = json.loads(out.splitlines()[-1])
+    assert set(report["metrics"]) >= {"public_accuracy", "public_macro_f1"}
+    assert not any(k.startswith("private") for k in report["metrics"])
+    argv = ["export", str(run / "best.pt"), "--out", str(model), "--data", str(fer_npz)]
+    code = main([*argv, "--report-private"])
     out, _ = capsys.readouterr()
     assert code == 0
     report = json.loads(out.splitlines()[-1])
@@ -308,7 +316,7 @@ def test_ferplus_head_trains_exports_and_is_scored(tmp_path, fer_npz, tiny_confi
     assert 0 <= result["history"][0]["public_ferplus_accuracy"] <= 1
     assert (tmp_path / "r" / "best_ferplus.pt").is_file()
     rep = export_checkpoint(tmp_path / "r" / "best_ferplus.pt", tmp_path / "plus.onnx",
-                            data=data, head="ferplus")  # fmt: skip
+                            data=data, head="ferplus", report_private=True)  # fmt: skip
     rec = Recognizer(tmp_path / "plus.onnx", detector=NoDetector())
     assert rec.labels == FERPLUS_LABELS and len(rec.card.prior) == 8
     assert rep["metrics"]["private_accuracy"] == rep["metrics"]["private_ferplus_accuracy"]

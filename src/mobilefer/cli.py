@@ -410,7 +410,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         tau = _float_in(tau, 0, 2, "--prior-tau")
     report = export_checkpoint(
         args.checkpoint, args.out, data=data, head=args.head, flip_tta=flip, prior_tau=tau,
-        margin=args.margin, int8=args.int8,
+        margin=args.margin, int8=args.int8, report_private=args.report_private,
     )  # fmt: skip
     if "public_accuracy_single" in report:
         print(f"PublicTest accuracy: single {report['public_accuracy_single']:.4f}, "
@@ -595,6 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--margin", type=_number(float, 0, 1, what="must lie in 0-1"), default=0.0,
                    help="crop margin stored in the file")  # fmt: skip
     x.add_argument("--int8", action="store_true", help="static int8 quantization (needs --data)")
+    x.add_argument("--report-private", action="store_true",
+                   help="also score PrivateTest into the file: once, for the file you ship, "
+                   "after every choice was made on PublicTest (needs --data)")  # fmt: skip
     x.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="fine-tune MobileNetV2 on FER2013 (needs the [train] extra)")

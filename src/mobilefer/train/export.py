@@ -236,14 +236,17 @@ def export_checkpoint(
     prior_tau: float | str = "auto",
     margin: float = 0.0,
     int8: bool = False,
+    report_private: bool = False,
 ) -> dict:
     """``mobilefer export``: one head of a checkpoint -> a checked, self-describing ONNX file.
 
     With ``data`` (FER2013, with FER+ votes for the ferplus head): ``"auto"`` settings are chosen
     on PublicTest (flip TTA when it raises accuracy; the prior correction by :func:`choose_tau`),
     PublicTest faces make the parity batch, Training faces calibrate int8, and the written file
-    is scored through ONNX Runtime on PublicTest and PrivateTest (stored in its card).
-    Returns a report dict (path, bytes, parity, choices, scores, the tau table).
+    is scored through ONNX Runtime on PublicTest (stored in its card). PrivateTest is scored
+    too only with ``report_private``: once, for the file that ships, after every choice is made,
+    so that candidates are never compared on it. Returns a report dict (path, bytes, parity,
+    choices, scores, the tau table).
     """
     from .loop import load_checkpoint, predict_probs
 
@@ -252,7 +255,8 @@ def export_checkpoint(
     if not Path(checkpoint).is_file():
         raise OptionError(f"{checkpoint}: no such checkpoint; pass best.pt or last.pt of a run")
     needs_data = [n for n, v in (("--int8", int8), ("--flip-tta auto", flip_tta == "auto"),
-                                 ("--prior-tau auto", prior_tau == "auto")) if v]  # fmt: skip
+                                 ("--prior-tau auto", prior_tau == "auto"),
+                                 ("--report-private", report_private)) if v]  # fmt: skip
     if data is None and needs_data:
         raise OptionError(f"{', '.join(needs_data)} need --data (choices are made on PublicTest)")
     model, cfg = load_checkpoint(checkpoint)
@@ -299,14 +303,15 @@ def export_checkpoint(
 
         rec = Recognizer(out, detector=NoDetector())
         metrics = {}
-        for split in ("public", "private"):
+        splits = ("public", "private") if report_private else ("public",)
+        for split in splits:
             r = evaluate_model(rec, data.split(split))
             for target in ("fer2013", "ferplus"):
                 if target in r:
                     metrics[f"{split}_{target}_accuracy"] = round(r[target]["accuracy"], 4)
                     metrics[f"{split}_{target}_macro_f1"] = round(r[target]["macro_f1"], 4)
         own = "fer2013" if head == "fer2013" else "ferplus"
-        for split in ("public", "private"):  # the head's own target, under the old names too
+        for split in splits:  # the head's own target, under the old names too
             metrics[f"{split}_accuracy"] = metrics[f"{split}_{own}_accuracy"]
             metrics[f"{split}_macro_f1"] = metrics[f"{split}_{own}_macro_f1"]
         update_card(out, metrics=metrics)
