@@ -7,6 +7,7 @@ torch = pytest.importorskip("torch")
 
 from mobilefer.cli import main  # noqa: E402
 from mobilefer.data import load_fer2013  # noqa: E402
+from mobilefer.errors import OptionError  # noqa: E402
 from mobilefer.train.loop import RECIPES, fit, load_checkpoint, recipe  # noqa: E402
 
 
@@ -75,11 +76,17 @@ def test_train_export_evaluate_cli(tmp_path, fer_npz, capsys):
             "1",
             "--batch-size",
             "16",
+            "--set",
+            "blur_prob=0.3",
+            "--set",
+            "zoom=0.9,1.1",
         ]
     )
     out, _ = capsys.readouterr()
     assert code == 0
     assert "| Epoch | Training Loss | Training Accuracy | PublicTest Loss" in out
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["blur_prob"] == 0.3 and saved["zoom"] == [0.9, 1.1]
     for name in ("table.md", "curves.png", "confusion_public.png", "public_scores.json"):
         assert (run / name).is_file(), name
 
@@ -194,8 +201,6 @@ def test_resume_refuses_a_changed_config(tmp_path, fer_npz, tiny_config):
     """Resuming with other settings used to swap the config in after the optimizer and the
     schedule were built from the given one; now the change is refused, naming it."""
     from dataclasses import replace
-
-    from mobilefer.errors import OptionError
 
     fit(tiny_config, fer_npz, tmp_path / "r")
     with pytest.raises(OptionError, match=r"lr 0.001 -> 0.01"):
@@ -381,3 +386,21 @@ def test_init_starts_from_a_checkpoint(tmp_path, fer_npz, tiny_config):
     after = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
     heads = [k for k in start if k.startswith("head.")]
     assert heads and all(torch.equal(start[k], after[k]) for k in heads)  # lr 0: unchanged
+
+
+def test_set_is_typed_by_the_default_and_names_the_choices(capsys, fer_npz, tmp_path):
+    from mobilefer.train.loop import parse_setting
+
+    assert parse_setting("jpeg_prob=0.3") == ("jpeg_prob", 0.3)
+    assert parse_setting("freeze-blocks=2") == ("freeze_blocks", 2)
+    assert parse_setting("augment=false") == ("augment", False)
+    assert parse_setting("hidden=256,128") == ("hidden", (256, 128))
+    assert parse_setting("init=none") == ("init", None)
+    for bad in ("blur", "nope=1", "freeze_blocks=two", "epochs=-1", "lr=nan", "augment=maybe"):
+        with pytest.raises(OptionError, match="--set"):
+            parse_setting(bad)
+    out = tmp_path / "never"
+    code = main(["train", "--data", str(fer_npz), "--out", str(out), "--set", "blurr=0.3"])
+    _, err = capsys.readouterr()
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "blur_prob" in err and "jpeg_prob" in err and not out.exists()

@@ -343,7 +343,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- train / export
 def cmd_train(args: argparse.Namespace) -> int:
     try:
-        from .train.loop import fit, read_run_config, recipe
+        from .train.loop import fit, parse_setting, read_run_config, recipe
         from .train.report import epoch_header, epoch_row, write_report
     except ImportError as e:
         _err(
@@ -360,7 +360,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "lr": args.lr, "seed": args.seed, "threads": args.threads, "limit_train": args.limit_train,
         "ferplus_weight": args.ferplus_weight, "logit_adjust": args.logit_adjust,
     }  # fmt: skip
-    overrides = {k: v for k, v in given.items() if v is not None}
+    overrides = dict(parse_setting(text) for text in args.set)
+    overrides |= {k: v for k, v in given.items() if v is not None}
     if args.no_amp:
         overrides["amp"] = False
     if args.init:
@@ -459,7 +460,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default is None or "default" in text:
+        if action.default is None or action.default == [] or "default" in text:
             return text
         return super()._get_help_string(action)
 
@@ -629,6 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-pretrained", action="store_true", help="random backbone (tests)")
     t.add_argument("--init", help="start from this checkpoint's weights (best.pt of a run)")
     t.add_argument("--no-amp", action="store_true", help="no bf16 autocast (GPU, bf16 CPUs)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other recipe setting, e.g. --set blur_prob=0.3 --set zoom=0.8,1.3 "
+                   "(repeatable; the names are those of config.json)")  # fmt: skip
     t.set_defaults(func=cmd_train)
     return p
 

@@ -97,6 +97,39 @@ def recipe(name: str, **overrides) -> TrainConfig:
     return replace(RECIPES[name], **overrides)
 
 
+#: Settings that ``--set`` does not reach: the run's identity, or named options of their own.
+NOT_SETTABLE = ("recipe", "mean", "std", "extra")
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """``"blur_prob=0.3"`` -> ``("blur_prob", 0.3)``: one :class:`TrainConfig` field, typed
+    like its default (numbers, true/false, comma-separated pairs, ``none`` for optional
+    names)."""
+    fields = {k: v for k, v in asdict(TrainConfig()).items() if k not in NOT_SETTABLE}
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or key not in fields:
+        raise OptionError(f"--set {text!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+    default = fields[key]
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(raw)
+            value: object = raw.lower() in ("true", "1")
+        elif isinstance(default, (int, float)):
+            value = type(default)(raw)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(raw)
+        elif isinstance(default, (tuple, list)):
+            value = tuple(type(default[0])(v) for v in raw.split(","))
+        else:  # optional names (backbone, init)
+            value = None if raw.lower() == "none" else raw
+    except ValueError:
+        kind = type(default).__name__ if default is not None else "name"
+        raise OptionError(f"--set {text!r}: {raw!r} is not a valid {kind} for {key}") from None
+    return key, value
+
+
 #: Settings that may differ when a run is resumed: they change neither the data nor the schedule
 #: already followed. ``epochs`` may only grow (an extension on purpose).
 RESUMABLE_CHANGES = ("epochs", "threads")
