@@ -404,3 +404,40 @@ def test_set_is_typed_by_the_default_and_names_the_choices(capsys, fer_npz, tmp_
     _, err = capsys.readouterr()
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "blur_prob" in err and "jpeg_prob" in err and not out.exists()
+
+
+def test_an_ensemble_file_averages_its_members(tmp_path, tiny_config, fer_npz):
+    from dataclasses import replace
+
+    import torch
+
+    from mobilefer import Recognizer
+    from mobilefer.faces import NoDetector
+    from mobilefer.train.export import export_checkpoint, export_onnx, read_card_file
+    from mobilefer.train.model import FerNet
+
+    nets = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        nets.append(FerNet(hidden=tiny_config.hidden, width_mult=0.25, backbone=None).eval())
+    for i, net in enumerate(nets):
+        export_onnx(net, tiny_config, tmp_path / f"m{i}.onnx")
+    rep = export_onnx(nets, [tiny_config, replace(tiny_config, seed=7)], tmp_path / "both.onnx")
+    assert rep["max_abs_diff"] <= 1e-4
+    faces = list(np.random.default_rng(1).integers(0, 256, (6, 48, 48), dtype=np.uint8))
+    one, two, both = (
+        Recognizer(tmp_path / f"{n}.onnx", detector=NoDetector()).predict_proba(faces)
+        for n in ("m0", "m1", "both")
+    )
+    assert not np.allclose(one, two, atol=1e-3)
+    assert np.allclose(both, (one + two) / 2, atol=1e-5)
+    assert [m["seed"] for m in read_card_file(tmp_path / "both.onnx").recipe["members"]] == [0, 7]
+    # members must see the same input; the error says what differs, before any work
+    runs = []
+    for size in (32, 40):
+        cfg = replace(tiny_config, input_size=size)
+        fit(cfg, fer_npz, tmp_path / f"r{size}")
+        runs.append(tmp_path / f"r{size}" / "best.pt")
+    with pytest.raises(OptionError, match="same input.*input_size=32.*input_size=40"):
+        export_checkpoint(runs, tmp_path / "x.onnx", data=load_fer2013(fer_npz))
+    assert not (tmp_path / "x.onnx").exists()

@@ -575,7 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     x = sub.add_parser("export", help="checkpoint -> ONNX model file with metadata (needs [train])")
-    x.add_argument("checkpoint", help="best.pt, best_ferplus.pt or last.pt from 'mobilefer train'")
+    x.add_argument("checkpoint", nargs="+",
+                   help="best.pt, best_ferplus.pt or last.pt from 'mobilefer train'; several "
+                   "make one ensemble file that averages them")  # fmt: skip
     x.add_argument("--out", required=True, help="the .onnx file to write")
     x.add_argument("--data", help="FER2013: for the choices, the parity batch and the scores")
     x.add_argument(

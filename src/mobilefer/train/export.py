@@ -24,7 +24,7 @@ from ..errors import ModelError, OptionError
 from ..labels import EMOTIONS, FERPLUS_LABELS
 from ..modelcard import METADATA_KEY, ModelCard
 from .loop import TrainConfig
-from .model import HeadOf
+from .model import FerNet, Probabilities
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ def read_card_file(path: str | Path) -> ModelCard:
 
 
 def export_onnx(
-    model: nn.Module,
-    cfg: TrainConfig,
+    model: FerNet | list[FerNet],
+    cfg: TrainConfig | list[TrainConfig],
     path: str | Path,
     *,
     head: str = "fer2013",
@@ -76,14 +76,18 @@ def export_onnx(
     check_faces: np.ndarray | None = None,
 ) -> dict:
     """Write one head of ``model`` (logits) as ``path`` (probabilities) with its card, then
-    verify it.
+    verify it. A list of models with a list of their configs is exported as one ensemble: the
+    file averages their probabilities (the members must share their preprocessing).
 
     ``check_faces`` (N x 48 x 48 uint8) are used for the parity check; random faces otherwise.
     Returns ``{"path", "bytes", "max_abs_diff"}``; raises :class:`ModelError` if a check fails.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    net = nn.Sequential(HeadOf(model, head), nn.Softmax(dim=1)).eval().float()
+    members = model if isinstance(model, list) else [model]
+    configs = cfg if isinstance(cfg, list) else [cfg]
+    cfg = check_members(configs)
+    net = Probabilities(members, head).eval().float()
     net = net.to(memory_format=torch.contiguous_format)
     size = cfg.input_size
     dummy = torch.zeros(2, len(cfg.mean), size, size)
@@ -98,7 +102,9 @@ def export_onnx(
         flip_tta=flip_tta,
         prior=None if prior is None else tuple(float(v) for v in prior),
         prior_tau=prior_tau,
-        recipe=asdict(cfg) | {"head": head},
+        recipe=asdict(cfg)
+        | {"head": head}
+        | ({"members": [asdict(c) for c in configs]} if len(configs) > 1 else {}),
         metrics=metrics or {},
     )
     write_card(path, card)
@@ -109,6 +115,18 @@ def export_onnx(
         )
     log.info("exported %s (%d bytes), parity %.2e", path, path.stat().st_size, diff)
     return {"path": str(path), "bytes": path.stat().st_size, "max_abs_diff": diff}
+
+
+def check_members(configs: list[TrainConfig]) -> TrainConfig:
+    """The config that describes an ensemble's input: its members must all see the same one."""
+    first = configs[0]
+    for c in configs[1:]:
+        if c.preprocessing() != first.preprocessing():
+            raise OptionError(
+                f"ensemble members need the same input: {first.preprocessing()} vs "
+                f"{c.preprocessing()}; export them separately"
+            )
+    return first
 
 
 @torch.no_grad()
@@ -227,7 +245,7 @@ def choose_tau(
 
 
 def export_checkpoint(
-    checkpoint: str | Path,
+    checkpoint: str | Path | list[str | Path],
     out: str | Path,
     *,
     data: FerData | None = None,
@@ -239,6 +257,7 @@ def export_checkpoint(
     report_private: bool = False,
 ) -> dict:
     """``mobilefer export``: one head of a checkpoint -> a checked, self-describing ONNX file.
+    Several checkpoints make one ensemble file (their probabilities averaged).
 
     With ``data`` (FER2013, with FER+ votes for the ferplus head): ``"auto"`` settings are chosen
     on PublicTest (flip TTA when it raises accuracy; the prior correction by :func:`choose_tau`),
@@ -252,22 +271,32 @@ def export_checkpoint(
 
     if head not in HEAD_LABELS:
         raise OptionError(f"unknown head {head!r}; choose from {', '.join(HEAD_LABELS)}")
-    if not Path(checkpoint).is_file():
-        raise OptionError(f"{checkpoint}: no such checkpoint; pass best.pt or last.pt of a run")
+    checkpoints = checkpoint if isinstance(checkpoint, (list, tuple)) else [checkpoint]
+    for ck in checkpoints:
+        if not Path(ck).is_file():
+            raise OptionError(f"{ck}: no such checkpoint; pass best.pt or last.pt of a run")
     needs_data = [n for n, v in (("--int8", int8), ("--flip-tta auto", flip_tta == "auto"),
                                  ("--prior-tau auto", prior_tau == "auto"),
                                  ("--report-private", report_private)) if v]  # fmt: skip
     if data is None and needs_data:
         raise OptionError(f"{', '.join(needs_data)} need --data (choices are made on PublicTest)")
-    model, cfg = load_checkpoint(checkpoint)
+    loaded = [load_checkpoint(ck) for ck in checkpoints]
+    models, configs = [m for m, _ in loaded], [c for _, c in loaded]
+    check_members(configs)  # before any work
+
+    def probs_of(pixels, flip=False):
+        dev = torch.device("cpu")
+        return sum(predict_probs(m, pixels, c, dev, flip=flip, head=head).numpy()
+                   for m, c in loaded) / len(loaded)  # fmt: skip
+
     report: dict = {"head": head}
     faces, prior = None, None
     if data is not None:
-        public, dev = data.split("public"), torch.device("cpu")
+        public = data.split("public")
         y, keep = head_targets(public, head)
         faces = public.pixels[:64]
-        plain = predict_probs(model, public.pixels, cfg, dev, head=head).numpy()[keep]
-        mirror = predict_probs(model, public.pixels, cfg, dev, flip=True, head=head).numpy()[keep]
+        plain = probs_of(public.pixels)[keep]
+        mirror = probs_of(public.pixels, flip=True)[keep]
         y = y[keep]
         acc_plain = float((plain.argmax(1) == y).mean())
         acc_flip = float(((plain + mirror).argmax(1) == y).mean())
@@ -285,7 +314,7 @@ def export_checkpoint(
             prior_tau = tau
     flip_tta, prior_tau = bool(flip_tta), float(prior_tau)
     report |= export_onnx(
-        model, cfg, out, head=head, margin=margin, flip_tta=flip_tta,
+        models, configs, out, head=head, margin=margin, flip_tta=flip_tta,
         prior=None if prior is None else tuple(prior), prior_tau=prior_tau if prior is not None
         else 0.0, check_faces=faces,
     )  # fmt: skip

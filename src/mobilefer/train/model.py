@@ -95,6 +95,21 @@ class HeadOf(nn.Module):
         return (self.net.head if self.head == "fer2013" else self.net.ferplus_head)(z)
 
 
+class Probabilities(nn.Module):
+    """Softmax probabilities of one head, averaged over one or more :class:`FerNet` (an
+    ensemble that shares one input); this is what an exported model file computes."""
+
+    def __init__(self, nets: list[FerNet], head: str = "fer2013") -> None:
+        super().__init__()
+        if not nets:
+            raise OptionError("no model to export")
+        self.members = nn.ModuleList(HeadOf(n, head) for n in nets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = [torch.softmax(m(x), dim=1) for m in self.members]
+        return probs[0] if len(probs) == 1 else torch.stack(probs).mean(0)
+
+
 def load_backbone_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read an ImageNet mobilenet_v2 state dict from a local file (fp16 copies are cast back)."""
     p = Path(path).expanduser()
