@@ -77,7 +77,7 @@ def test_train_export_evaluate_cli(tmp_path, fer_npz, capsys):
             "--batch-size",
             "16",
             "--set",
-            "blur_prob=0.3",
+            "blur_prob=0.4",
             "--set",
             "zoom=0.9,1.1",
         ]
@@ -86,7 +86,7 @@ def test_train_export_evaluate_cli(tmp_path, fer_npz, capsys):
     assert code == 0
     assert "| Epoch | Training Loss | Training Accuracy | PublicTest Loss" in out
     saved = json.loads((run / "config.json").read_text())
-    assert saved["blur_prob"] == 0.3 and saved["zoom"] == [0.9, 1.1]
+    assert saved["blur_prob"] == 0.4 and saved["zoom"] == [0.9, 1.1]
     for name in ("table.md", "curves.png", "confusion_public.png", "public_scores.json"):
         assert (run / name).is_file(), name
 
