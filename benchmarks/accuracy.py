@@ -17,6 +17,7 @@ import time
 from fer_peer import run_peer
 from mobilefer import EMOTIONS, Recognizer
 from mobilefer.data import load_fer2013, split_code
+from mobilefer.errors import MobileferError
 from mobilefer.evaluate import evaluate_model, scores
 from mobilefer.faces import NoDetector
 
@@ -65,4 +66,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MobileferError as e:  # a missing weights file or bad input: its message, no traceback
+        sys.exit(f"{sys.argv[0]}: {e}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import cv2
@@ -22,6 +23,7 @@ import numpy as np
 
 from mobilefer import Recognizer
 from mobilefer.data import load_fer2013
+from mobilefer.errors import MobileferError
 from mobilefer.evaluate import evaluate_model
 from mobilefer.faces import NoDetector
 
@@ -131,4 +133,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MobileferError as e:  # a missing weights file or bad input: its message, no traceback
+        sys.exit(f"{sys.argv[0]}: {e}")

@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 
 import cv2
 import numpy as np
 from skimage import data
 
+from mobilefer.errors import MobileferError
 from mobilefer.faces import create_detector
 from mobilefer.stream import image_detect_size
 
@@ -70,4 +72,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MobileferError as e:  # a missing weights file or bad input: its message, no traceback
+        sys.exit(f"{sys.argv[0]}: {e}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 
 from fer_peer import run_peer
 from mobilefer import Recognizer
+from mobilefer.errors import MobileferError
 from mobilefer.tracking import FaceTracker
 
 
@@ -194,4 +196,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except MobileferError as e:  # a missing weights file or bad input: its message, no traceback
+        sys.exit(f"{sys.argv[0]}: {e}")
