@@ -324,6 +324,7 @@ def test_bad_option_values_are_one_line_and_exit_2(capsys, argv):
 def test_help_shows_defaults_and_version(capsys):
     code, out, _ = run(capsys, "predict", "--help")
     assert code == 0 and "(default: 10)" in out and "(default: 0.6)" in out
+    assert "(default: 0)" in " ".join(out.split())  # --max-frames: a zero default is shown
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out.startswith("mobilefer ")
 
@@ -331,7 +332,7 @@ def test_help_shows_defaults_and_version(capsys):
 @pytest.mark.parametrize("command", ["predict", "webcam", "serve", "evaluate", "export", "train"])
 def test_help_says_each_default_once_and_never_none(capsys, command):
     code, out, _ = run(capsys, command, "--help")
-    assert code == 0 and "(default: None)" not in out
+    assert code == 0 and "(default: None)" not in out and "(default: False)" not in out
     for block in re.split(r"\n  (?=-)", out):  # one option's help text each
         assert block.count("(default") <= 1, block
 

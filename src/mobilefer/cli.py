@@ -456,11 +456,17 @@ def _number(kind, lo=None, hi=None, hi_open=False, what=""):
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default unless its help already says it or there is none (None)."""
+    """Shows an option's default unless its help already says it or it has none (None, an
+    off switch, an empty list)."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default is None or action.default == [] or "default" in text:
+        if (
+            action.default is None
+            or action.default is False
+            or action.default == []
+            or "default" in text
+        ):
             return text
         return super()._get_help_string(action)
 
