@@ -295,3 +295,20 @@ def test_webcam_without_display(capsys, tiny_model, monkeypatch):
     assert cmd_webcam(args, capture=FakeCamera([np.zeros((48, 64, 3), np.uint8)])) == 1
     err = capsys.readouterr().err
     assert "no display" in err and "--save" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "what", "module", "extra"),
+    [
+        (["serve"], "serve", "uvicorn", "serve"),
+        (["predict", "x.jpg", "--engine", "ray", "--out", "r.jsonl"], "--engine ray", "ray", "ray"),
+    ],
+)
+def test_missing_extra_is_one_line(capsys, monkeypatch, argv, what, module, extra):
+    monkeypatch.setitem(sys.modules, module, None)  # as if the extra were not installed
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.strip() == (
+        f"mobilefer: {what} needs the [{extra}] extra ({module} is missing): "
+        f"pip install 'mobilefer[{extra}]'"
+    )

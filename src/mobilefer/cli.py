@@ -29,6 +29,13 @@ def _err(msg: str) -> None:
     print(f"mobilefer: {msg}", file=sys.stderr, flush=True)
 
 
+def _missing_extra(what: str, extra: str, error: ImportError) -> int:
+    """Say which optional extra ``what`` needs and how to install it; the exit status."""
+    _err(f"{what} needs the [{extra}] extra ({error.name} is missing): "
+         f"pip install 'mobilefer[{extra}]'")  # fmt: skip
+    return 2
+
+
 class Progress:
     """A tqdm bar on stderr (on a terminal; a summary line either way) that also knows its rate
     for the frames/s drawn on video."""
@@ -180,9 +187,7 @@ def _predict_ray(args: argparse.Namespace) -> int:
 
         import mobilefer.ray as mray
     except ImportError as e:
-        _err(f"--engine ray needs the [ray] extra ({e.name} is missing): "
-             "pip install 'mobilefer[ray]'")  # fmt: skip
-        return 2
+        return _missing_extra("--engine ray", "ray", e)
     out = Path(args.out or "")
     if out.suffix not in (".parquet", ".jsonl"):
         _err("--engine ray writes a file: pass --out results.parquet or --out results.jsonl")
@@ -294,8 +299,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         from .serve import create_app, is_loopback
     except ImportError as e:
-        _err(f"serve needs the [serve] extra ({e.name} is missing): pip install 'mobilefer[serve]'")
-        return 2
+        return _missing_extra("serve", "serve", e)
     app = create_app(_recognizer(args))
     if not is_loopback(args.host):
         _err(f"warning: listening on {args.host}, not only this machine: anyone who can reach "
@@ -346,11 +350,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .train.loop import fit, parse_setting, read_run_config, recipe
         from .train.report import epoch_header, epoch_row, write_report
     except ImportError as e:
-        _err(
-            f"training needs the [train] extra ({e.name} is missing): "
-            "pip install 'mobilefer[train]'"
-        )
-        return 2
+        return _missing_extra("training", "train", e)
     from dataclasses import replace
 
     from .data import load_fer2013
@@ -396,10 +396,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         from .train.export import export_checkpoint
     except ImportError as e:
-        _err(
-            f"export needs the [train] extra ({e.name} is missing): pip install 'mobilefer[train]'"
-        )
-        return 2
+        return _missing_extra("export", "train", e)
     data = None
     if args.data:
         from .data import load_fer2013
