@@ -97,3 +97,24 @@ def test_inference_preprocessing_matches_training():
     t = torch.from_numpy(faces).float().div(255).unsqueeze(1)
     x_train = normalise(augment(t, cfg, torch.Generator()), cfg).numpy()
     assert np.abs(x_inf - x_train).max() < 1e-4
+
+
+@settings(max_examples=25, deadline=None)
+@given(zoom=st.sampled_from([1.2, 1.5, 2.0]), size=st.sampled_from([48, 96, 112]),
+       seed=st.integers(0, 2**16))  # fmt: skip
+def test_zoom_shows_the_central_part_of_the_face(zoom, size, seed):
+    """zoom Z: the model's input is the central 48/Z pixels of the face, resized (bilinear)."""
+    import cv2
+
+    face = np.random.default_rng(seed).integers(0, 256, (48, 48), dtype=np.uint8)
+    x = prepare([face], Preprocessing(input_size=size, channels=1, mean=(0,), std=(1,), zoom=zoom))
+    side = round(48 / zoom)
+    lo = (48 - side) // 2
+    want = cv2.resize(face[lo : lo + side, lo : lo + side].astype(np.float32) / 255,
+                      (size, size), interpolation=cv2.INTER_LINEAR)  # fmt: skip
+    inner = slice(size // 16, size - size // 16)  # the borders differ: beyond them lies more face
+    assert x.shape == (1, 1, size, size)
+    # warpAffine interpolates in steps of 1/32 pixel
+    assert np.abs(x[0, 0][inner, inner] - want[inner, inner]).max() < 0.06
+    assert np.array_equal(prepare([face], Preprocessing(input_size=size, zoom=1.0)),
+                          prepare([face], Preprocessing(input_size=size)))  # fmt: skip

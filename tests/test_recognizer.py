@@ -112,6 +112,17 @@ def test_model_file_carries_its_settings(rec):
     assert info.recipe["recipe"] == "default"
 
 
+def test_card_zoom_defaults_to_the_whole_face_and_is_checked():
+    from mobilefer.modelcard import ModelCard
+
+    old = {"format": 2, "labels": list(EMOTIONS), "input_size": 96, "channels": 3,
+           "mean": [0.5] * 3, "std": [0.25] * 3}  # fmt: skip
+    assert ModelCard.from_json(json.dumps(old)).preprocessing.zoom == 1.0
+    assert ModelCard.from_json(json.dumps(old | {"zoom": 1.1})).preprocessing.zoom == 1.1
+    with pytest.raises(ModelError, match=r"m.onnx: .*\(zoom 3.0 is outside 0.5-2\); re-export"):
+        ModelCard.from_json(json.dumps(old | {"zoom": 3}), where="m.onnx")
+
+
 def test_shipped_model_is_the_default(astronaut):
     """The model in the package: its file states its own scores, and it sees her smile."""
     import mobilefer

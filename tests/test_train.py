@@ -107,8 +107,13 @@ def test_train_export_evaluate_cli(tmp_path, fer_npz, capsys):
     assert set(report["metrics"]) >= {"public_accuracy", "private_accuracy", "private_macro_f1"}
     from mobilefer import Recognizer
 
-    stored = Recognizer(model, detector="haar").card.metrics
-    assert stored == report["metrics"]
+    card = Recognizer(model, detector="haar").card
+    assert card.metrics == report["metrics"]
+    # one view per zoom of the grid, each with its own flip and tau; the file keeps the best
+    from mobilefer.train.export import ZOOM_GRID, best_row
+
+    assert [r["zoom"] for r in report["zoom_table"]] == list(ZOOM_GRID)
+    assert best_row(report["zoom_table"])["zoom"] == report["zoom"] == card.preprocessing.zoom
 
     code = main(
         ["evaluate", "--model", str(model), "--data", str(fer_npz), "--split", "private", "--json"]
@@ -332,7 +337,7 @@ def test_ferplus_head_trains_exports_and_is_scored(tmp_path, fer_npz, tiny_confi
     with pytest.raises(ValueError, match="no FER\\+ head"):
         fit(tiny_config, fer_npz, tmp_path / "r7")  # control: no votes needed without a head
         export_checkpoint(tmp_path / "r7" / "best.pt", tmp_path / "x.onnx", head="ferplus",
-                          flip_tta=False, prior_tau=0)  # fmt: skip
+                          flip_tta=False, prior_tau=0, zoom=1)  # fmt: skip
 
 
 def test_default_recipe_needs_ferplus_votes(tmp_path, fer_npz, tiny_config):
@@ -360,6 +365,33 @@ def test_prior_correction_is_stored_and_applied(tmp_path, tiny_config):
     want = plain / np.asarray(prior) ** 0.5
     assert np.allclose(fixed, want / want.sum(1, keepdims=True), atol=1e-5)
     assert np.allclose(fixed.sum(1), 1)
+
+
+def test_zoom_is_stored_and_applied(tmp_path, tiny_config):
+    from mobilefer import Recognizer
+    from mobilefer.faces import NoDetector
+    from mobilefer.train.export import export_onnx
+    from mobilefer.train.loop import predict_probs
+    from mobilefer.train.model import FerNet
+
+    torch.manual_seed(0)
+    net = FerNet(hidden=tiny_config.hidden, width_mult=0.25, backbone=None).eval()
+    with torch.no_grad():  # untrained BatchNorm statistics make every face look alike
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None  # one batch sets the statistics outright
+        net.train()(torch.randn(32, 3, 32, 32))
+        net.eval()
+    export_onnx(net, tiny_config, tmp_path / "z.onnx", zoom=1.2)
+    rec = Recognizer(tmp_path / "z.onnx", detector=NoDetector())
+    assert rec.card.preprocessing.zoom == 1.2
+    faces = np.random.default_rng(1).integers(0, 96, (6, 48, 48), dtype=np.uint8)
+    faces[:, :, :5] = 255  # a bright band that zooming in leaves out
+    got = rec.predict_proba(list(faces))
+    cpu = torch.device("cpu")
+    want = predict_probs(net, faces, tiny_config, cpu, zoom=1.2).numpy()
+    whole = predict_probs(net, faces, tiny_config, cpu).numpy()
+    assert np.abs(got - want).max() < 1e-4 < np.abs(got - whole).max()
 
 
 def test_choose_tau_trades_common_for_rare_classes():

@@ -332,11 +332,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = evaluate_model(rec, data)
     result |= {"split": args.split, "model": rec.model_path, "flip_tta": rec.flip_tta,
-               "prior_tau": rec.card.prior_tau,
+               "prior_tau": rec.card.prior_tau, "zoom": rec.card.preprocessing.zoom,
                "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
     print(
         f"model {rec.model_path}, split {args.split}, "
-        f"flip TTA {'on' if rec.flip_tta else 'off'}, prior tau {rec.card.prior_tau}"
+        f"flip TTA {'on' if rec.flip_tta else 'off'}, prior tau {rec.card.prior_tau}, "
+        f"zoom {rec.card.preprocessing.zoom}"
     )
     print(format_report(result))
     if args.json:
@@ -403,13 +404,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         data = _with_ferplus(load_fer2013(args.data), args.data, args.ferplus)
     flip = {"auto": "auto", "on": True, "off": False}[args.flip_tta]
-    tau = args.prior_tau
+    tau, zoom = args.prior_tau, args.zoom
     if tau != "auto":
         tau = _float_in(tau, 0, 2, "--prior-tau")
+    if zoom != "auto":
+        zoom = _float_in(zoom, 0.5, 2, "--zoom")
     report = export_checkpoint(
         args.checkpoint, args.out, data=data, head=args.head, flip_tta=flip, prior_tau=tau,
-        margin=args.margin, int8=args.int8, report_private=args.report_private,
+        zoom=zoom, margin=args.margin, int8=args.int8, report_private=args.report_private,
     )  # fmt: skip
+    for row in report.get("zoom_table", []):
+        print(f"zoom {row['zoom']:.2f} (flip TTA {'on' if row['flip_tta'] else 'off'}, prior tau "
+              f"{row['tau']:.1f}): PublicTest accuracy {row['accuracy']:.4f}, macro-F1 "
+              f"{row['macro_f1']:.4f}, lowest recall {row['min_recall']:.4f}",
+              file=sys.stderr)  # fmt: skip
     if "public_accuracy_single" in report:
         print(f"PublicTest accuracy: single {report['public_accuracy_single']:.4f}, "
               f"flip TTA {report['public_accuracy_flip']:.4f}", file=sys.stderr)  # fmt: skip
@@ -597,6 +605,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="divide probabilities by the Training class prior to this power, 0-2 (auto: "
         "chosen on PublicTest for accuracy and macro-F1 together; needs --data)",
+    )
+    x.add_argument(
+        "--zoom",
+        default="auto",
+        help="the model sees the central 1/ZOOM of each 48x48 face, 0.5-2 (auto: chosen on "
+        "PublicTest from 1-1.2 as --prior-tau is; needs --data)",
     )
     x.add_argument("--margin", type=_number(float, 0, 1, what="must lie in 0-1"), default=0.0,
                    help="crop margin stored in the file")  # fmt: skip

@@ -19,8 +19,8 @@ from .preprocess import Preprocessing
 
 #: The key under which a model file keeps its card (ONNX metadata_props), as JSON.
 METADATA_KEY = "mobilefer"
-#: The card format this version writes; it reads every format up to this one.
-FORMAT = 2
+#: The card format this version writes; it reads every format up to this one. 3 added ``zoom``.
+FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ class ModelCard:
                 mean=tuple(float(v) for v in m["mean"]),
                 std=tuple(float(v) for v in m["std"]),
                 margin=float(m.get("margin", 0.0)),
+                zoom=float(m.get("zoom", 1.0)),
             )
             prior = m.get("prior")
             prior = None if prior is None else tuple(float(v) for v in prior)
@@ -118,6 +119,8 @@ class ModelCard:
             return "mean must be finite"
         if not (math.isfinite(pre.margin) and 0 <= pre.margin <= 1):
             return f"margin {pre.margin} is outside 0-1"
+        if not (math.isfinite(pre.zoom) and 0.5 <= pre.zoom <= 2):
+            return f"zoom {pre.zoom} is outside 0.5-2"
         if self.prior is not None and (
             len(self.prior) != len(self.labels)
             or not all(math.isfinite(v) and v > 0 for v in self.prior)

@@ -28,6 +28,7 @@ class Preprocessing:
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # per channel, on the 0-1 scale
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     margin: float = 0.0  # a detector box grows by this fraction of its size on each side
+    zoom: float = 1.0  # the model sees the central 1/zoom of the 48x48 face (chosen at export)
 
 
 def expand_box(
@@ -82,12 +83,22 @@ def face_48(face: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, (SOURCE_SIZE, SOURCE_SIZE), interpolation=cv2.INTER_AREA)
 
 
+def zoom_map(zoom: float, size: int) -> np.ndarray:
+    """The inverse affine map (for ``cv2.warpAffine`` with ``WARP_INVERSE_MAP``) from a
+    ``size`` x ``size`` output to the central 1/``zoom`` of a 48x48 face; pixel centres at +0.5,
+    as ``cv2.resize`` and ``align_corners=False`` place them."""
+    a = SOURCE_SIZE / (zoom * size)
+    b = SOURCE_SIZE / 2 * (1 - 1 / zoom) + 0.5 * a - 0.5
+    return np.array([[a, 0.0, b], [0.0, a, b]], dtype=np.float64)
+
+
 def prepare(faces: Sequence[np.ndarray], pre: Preprocessing) -> np.ndarray:
     """Turn face crops into one float32 batch of shape N x C x S x S for the model.
 
     Each crop (any size, gray/BGR/BGRA) becomes 48x48 gray (area resampling), then S x S
     (bilinear, as ``torch.nn.functional.interpolate`` with ``align_corners=False``), is scaled to
-    0-1 and normalised with ``pre.mean`` / ``pre.std``.
+    0-1 and normalised with ``pre.mean`` / ``pre.std``. With ``pre.zoom`` > 1 the S x S image
+    shows only the central 1/zoom of the 48x48 face: a closer view.
     """
     import cv2
 
@@ -95,10 +106,17 @@ def prepare(faces: Sequence[np.ndarray], pre: Preprocessing) -> np.ndarray:
     out = np.empty((len(faces), pre.channels, size, size), dtype=np.float32)
     mean = np.asarray(pre.mean, dtype=np.float32).reshape(-1, 1, 1)
     std = np.asarray(pre.std, dtype=np.float32).reshape(-1, 1, 1)
+    warp = None if pre.zoom == 1 else zoom_map(pre.zoom, size)
     for i, face in enumerate(faces):
         # Resized in float32: bit-for-bit the bilinear resize that training does in torch.
         small = face_48(face).astype(np.float32) * (1 / 255.0)
-        out[i] = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)[None]
+        if warp is None:
+            out[i] = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)[None]
+        else:
+            out[i] = cv2.warpAffine(
+                small, warp, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REPLICATE,
+            )[None]  # fmt: skip
     out -= mean
     out /= std
     return out

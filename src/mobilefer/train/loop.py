@@ -366,11 +366,14 @@ def train_one_epoch(model, optimizer, scheduler, data: TrainSet, cfg, device, ge
 
 
 @torch.no_grad()
-def predict_heads(model, pixels: np.ndarray, cfg: TrainConfig, device, flip: bool = False):
+def predict_heads(
+    model, pixels: np.ndarray, cfg: TrainConfig, device, flip: bool = False, zoom: float = 1.0
+):
     """Softmax probabilities of both heads (the second ``None`` without a FER+ head) for
-    48x48 faces, preprocessed exactly as inference does, in fp32."""
+    48x48 faces, preprocessed exactly as inference does (``zoom``: see :class:`Preprocessing`),
+    in fp32."""
     model.eval()
-    pre = cfg.preprocessing()
+    pre = replace(cfg.preprocessing(), zoom=zoom)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     main, aux = [], []
     for start in range(0, len(pixels), 256):
@@ -386,9 +389,11 @@ def predict_heads(model, pixels: np.ndarray, cfg: TrainConfig, device, flip: boo
     return (torch.cat(main) if main else empty), (torch.cat(aux) if aux else None)
 
 
-def predict_probs(model, pixels, cfg, device, flip: bool = False, head: str = "fer2013"):
+def predict_probs(
+    model, pixels, cfg, device, flip: bool = False, head: str = "fer2013", zoom: float = 1.0
+):
     """Softmax probabilities of one head (``fer2013`` or ``ferplus``); see :func:`predict_heads`."""
-    main, aux = predict_heads(model, pixels, cfg, device, flip)
+    main, aux = predict_heads(model, pixels, cfg, device, flip, zoom)
     if head == "ferplus":
         if aux is None:
             raise OptionError("this model has no FER+ head; train it with FER+ votes")
