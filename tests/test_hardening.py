@@ -321,6 +321,26 @@ def test_bad_option_values_are_one_line_and_exit_2(capsys, argv):
     assert len(err.strip().splitlines()) == 1 and "error: argument" in err
 
 
+@pytest.mark.parametrize("value", ["9", "x", "nan"])
+def test_export_zoom_is_checked_before_any_work(capsys, value):
+    pytest.importorskip("torch")
+    code, out, err = run(capsys, "export", "missing.pt", "--out", "m.onnx", "--zoom", value)
+    assert code == 2 and out == ""
+    assert err.strip() == f"mobilefer: --zoom {value}: expected a number from 0.5 to 2, or auto"
+
+
+def test_export_zoom_is_checked_in_the_api(tmp_path):
+    pytest.importorskip("torch")
+    from mobilefer.errors import OptionError
+    from mobilefer.train.export import export_checkpoint
+
+    ck = tmp_path / "best.pt"
+    ck.write_bytes(b"")
+    for bad in (3.0, "1.1", None):
+        with pytest.raises(OptionError, match="expected a number from 0.5 to 2"):
+            export_checkpoint(ck, tmp_path / "m.onnx", flip_tta=False, prior_tau=0, zoom=bad)
+
+
 def test_help_shows_defaults_and_version(capsys):
     code, out, _ = run(capsys, "predict", "--help")
     assert code == 0 and "(default: 10)" in out and "(default: 0.6)" in out

@@ -293,8 +293,9 @@ def export_checkpoint(
                                  ("--report-private", report_private)) if v]  # fmt: skip
     if data is None and needs_data:
         raise OptionError(f"{', '.join(needs_data)} need --data (choices are made on PublicTest)")
-    if zoom != "auto" and not 0.5 <= float(zoom) <= 2:
-        raise OptionError(f"zoom {zoom} is outside 0.5-2; 1 shows the whole 48x48 face")
+    if zoom != "auto" and not (isinstance(zoom, (int, float)) and 0.5 <= zoom <= 2):
+        raise OptionError(f"zoom {zoom!r}: expected a number from 0.5 to 2 (1 shows the whole "
+                          "48x48 face), or 'auto'")  # fmt: skip
     loaded = [load_checkpoint(ck) for ck in checkpoints]
     models, configs = [m for m, _ in loaded], [c for _, c in loaded]
     check_members(configs)  # before any work
