@@ -20,6 +20,7 @@ from pathlib import Path
 from .errors import InputError, MobileferError, OptionError
 from .faces import NoDetector
 from .image import MAX_PIXELS
+from .preprocess import ZOOM_RANGE
 from .stream import IMAGE_DETECT_SIZE, STREAM_DETECT_SIZE
 
 log = logging.getLogger("mobilefer")
@@ -408,7 +409,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if tau != "auto":
         tau = _float_in(tau, 0, 2, "--prior-tau")
     if zoom != "auto":
-        zoom = _float_in(zoom, 0.5, 2, "--zoom")
+        zoom = _float_in(zoom, *ZOOM_RANGE, "--zoom")
     report = export_checkpoint(
         args.checkpoint, args.out, data=data, head=args.head, flip_tta=flip, prior_tau=tau,
         zoom=zoom, margin=args.margin, int8=args.int8, report_private=args.report_private,

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .errors import ModelError
-from .preprocess import Preprocessing
+from .preprocess import ZOOM_RANGE, Preprocessing
 
 #: The key under which a model file keeps its card (ONNX metadata_props), as JSON.
 METADATA_KEY = "mobilefer"
@@ -119,8 +119,9 @@ class ModelCard:
             return "mean must be finite"
         if not (math.isfinite(pre.margin) and 0 <= pre.margin <= 1):
             return f"margin {pre.margin} is outside 0-1"
-        if not (math.isfinite(pre.zoom) and 0.5 <= pre.zoom <= 2):
-            return f"zoom {pre.zoom} is outside 0.5-2"
+        lo, hi = ZOOM_RANGE
+        if not (math.isfinite(pre.zoom) and lo <= pre.zoom <= hi):
+            return f"zoom {pre.zoom} is outside {lo}-{hi}"
         if self.prior is not None and (
             len(self.prior) != len(self.labels)
             or not all(math.isfinite(v) and v > 0 for v in self.prior)

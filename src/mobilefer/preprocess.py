@@ -17,6 +17,8 @@ from .image import to_gray
 
 #: FER2013's face size; every crop passes through it, so inference sees training's domain.
 SOURCE_SIZE = 48
+#: The zooms a model file may ask for (:attr:`Preprocessing.zoom`), both ends included.
+ZOOM_RANGE = (0.5, 2)
 
 
 @dataclass(frozen=True)

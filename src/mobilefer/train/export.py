@@ -23,6 +23,7 @@ from ..data import FerData, ferplus_targets
 from ..errors import ModelError, OptionError
 from ..labels import EMOTIONS, FERPLUS_LABELS
 from ..modelcard import METADATA_KEY, ModelCard
+from ..preprocess import ZOOM_RANGE
 from .loop import TrainConfig
 from .model import FerNet, Probabilities
 
@@ -293,9 +294,10 @@ def export_checkpoint(
                                  ("--report-private", report_private)) if v]  # fmt: skip
     if data is None and needs_data:
         raise OptionError(f"{', '.join(needs_data)} need --data (choices are made on PublicTest)")
-    if zoom != "auto" and not (isinstance(zoom, (int, float)) and 0.5 <= zoom <= 2):
-        raise OptionError(f"zoom {zoom!r}: expected a number from 0.5 to 2 (1 shows the whole "
-                          "48x48 face), or 'auto'")  # fmt: skip
+    lo, hi = ZOOM_RANGE
+    if zoom != "auto" and not (isinstance(zoom, (int, float)) and lo <= zoom <= hi):
+        raise OptionError(f"zoom {zoom!r}: expected a number from {lo} to {hi} (1 shows the "
+                          "whole 48x48 face), or 'auto'")  # fmt: skip
     loaded = [load_checkpoint(ck) for ck in checkpoints]
     models, configs = [m for m, _ in loaded], [c for _, c in loaded]
     check_members(configs)  # before any work
