@@ -178,6 +178,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.job:
         return run_job(args)
+    if args.out is None or args.budget is None or not args.jobs:
+        ap.error("give --out, --budget and at least one JOB")
 
     start = time.time()
     deadline = start + args.budget
