@@ -180,14 +180,21 @@ def main() -> None:
         return run_job(args)
     if args.out is None or args.budget is None or not args.jobs:
         ap.error("give --out, --budget and at least one JOB")
+    from mobilefer.errors import OptionError
+
+    try:  # before anything is unpacked or started
+        names = [parse_job(job)[0] for job in args.jobs]
+    except OptionError as e:
+        ap.error(str(e))
+    if len(set(names)) < len(names) or not all(names):
+        ap.error(f"jobs need distinct names before their first ':'; got {', '.join(names)}")
 
     start = time.time()
     deadline = start + args.budget
     unpack(args.pack, args.work)
     print(f"unpacked in {time.time() - start:.1f} s", flush=True)
-    names, procs = [], {}
-    for job in args.jobs:
-        name = parse_job(job)[0]
+    procs = {}
+    for name, job in zip(names, args.jobs, strict=True):
         (args.work / name).mkdir(parents=True, exist_ok=True)
         log = open(args.work / name / "job.log", "w")  # noqa: SIM115 (lives as long as the job)
         cmd = [sys.executable, __file__, "--job", job, "--pack", str(args.pack),
@@ -196,7 +203,6 @@ def main() -> None:
                "--device", args.device]  # fmt: skip
         procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                        start_new_session=True)  # fmt: skip
-        names.append(name)
     while time.time() < deadline - 8 and any(p.poll() is None for p in procs.values()):
         time.sleep(2)
     stop(procs)

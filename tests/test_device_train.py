@@ -109,3 +109,17 @@ def test_jobs_train_side_by_side_and_come_back_as_float16(pack, tmp_path):
     assert 1 <= planned["epochs"] <= 2  # as many as fit, at most --max-epochs
     assert len(metrics["planned"]["history"]) == planned["epochs"]
     assert planned["extra"]["epochs"] == planned["epochs"] and planned["extra"]["faces_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("jobs", "message"),
+    [(["a:default:fps=3"], "KEY one of"), (["a:default", "a:paper"], "distinct names")],
+)
+def test_bad_jobs_stop_before_anything_is_unpacked(tmp_path, jobs, message):
+    cmd = [sys.executable, str(SCRIPT), "--pack", str(tmp_path / "no-pack"),
+           "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
+           "--budget", "60", *jobs]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "work").exists()
