@@ -130,13 +130,16 @@ def run_job(args: argparse.Namespace) -> None:
 
 
 def stop(procs: dict[str, subprocess.Popen]) -> None:
+    """End the jobs still running: SIGTERM, then SIGKILL 3 s later (no wait if none runs)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for p in procs.values():
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, sig)
-                except ProcessLookupError:  # ended meanwhile
-                    pass
+        running = [p for p in procs.values() if p.poll() is None]
+        if not running:
+            return
+        for p in running:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:  # ended meanwhile
+                pass
         time.sleep(3)
 
 
