@@ -1,14 +1,16 @@
 """Accuracy under the framing, lighting and quality changes that real faces bring, as a table.
 
     python benchmarks/robustness.py --data ../shared/data/fer2013/fer2013.npz
-        [--split public] [--model NAME_OR_FILE ...]
+        [--split public] [--model NAME_OR_FILE ...] [--ferplus ferplus.npz]
 
 Each condition changes every 48x48 face of the split the same way, then the model classifies it
 with its own settings (flip TTA, prior correction) as shipped. Zoom z scales the crop side
 about the face centre: 0.8 crops in (the face fills 125%), 1.25 shows more around it (the face
 fills 80%, edges replicated). Rotation turns the face about its centre; brightness multiplies
 the pixels (clipped to 0-255); blur is Gaussian with sigma 1 px; JPEG re-encodes at quality 30.
-Choices are made on PublicTest, the default split here.
+Each model is scored against its own labels: FER2013's for a 7-class model, the FER+ majority
+vote for an 8-class (FER+) one, on the faces that have one (the votes come from --ferplus or a
+ferplus.npz beside --data). Choices are made on PublicTest, the default split here.
 """
 
 from __future__ import annotations
@@ -17,15 +19,18 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from mobilefer import Recognizer
 from mobilefer.data import load_fer2013
-from mobilefer.errors import MobileferError
+from mobilefer.errors import MobileferError, OptionError
 from mobilefer.evaluate import evaluate_model
 from mobilefer.faces import NoDetector
+from mobilefer.labels import FERPLUS_LABELS
 
 
 def affine(faces: np.ndarray, zoom: float = 1.0, angle: float = 0.0) -> np.ndarray:
@@ -91,9 +96,14 @@ def main() -> None:
     ap.add_argument("--split", default="public", choices=["public", "private"])
     ap.add_argument("--model", nargs="+", default=["fer2013"], help="model names or files")
     ap.add_argument("--align", action="store_true", help="also with YuNet eye alignment")
+    ap.add_argument("--ferplus", help="FER+ votes (default: a ferplus.npz beside --data, if any)")
     args = ap.parse_args()
 
-    data = load_fer2013(args.data).split(args.split)
+    data = load_fer2013(args.data)
+    votes = args.ferplus or Path(args.data).parent / "ferplus.npz"
+    if args.ferplus or Path(votes).is_file():
+        data = data.with_ferplus(votes)
+    data = data.split(args.split)
     results: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()
     changed = {name: change(data.pixels) for name, change in CONDITIONS.items()}
@@ -107,19 +117,25 @@ def main() -> None:
             aligned[name], share = eye_align(faces, yunet)
             print(f"{name}: YuNet found eyes in {share:.1%} of the faces")
         columns += [f"{m} + eye alignment" for m in args.model]
+    targets = {}
     for model in args.model:
         rec = Recognizer(model, detector=NoDetector())
+        target = "ferplus" if tuple(rec.labels) == FERPLUS_LABELS else "fer2013"
+        if target == "ferplus" and data.votes is None:
+            raise OptionError(f"{model} has FER+'s 8 classes and is scored on FER+ votes: pass "
+                              "--ferplus ferplus.npz")  # fmt: skip
         for col, faces_of in ((model, changed), (f"{model} + eye alignment", aligned)):
             if not faces_of:
                 continue
+            targets[col] = target
             results[col] = {
-                name: evaluate_model(rec, type(data)(faces_of[name], data.labels, data.usage))[
-                    "accuracy"]
+                name: evaluate_model(rec, replace(data, pixels=faces_of[name]))[target]["accuracy"]
                 for name in CONDITIONS
-            }  # fmt: skip
+            }
     print(f"FER2013 {args.split} split, {len(data)} faces, accuracy (change vs clean in points); "
           f"{os.cpu_count()} CPU cores, {time.perf_counter() - t0:.0f} s")  # fmt: skip
-    print("| condition | " + " | ".join(columns) + " |")
+    titles = {"fer2013": "FER2013 labels", "ferplus": "FER+ majority vote"}
+    print("| condition | " + " | ".join(f"{c} ({titles[targets[c]]})" for c in columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for name in CONDITIONS:
         cells = []
