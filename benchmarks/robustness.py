@@ -20,13 +20,12 @@ import os
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from mobilefer import Recognizer
-from mobilefer.data import load_fer2013
+from mobilefer.data import load_fer2013_with_ferplus
 from mobilefer.errors import MobileferError, OptionError
 from mobilefer.evaluate import evaluate_model
 from mobilefer.faces import NoDetector
@@ -99,11 +98,7 @@ def main() -> None:
     ap.add_argument("--ferplus", help="FER+ votes (default: a ferplus.npz beside --data, if any)")
     args = ap.parse_args()
 
-    data = load_fer2013(args.data)
-    votes = args.ferplus or Path(args.data).parent / "ferplus.npz"
-    if args.ferplus or Path(votes).is_file():
-        data = data.with_ferplus(votes)
-    data = data.split(args.split)
+    data = load_fer2013_with_ferplus(args.data, args.ferplus).split(args.split)
     results: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()
     changed = {name: change(data.pixels) for name, change in CONDITIONS.items()}
@@ -120,7 +115,7 @@ def main() -> None:
     targets = {}
     for model in args.model:
         rec = Recognizer(model, detector=NoDetector())
-        target = "ferplus" if tuple(rec.labels) == FERPLUS_LABELS else "fer2013"
+        target = "ferplus" if rec.labels == FERPLUS_LABELS else "fer2013"
         if target == "ferplus" and data.votes is None:
             raise OptionError(f"{model} has FER+'s 8 classes and is scored on FER+ votes: pass "
                               "--ferplus ferplus.npz")  # fmt: skip

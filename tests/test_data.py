@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mobilefer.data import load_fer2013, load_ferplus, split_code
+from mobilefer.data import load_fer2013, load_fer2013_with_ferplus, load_ferplus, split_code
 from mobilefer.errors import DataError
 
 from conftest import FER_NPZ, SHARED, synthetic_fer
@@ -129,6 +129,18 @@ def test_ferplus_csv_joins_by_position(tmp_path):
     assert votes[2, 1] == 9 and votes[1, 9] == 10
     with pytest.raises(DataError, match="rows join by position"):
         load_ferplus(path, expected_rows=4)
+
+
+def test_ferplus_votes_beside_the_data_or_given(tmp_path):
+    pixels, emotion, usage = synthetic_fer()
+    np.savez(tmp_path / "f.npz", pixels=pixels, emotion=emotion, usage=usage)
+    assert load_fer2013_with_ferplus(tmp_path / "f.npz").votes is None  # none beside: no votes
+    votes = np.zeros((len(emotion), 10), dtype=np.int16)
+    votes[:, 1] = 10
+    np.savez(tmp_path / "ferplus.npz", votes=votes)
+    assert np.array_equal(load_fer2013_with_ferplus(tmp_path / "f.npz").votes, votes)
+    with pytest.raises(DataError, match="no such file"):
+        load_fer2013_with_ferplus(tmp_path / "f.npz", tmp_path / "other.npz")
 
 
 @pytest.mark.skipif(not FER_NPZ.is_file(), reason="../shared/data has no FER2013")

@@ -313,23 +313,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- evaluate
-def _with_ferplus(data, data_path: str, ferplus: str | None):
-    """FER2013 with FER+ votes from ``--ferplus``, or from a ferplus.npz beside ``--data``."""
-    if ferplus is None:
-        beside = Path(data_path).expanduser().parent / "ferplus.npz"
-        if not beside.is_file():
-            return data
-        log.info("FER+ votes from %s", beside)
-        ferplus = str(beside)
-    return data.with_ferplus(ferplus)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .data import load_fer2013
+    from .data import load_fer2013_with_ferplus
     from .evaluate import evaluate_model, format_report
 
     rec = _recognizer(argparse.Namespace(**{**vars(args), "detector": NoDetector()}))
-    data = _with_ferplus(load_fer2013(args.data), args.data, args.ferplus).split(args.split)
+    data = load_fer2013_with_ferplus(args.data, args.ferplus).split(args.split)
     t0 = time.perf_counter()
     result = evaluate_model(rec, data)
     result |= {"split": args.split, "model": rec.model_path, "flip_tta": rec.flip_tta,
@@ -355,7 +344,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _missing_extra("training", "train", e)
     from dataclasses import replace
 
-    from .data import load_fer2013
+    from .data import load_fer2013, load_fer2013_with_ferplus
 
     given = {
         "epochs": args.epochs, "input_size": args.input_size, "batch_size": args.batch_size,
@@ -381,9 +370,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = replace(saved, **overrides)
     else:
         cfg = recipe(args.recipe or "default", **overrides)
-    data = load_fer2013(args.data)
     if cfg.ferplus_weight > 0:
-        data = _with_ferplus(data, args.data, args.ferplus)
+        data = load_fer2013_with_ferplus(args.data, args.ferplus)
+    else:
+        data = load_fer2013(args.data)
     print(epoch_header(ferplus=cfg.ferplus_weight > 0), flush=True)
     result = fit(cfg, data, args.out, resume=args.resume,
                  on_epoch=lambda r: print(epoch_row(r), flush=True))  # fmt: skip
@@ -401,9 +391,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _missing_extra("export", "train", e)
     data = None
     if args.data:
-        from .data import load_fer2013
+        from .data import load_fer2013_with_ferplus
 
-        data = _with_ferplus(load_fer2013(args.data), args.data, args.ferplus)
+        data = load_fer2013_with_ferplus(args.data, args.ferplus)
     flip = {"auto": "auto", "on": True, "off": False}[args.flip_tta]
     tau, zoom = args.prior_tau, args.zoom
     if tau != "auto":

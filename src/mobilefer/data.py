@@ -8,6 +8,7 @@ Every reader returns a :class:`FerData`: 48x48 gray uint8 faces, FER2013 labels 
 from __future__ import annotations
 
 import csv
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import numpy as np
 from .errors import DataError
 from .image import IMAGE_SUFFIXES
 from .labels import EMOTIONS, FERPLUS_COLUMN_TO_LABEL, FERPLUS_COLUMNS, FERPLUS_LABELS
+
+log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "public", "private")
 _SPLIT_ALIASES = {
@@ -89,6 +92,19 @@ def load_fer2013(path: str | Path) -> FerData:
     if p.suffix.lower() == ".csv":
         return _read_csv(p)
     raise DataError(f"{p}: unknown data format; pass fer2013.csv, fer2013.npz or a folder")
+
+
+def load_fer2013_with_ferplus(path: str | Path, ferplus: str | Path | None = None) -> FerData:
+    """:func:`load_fer2013` with the FER+ votes of ``ferplus``, or, when it is None, of a
+    ``ferplus.npz`` beside ``path`` if there is one (else the faces come without votes)."""
+    data = load_fer2013(path)
+    if ferplus is None:
+        beside = Path(path).expanduser().parent / "ferplus.npz"
+        if not beside.is_file():
+            return data
+        log.info("FER+ votes from %s", beside)
+        ferplus = beside
+    return data.with_ferplus(ferplus)
 
 
 def _checked(path: Path, pixels: np.ndarray, labels: np.ndarray, usage: np.ndarray) -> FerData:
