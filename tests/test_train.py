@@ -473,3 +473,49 @@ def test_an_ensemble_file_averages_its_members(tmp_path, tiny_config, fer_npz):
     with pytest.raises(OptionError, match="same input.*input_size=32.*input_size=40"):
         export_checkpoint(runs, tmp_path / "x.onnx", data=load_fer2013(fer_npz))
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_distillation_learns_the_teachers_targets_and_extra_faces(
+    tmp_path, fer_npz, tiny_config, tiny_model
+):
+    from dataclasses import replace
+
+    import cv2
+
+    from mobilefer import Recognizer
+    from mobilefer.faces import NoDetector
+    from mobilefer.train.distill import load_extra_faces, teacher_probs
+    from mobilefer.train.loop import distill_loss, make_train_set
+
+    extra = tmp_path / "extra"
+    (extra / "images").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    rows = ["file,label"]
+    for i in range(5):
+        cv2.imwrite(str(extra / "images" / f"{i}.jpg"), rng.integers(0, 256, (96, 96), np.uint8))
+        rows.append(f"images/{i}.jpg,{i % 7}")
+    (extra / "labels.csv").write_text("\n".join(rows) + "\n")
+    faces = load_extra_faces(extra)
+    assert faces.shape == (5, 48, 48) and faces.dtype == np.uint8
+
+    # the teacher's targets are its own probabilities (no prior correction on this file)
+    want = Recognizer(tiny_model, detector=NoDetector()).predict_proba(list(faces))
+    assert np.allclose(teacher_probs(tiny_model, faces), want, atol=1e-6)
+
+    # the loss is zero where the student already gives the teacher's distribution
+    p = torch.tensor([[0.7, 0.1, 0.1, 0.05, 0.02, 0.02, 0.01]])
+    cfg = replace(tiny_config, distill_weight=0.5, teacher=str(tiny_model))
+    assert distill_loss(p.log(), p, cfg).abs().item() < 1e-6
+    assert distill_loss(torch.zeros(1, 7), p, cfg).item() > 0.1
+
+    data = load_fer2013(fer_npz)
+    ts = make_train_set(data.split("train"), cfg, torch.device("cpu"), faces)
+    n = len(data.split("train"))
+    assert ts.faces.shape[0] == n + 5 and (ts.labels[n:] == -1).all()
+    assert ts.teacher.shape == (n + 5, 7)
+    result = fit(replace(cfg, extra_faces=str(extra)), fer_npz, tmp_path / "run")
+    assert np.isfinite(result["history"][0]["train_loss"])
+    with pytest.raises(OptionError, match="teacher"):
+        fit(replace(tiny_config, distill_weight=0.5), fer_npz, tmp_path / "no_teacher")
+    with pytest.raises(OptionError, match="distill_weight"):
+        fit(replace(tiny_config, extra_faces=str(extra)), fer_npz, tmp_path / "no_weight")

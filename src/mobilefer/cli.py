@@ -612,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="fine-tune MobileNetV2 on FER2013 (needs the [train] extra)")
-    t.add_argument("--recipe", help="paper or default (default: default)")
+    t.add_argument("--recipe", help="paper, default or distill (default: default)")
     t.add_argument("--data", required=True, help="fer2013.csv, fer2013.npz or an image folder")
     t.add_argument("--out", required=True, help="run folder: checkpoints, metrics, plots")
     t.add_argument("--ferplus", help="FER+ votes (default: a ferplus.npz beside --data)")

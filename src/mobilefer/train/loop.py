@@ -50,9 +50,14 @@ class TrainConfig:
     hidden: tuple[int, ...] = (128, 64)  # the paper's head widths
     ferplus_weight: float = 1.0  # loss weight of a 2nd head on FER+ vote distributions; 0: none
     logit_adjust: float = 0.0  # tau of the logit-adjusted loss; 0: balance is fixed post hoc
+    teacher: str | None = None  # a model file whose probabilities are soft targets (distill.py)
+    distill_weight: float = 0.0  # share of the loss on the teacher's targets, 0-1; 0: no teacher
+    distill_temperature: float = 2.0  # both sides' logits divided by it; the loss is scaled by T^2
+    extra_faces: str | None = None  # a folder of faces (labels.csv) trained on the teacher only
     augment: bool = True  # everything below up to freeze_blocks; batched on tensors
     max_rotation: float = 20.0  # degrees; webcam faces tilt more than FER2013's
     zoom: tuple[float, float] = (0.8, 1.3)  # crop side / face side: the face fills 77-125%
+    #   (smaller than 1: a closer view, as a tight detector box on a whole photo gives)
     max_shift: float = 0.08  # fraction of the image
     erase_prob: float = 0.25  # chance to blank one random rectangle of a face
     photometric_prob: float = 0.5  # brightness x0.6-1.5, contrast x0.6-1.4, gamma 0.7-1.4
@@ -82,6 +87,10 @@ RECIPES: dict[str, TrainConfig] = {
     ),
     # Ours for 2 CPU cores, chosen on PublicTest.
     "default": TrainConfig(),
+    # One network learning a teacher file's probabilities (give it with --set teacher=FILE) on
+    # Training faces and on extra real-photo faces (--set extra_faces=FOLDER), over a wider
+    # range of framings; docs/experiments.md says how it was chosen.
+    "distill": TrainConfig(recipe="distill", distill_weight=0.7, zoom=(0.65, 1.3), epochs=24),
 }  # fmt: skip
 
 
@@ -319,6 +328,7 @@ class TrainSet:
     soft: torch.Tensor | None = None
     soft_mask: torch.Tensor | None = None
     log_prior: torch.Tensor | None = None  # FER2013 Training prior, for the logit-adjusted loss
+    teacher: torch.Tensor | None = None  # N x 7 teacher probabilities, for distillation
 
 
 def train_one_epoch(model, optimizer, scheduler, data: TrainSet, cfg, device, gen) -> dict:
@@ -331,7 +341,8 @@ def train_one_epoch(model, optimizer, scheduler, data: TrainSet, cfg, device, ge
     order = torch.randperm(n, generator=gen, device=device)
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
+    seen = torch.zeros((), device=device, dtype=torch.long)  # labelled faces
+    faces_seen = 0
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     bf16 = use_bf16(cfg, device)
     for start in range(0, n, cfg.batch_size):
@@ -340,14 +351,21 @@ def train_one_epoch(model, optimizer, scheduler, data: TrainSet, cfg, device, ge
             continue
         faces = data.faces[idx].float().div_(255).unsqueeze(1)
         x = normalise(augment(faces, cfg, gen), cfg).contiguous(memory_format=fmt)
-        y = data.labels[idx]
+        y = data.labels[idx]  # -1 for extra faces, which learn from the teacher alone
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits, ferplus_logits = model.forward_heads(x)
         logits = logits.float()
         adjusted = logits
         if cfg.logit_adjust and data.log_prior is not None:
             adjusted = logits + cfg.logit_adjust * data.log_prior
-        loss = F.cross_entropy(adjusted, y, label_smoothing=cfg.label_smoothing)
+        labelled = y >= 0
+        hard = F.cross_entropy(adjusted, y.clamp_min(0), label_smoothing=cfg.label_smoothing,
+                               reduction="none") * labelled  # fmt: skip
+        if data.teacher is not None and cfg.distill_weight > 0:
+            loss = ((1 - cfg.distill_weight) * hard).sum() / labelled.sum().clamp_min(1)
+            loss = loss + cfg.distill_weight * distill_loss(logits, data.teacher[idx], cfg)
+        else:
+            loss = hard.sum() / labelled.sum().clamp_min(1)
         if ferplus_logits is not None and data.soft is not None:
             mask = data.soft_mask[idx].float()
             per_face = -(data.soft[idx] * F.log_softmax(ferplus_logits.float(), 1)).sum(1)
@@ -358,11 +376,22 @@ def train_one_epoch(model, optimizer, scheduler, data: TrainSet, cfg, device, ge
         scheduler.step()
         total_loss += loss.detach() * len(idx)
         correct += (logits.detach().argmax(1) == y).sum()
-        seen += len(idx)
+        seen += labelled.sum()
+        faces_seen += len(idx)
     return {
-        "loss": total_loss.item() / max(seen, 1),
-        "accuracy": correct.item() / max(seen, 1),
+        "loss": total_loss.item() / max(faces_seen, 1),
+        "accuracy": correct.item() / max(seen.item(), 1),
     }
+
+
+def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """Mean KL divergence of the student's tempered softmax from the teacher's tempered
+    probabilities, times T^2 (Hinton et al. 2015), so its gradients keep their size across T."""
+    t = cfg.distill_temperature
+    target = teacher.clamp_min(1e-8).log() / t
+    target = torch.softmax(target, 1)
+    student = F.log_softmax(logits / t, 1)
+    return F.kl_div(student, target, reduction="batchmean") * t * t
 
 
 @torch.no_grad()
@@ -455,12 +484,18 @@ def build(cfg: TrainConfig, steps_per_epoch: int, device):
     return model, opt, sched
 
 
-def make_train_set(train: FerData, cfg: TrainConfig, device) -> TrainSet:
-    labels = torch.from_numpy(train.labels)
+def make_train_set(
+    train: FerData, cfg: TrainConfig, device, extra: np.ndarray | None = None
+) -> TrainSet:
+    """The training tensors: ``train``'s faces, then the ``extra`` faces (N x 48 x 48), which
+    get label -1, no FER+ votes and, like every face, the teacher's targets when there is one."""
+    extra = np.zeros((0, 48, 48), np.uint8) if extra is None else extra
+    pixels = np.concatenate([train.pixels, extra])
+    labels = np.concatenate([train.labels, np.full(len(extra), -1, dtype=train.labels.dtype)])
     prior = np.bincount(train.labels, minlength=len(EMOTIONS)) / max(len(train.labels), 1)
     out = TrainSet(
-        faces=torch.from_numpy(train.pixels).to(device),
-        labels=labels.to(device),
+        faces=torch.from_numpy(pixels).to(device),
+        labels=torch.from_numpy(labels).to(device),
         log_prior=torch.from_numpy(np.log(np.maximum(prior, 1e-8))).float().to(device),
     )
     if cfg.ferplus_weight > 0:
@@ -470,8 +505,17 @@ def make_train_set(train: FerData, cfg: TrainConfig, device) -> TrainSet:
                 "given: pass --ferplus ferplus.npz, or --ferplus-weight 0"
             )
         soft, mask = ferplus_targets(train.votes)
+        soft = np.concatenate([soft, np.zeros((len(extra), soft.shape[1]), soft.dtype)])
+        mask = np.concatenate([mask, np.zeros(len(extra), dtype=bool)])
         out.soft = torch.from_numpy(soft).to(device)
         out.soft_mask = torch.from_numpy(mask).to(device)
+    if cfg.distill_weight > 0:
+        from .distill import teacher_probs
+
+        if not cfg.teacher:
+            raise OptionError("distill_weight > 0 needs a teacher: --set teacher=MODEL.onnx")
+        probs = teacher_probs(cfg.teacher, pixels, threads=cfg.threads or None)
+        out.teacher = torch.from_numpy(probs).to(device)
     return out
 
 
@@ -509,8 +553,18 @@ def fit(
     train, public = data.split("train"), data.split("public")
     if cfg.limit_train:
         train = train.head(cfg.limit_train)
-    train_set = make_train_set(train, cfg, dev)
-    steps = math.ceil(len(train) / cfg.batch_size)
+    extra = None
+    if cfg.extra_faces:
+        from .distill import load_extra_faces
+
+        if cfg.distill_weight <= 0:
+            raise OptionError("extra_faces learn from a teacher alone: set distill_weight > 0")
+        extra = load_extra_faces(cfg.extra_faces)
+        if cfg.limit_train:
+            extra = extra[: cfg.limit_train]
+    train_set = make_train_set(train, cfg, dev, extra)
+    pixels = train_set.faces.cpu().numpy()
+    steps = math.ceil(len(pixels) / cfg.batch_size)
 
     seed_everything(cfg.seed)
     model, opt, sched = build(cfg, steps, dev)
@@ -539,7 +593,7 @@ def fit(
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         t0 = time.perf_counter()
-        idx, jpeg = jpeg_faces(train.pixels, cfg, epoch)
+        idx, jpeg = jpeg_faces(pixels, cfg, epoch)
         epoch_set = replace(train_set, faces=train_set.faces.clone()) if len(idx) else train_set
         if len(idx):
             epoch_set.faces[torch.from_numpy(idx).to(dev)] = torch.from_numpy(jpeg).to(dev)
