@@ -5,6 +5,8 @@ Run by accuracy.py and speed.py through ``--fer-python``; prints one JSON object
 
     fer_peer.py accuracy NPZ SPLIT_CODE     predictions for FER2013 faces (48x48 gray)
     fer_peer.py speed VIDEO                 detect_emotions on every frame of a video
+    fer_peer.py domains NPZ SPLIT_CODE LIST   FER2013 faces, and the photos (detect_emotions,
+                                            largest face) and crops (classified whole) of LIST
 """
 
 from __future__ import annotations
@@ -56,6 +58,41 @@ def accuracy(npz: str, split: int) -> dict:
     }
 
 
+def classify(model, gray_faces) -> list[int]:
+    """fer's own preprocessing (64x64 gray, x / 255, then (x - 0.5) * 2); FER2013's order."""
+    import cv2
+    import numpy as np
+
+    faces = np.stack([cv2.resize(p, (64, 64)) for p in gray_faces]).astype("float32") / 255.0
+    faces = (faces - 0.5) * 2.0
+    probs = np.concatenate(
+        [model._classify_emotions(faces[i : i + 256]) for i in range(0, len(faces), 256)]
+    )
+    return probs.argmax(1).tolist()
+
+
+def domains(npz: str, split: int, list_file: str) -> dict:
+    """Predictions (FER2013 index, -1 for no face) on FER2013 faces, whole photos, face crops."""
+    import cv2
+    import numpy as np
+
+    order = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    with np.load(npz, allow_pickle=False) as z:
+        pixels = z["pixels"][z["usage"] == split]
+    lists = json.loads(open(list_file).read())
+    model = fer_model()
+    photos = []
+    for path in lists["taiwanese"]:
+        faces = model.detect_emotions(cv2.imread(path))
+        if not faces:
+            photos.append(-1)
+            continue
+        top = max(faces, key=lambda f: f["box"][2] * f["box"][3])
+        photos.append(order.index(max(top["emotions"], key=top["emotions"].get)))
+    crops = [cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in lists["sfew"]]
+    return {"fer2013": classify(model, pixels), "taiwanese": photos, "sfew": classify(model, crops)}
+
+
 def speed(video: str) -> dict:
     import cv2
 
@@ -77,5 +114,10 @@ def speed(video: str) -> dict:
 
 if __name__ == "__main__":
     mode = sys.argv[1]
-    result = accuracy(sys.argv[2], int(sys.argv[3])) if mode == "accuracy" else speed(sys.argv[2])
+    if mode == "accuracy":
+        result = accuracy(sys.argv[2], int(sys.argv[3]))
+    elif mode == "domains":
+        result = domains(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    else:
+        result = speed(sys.argv[2])
     print(json.dumps(result))

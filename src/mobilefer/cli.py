@@ -504,9 +504,9 @@ def _add_inference_options(p: argparse.ArgumentParser, detector: bool = True) ->
         help=f"shrink frames to this longest side before detection (default: photos by size, "
         f"{IMAGE_DETECT_SIZE} px or more; video and webcam {STREAM_DETECT_SIZE}; 0: never)",
     )
-    p.add_argument("--margin", type=_number(float, 0, 1, what="must lie in 0-1"),
-                   help="grow face boxes by this fraction per side (default: as the model "
-                   "file says)")  # fmt: skip
+    p.add_argument("--margin", type=_number(float, -0.4, 1, what="must lie in -0.4 to 1"),
+                   help="grow face boxes by this fraction per side, below 0 shrink them "
+                   "(default: as the model file says)")  # fmt: skip
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl",
                    help="stdout format: JSON Lines or CSV, one record per face")  # fmt: skip
     p.add_argument(
@@ -603,8 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model sees the central 1/ZOOM of each 48x48 face, 0.5-2 (auto: chosen on "
         "PublicTest from 1-1.2 as --prior-tau is; needs --data)",
     )
-    x.add_argument("--margin", type=_number(float, 0, 1, what="must lie in 0-1"), default=0.0,
-                   help="crop margin stored in the file")  # fmt: skip
+    x.add_argument("--margin", type=_number(float, -0.4, 1, what="must lie in -0.4 to 1"),
+                   default=0.0, help="crop margin stored in the file")  # fmt: skip
     x.add_argument("--int8", action="store_true", help="static int8 quantization (needs --data)")
     x.add_argument("--report-private", action="store_true",
                    help="also score PrivateTest into the file: once, for the file you ship, "

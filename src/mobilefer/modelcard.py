@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .errors import ModelError
-from .preprocess import ZOOM_RANGE, Preprocessing
+from .preprocess import MARGIN_RANGE, ZOOM_RANGE, Preprocessing
 
 #: The key under which a model file keeps its card (ONNX metadata_props), as JSON.
 METADATA_KEY = "mobilefer"
@@ -117,8 +117,8 @@ class ModelCard:
             return "std must hold one finite value > 0 per channel"
         if not all(math.isfinite(v) for v in pre.mean):
             return "mean must be finite"
-        if not (math.isfinite(pre.margin) and 0 <= pre.margin <= 1):
-            return f"margin {pre.margin} is outside 0-1"
+        if not (math.isfinite(pre.margin) and MARGIN_RANGE[0] <= pre.margin <= MARGIN_RANGE[1]):
+            return f"margin {pre.margin} is outside {MARGIN_RANGE[0]} to {MARGIN_RANGE[1]}"
         lo, hi = ZOOM_RANGE
         if not (math.isfinite(pre.zoom) and lo <= pre.zoom <= hi):
             return f"zoom {pre.zoom} is outside {lo}-{hi}"

@@ -19,6 +19,9 @@ from .image import to_gray
 SOURCE_SIZE = 48
 #: The zooms a model file may ask for (:attr:`Preprocessing.zoom`), both ends included.
 ZOOM_RANGE = (0.5, 2)
+#: The crop margins allowed (:attr:`Preprocessing.margin`), both ends included: below 0 a
+#: detector box shrinks about its centre (a closer view), above 0 it grows.
+MARGIN_RANGE = (-0.4, 1.0)
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class Preprocessing:
     channels: int = 3  # the gray face is repeated to this many channels
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # per channel, on the 0-1 scale
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
-    margin: float = 0.0  # a detector box grows by this fraction of its size on each side
+    margin: float = 0.0  # a detector box grows (< 0: shrinks) by this fraction of its size a side
     zoom: float = 1.0  # the model sees the central 1/zoom of the 48x48 face (chosen at export)
 
 

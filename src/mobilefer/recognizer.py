@@ -8,17 +8,18 @@ says which: :data:`mobilefer.EMOTIONS` for the default) to a probability; they s
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, OptionError
 from .image import as_image, to_bgr
 from .modelcard import METADATA_KEY, ModelCard
-from .preprocess import crop, prepare
+from .preprocess import MARGIN_RANGE, crop, prepare
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,15 @@ def read_card(session, path: str) -> ModelCard:
     return card
 
 
+def check_number(name: str, value, lo: float, hi: float) -> None:
+    """Raise :class:`OptionError` unless ``value`` is None or a finite number in ``lo``-``hi``."""
+    if value is None:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and lo <= value <= hi):
+        raise OptionError(f"{name}={value!r}: expected a number from {lo} to {hi}")
+
+
 class Recognizer:
     """Finds faces and classifies their expressions, with ONNX Runtime (no torch).
 
@@ -113,7 +123,9 @@ class Recognizer:
     object with a ``detect(image)`` method and a ``name``. ``threads``: ONNX Runtime intra-op
     threads (``None``: ONNX Runtime's choice). ``flip_tta``: average each face with its mirror
     image (``None``: as the model file says). ``margin``: grow detector boxes by this fraction
-    before cropping (``None``: as the model file says).
+    of their size on each side before cropping, -0.4 to 1 (below 0 they shrink: a closer view;
+    ``None``: as the model file says). ``prior_tau``: divide the probabilities by the training
+    prior to this power, 0 to 2 (0: no correction; ``None``: as the model file says).
     """
 
     def __init__(
@@ -125,8 +137,12 @@ class Recognizer:
         margin: float | None = None,
         detect_max_side: int = 640,
         yunet: str | Path | None = None,
+        prior_tau: float | None = None,
     ) -> None:
         import onnxruntime as ort
+
+        check_number("margin", margin, *MARGIN_RANGE)
+        check_number("prior_tau", prior_tau, 0, 2)
 
         path = model_path(model)
         opts = ort.SessionOptions()
@@ -148,6 +164,8 @@ class Recognizer:
         self.model_path = str(path)
         self.card = read_card(self._session, str(path))
         self._input = self._session.get_inputs()[0].name
+        if prior_tau is not None:
+            self.card = replace(self.card, prior_tau=float(prior_tau))
         self._weights = self.card.class_weights()
         self.flip_tta = self.card.flip_tta if flip_tta is None else flip_tta
         self.margin = self.card.preprocessing.margin if margin is None else margin
