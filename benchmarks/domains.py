@@ -142,8 +142,8 @@ def faceapi_row(args, photo_paths, photos, sfew, fer_pixels, fer_labels) -> dict
         manifest.write_text(json.dumps(items))
         pixels.write_bytes(b"".join(blobs))
         t0 = time.perf_counter()
-        out = subprocess.run(["node", str(HERE / "faceapi_peer.js"), str(Path(args.faceapi)),
-                              str(manifest), str(pixels)], capture_output=True, text=True)  # fmt: skip
+        command = ["node", str(HERE / "faceapi_peer.js"), args.faceapi, str(manifest), str(pixels)]
+        out = subprocess.run(command, capture_output=True, text=True)
     if out.returncode:
         raise PeerError("face-api.js", out.stderr)
     peer = json.loads(out.stdout.strip().splitlines()[-1])
@@ -205,8 +205,11 @@ def main() -> None:
     ap.add_argument("--ood", default=SHARED / "ood", type=Path)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--fer-python", default=os.environ.get("FER_PYTHON"), help="the peer's python")
-    ap.add_argument("--faceapi", default=os.environ.get("FACEAPI_DIR"),
-                    help="folder where npm installed face-api.js (see benchmarks/README.md)")
+    ap.add_argument(
+        "--faceapi",
+        default=os.environ.get("FACEAPI_DIR"),
+        help="folder where npm installed face-api.js (see benchmarks/README.md)",
+    )
     ap.add_argument("--out", type=Path, help="JSON file (default: results/domains-PART.json)")
     args = ap.parse_args()
     out = args.out or HERE.parent / "results" / f"domains-{args.part}.json"
