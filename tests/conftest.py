@@ -3,6 +3,7 @@ scikit-image's public-domain astronaut photo."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -116,3 +117,26 @@ def fer_npz(tmp_path) -> Path:
     np.savez(path, pixels=pixels, emotion=emotion, usage=usage)
     np.savez(tmp_path / "ferplus.npz", votes=synthetic_votes(emotion), usage=usage)
     return path
+
+
+def run(capsys, *argv):
+    """``mobilefer ARGV`` in this process: (exit code, stdout, stderr)."""
+    from mobilefer.cli import main
+
+    try:
+        code = main([os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a) for a in argv])
+    except SystemExit as e:  # argparse refusing an option
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def predict(capsys, model, *args):
+    """``mobilefer predict ARGS --model MODEL --detector haar``."""
+    return run(capsys, "predict", *(os.fsdecode(a) for a in args), "--model", str(model),
+               "--detector", "haar")  # fmt: skip
+
+
+def records(out):
+    """The JSON Lines records of a predict run's stdout."""
+    return [json.loads(line) for line in out.splitlines() if line.strip()]

@@ -1,6 +1,5 @@
 import csv
 import io
-import json
 import subprocess
 import sys
 
@@ -8,7 +7,8 @@ import numpy as np
 import pytest
 
 from mobilefer import EMOTIONS
-from mobilefer.cli import main
+
+from conftest import records, run
 
 
 def write_video(path, astronaut, frames=12, size=(640, 480)):
@@ -48,19 +48,6 @@ def mixed_folder(tmp_path, astronaut):
     (d / "empty.jpg").write_bytes(b"")
     (d / "notes.txt").write_text("not an image")
     return d
-
-
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse refusing an option
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def records(out):
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
 @pytest.mark.parametrize("detector", ["haar", "yunet"])

@@ -13,31 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mobilefer.cli import main
 from mobilefer.errors import InputError
 from mobilefer.faces import create_detector
 from mobilefer.image import read_image
 
-from conftest import detectors_available
-
-
-def run(capsys, *argv):
-    try:
-        code = main([a if isinstance(a, str) else os.fsdecode(a) for a in argv])
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def predict(capsys, model, *args):
-    """``mobilefer predict ARGS --model MODEL --detector haar``."""
-    return run(capsys, "predict", *(os.fsdecode(a) for a in args), "--model", str(model),
-               "--detector", "haar")  # fmt: skip
-
-
-def records(out):
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
+from conftest import detectors_available, predict, records, run
 
 
 @pytest.fixture()

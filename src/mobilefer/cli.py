@@ -134,15 +134,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 2
     from .image import shown
     from .sinks import RecordWriter
+    from .sources import SKIPPED
 
     saver = _Saver(args.save) if args.save else None
     rec = _recognizer(args)
     out = RecordWriter(args.format, rec.labels, sys.stdout)
-    failed, skipped = 0, {}
+    failed, skipped, links = 0, {}, []
     progress = Progress("images", "images")
     frames: Progress | None = None
     try:
         for result in rec.stream(args.source, **_stream_options(args)):
+            if result.kind == "skipped" and result.reason == SKIPPED["link"]:
+                links.append(shown(result.source))
+                continue
             if result.kind == "skipped":
                 suffix = Path(result.source).suffix.lower() or "(none)"
                 skipped[suffix] = skipped.get(suffix, 0) + 1
@@ -175,6 +179,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if skipped:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
         _err(f"skipped {sum(skipped.values())} file(s) that are not images or videos ({kinds})")
+    if links:
+        shown_links = ", ".join(links[:5]) + (f" and {len(links) - 5} more" if len(links) > 5 else "")
+        _err(f"skipped {len(links)} linked folder(s), not followed: {shown_links} "
+             "(name a linked folder itself to read it)")  # fmt: skip
     if saver:
         _err(f"annotated {saver.folder.written} file(s) under {shown(saver.folder.folder)}")
     if failed:

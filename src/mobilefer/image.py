@@ -29,6 +29,22 @@ VIDEO_SUFFIXES = frozenset(
 MAX_PIXELS = 120_000_000
 
 
+def check_regular(path: str | Path) -> None:
+    """Raise :class:`InputError` unless ``path`` is a regular file (after links): a pipe, a
+    device or a socket is never opened, since reading one may block forever or never end."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{shown(path)}: no such file") from None
+    except OSError as e:
+        raise InputError(f"{shown(path)}: cannot read the file ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "a pipe, device or socket"
+        raise InputError(f"{shown(path)}: not a regular file ({what}); pass an image or video file")
+
+
 def utf8_safe(path: str | Path) -> bool:
     """Whether OpenCV can take this path as it is (it needs names that encode as UTF-8)."""
     try:

@@ -100,7 +100,7 @@ def _local_files(specs: list[str]) -> list[str]:
     rows = []
     for spec in specs:
         try:
-            rows += [s.spec for s in expand([spec]) if s.kind in ("image", "video")]
+            rows += [s.spec for s in expand([spec]) if s.kind in ("image", "video", "irregular")]
         except InputError:
             rows.append(spec)  # read in a worker, where it becomes an error record
     return rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .image import IMAGE_SUFFIXES, VIDEO_SUFFIXES, opencv_path, shown
+from .image import IMAGE_SUFFIXES, VIDEO_SUFFIXES, check_regular, opencv_path, shown
+
+#: ``scheme://`` at the start of a spec: a URL, which the local engine does not fetch.
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: Why a source is skipped, by kind (see :class:`Source`).
+SKIPPED = {"other": "not an image or video", "link": "a link to a folder, not followed"}
 
 
 @dataclass(frozen=True)
 class Source:
-    """One input: ``kind`` is image, video, webcam, or other (a file that is neither);
-    ``root`` is the folder it was found in when a folder was given, else None."""
+    """One input: ``kind`` is image, video, webcam, other (a file that is neither), link (a
+    folder reached through a symbolic link, which is not followed) or irregular (a pipe,
+    device or socket, which is never opened); ``root`` is the folder it was found in when a
+    folder or a pattern was given, else None."""
 
     spec: str
     kind: str
@@ -40,6 +48,8 @@ class Frame:
 
 
 def _kind(path: Path) -> str:
+    if path.exists() and not path.is_dir() and not path.is_file():
+        return "irregular"
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return "image"
@@ -52,9 +62,11 @@ def expand(specs: list[str]) -> list[Source]:
     """The sources behind command-line specs; a spec that names nothing raises InputError.
 
     A folder gives its images and videos, recursively, in sorted order, plus every other file
-    as kind ``other`` (so that the caller can count what it skips); hidden files are skipped. A
-    file named directly is read as an image unless its suffix says video. A folder or pattern
-    with no image or video in it raises InputError ("no input found").
+    as kind ``other`` and every linked sub-folder as kind ``link`` (so that the caller can say
+    what it skips); hidden files are skipped; links to folders are never followed, by folders
+    and ``**`` patterns alike. A file named directly is read as an image unless its suffix says
+    video; a pipe, device or socket, named or found, is kind ``irregular``. A folder or pattern
+    with no image or video in it raises InputError ("no input found"); so does a URL.
     """
     out: list[Source] = []
     for spec in specs:
@@ -62,28 +74,88 @@ def expand(specs: list[str]) -> list[Source]:
         if s.isdigit():
             out.append(Source(s, "webcam"))
             continue
+        if URL.match(s):
+            raise InputError(
+                f"{s}: a URL; the local engine reads files only: download it first, or use "
+                "--engine ray (which reads s3://, gs:// and what else pyarrow opens)"
+            )
         p = Path(s).expanduser()
         if p.is_dir():
-            found = []
-            for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for f in sorted(files):
-                    if not f.startswith("."):
-                        found.append(Source(str(Path(root) / f), _kind(Path(f)), str(p)))
+            found = _walk(p, lambda rel: True)
             _require_media(found, s, "folder")
             out += found
-        elif p.exists():
-            out.append(Source(str(p), "image" if _kind(p) == "other" else _kind(p)))
+        elif p.exists() or p.is_symlink():
+            kind = _kind(p)
+            out.append(Source(str(p), "image" if kind == "other" else kind))
         elif glob.has_magic(s):
-            matches = sorted(glob.glob(os.path.expanduser(s), recursive=True))
-            if not matches:
+            found = _glob(os.path.expanduser(s))
+            if not found:
                 raise InputError(f"{s}: the pattern matches no file")
-            found = [Source(m, _kind(Path(m))) for m in matches if Path(m).is_file()]
             _require_media(found, s, "pattern")
             out += found
         else:
             raise InputError(f"{s}: no such file or folder")
     return out
+
+
+def _walk(top: Path, keep) -> list[Source]:
+    """The files under ``top`` whose path relative to it ``keep`` accepts, in sorted order,
+    and the linked sub-folders (kind ``link``), never followed; hidden names are skipped."""
+    found = []
+    for root, dirs, files in os.walk(top):  # os.walk never follows links to folders
+        links = sorted(d for d in dirs if not d.startswith(".") and os.path.islink(Path(root, d)))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in links)
+        for name in links:
+            found.append(Source(str(Path(root) / name), "link", str(top)))
+        for f in sorted(files):
+            path = Path(root) / f
+            if not f.startswith(".") and keep(path.relative_to(top).as_posix()):
+                found.append(Source(str(path), _kind(path), str(top)))
+    return found
+
+
+def _glob(pattern: str) -> list[Source]:
+    """The files a pattern matches, as ``glob`` finds them, except that ``**`` never follows a
+    link to a folder (a ``self -> .`` link made ``glob`` repeat one photo 41 times, a link
+    loop made it hang): such patterns walk the folder below their first wildcard instead."""
+    if "**" not in pattern:
+        return [Source(m, _kind(Path(m))) for m in sorted(glob.glob(pattern))
+                if not Path(m).is_dir()]  # fmt: skip
+    parts = Path(pattern).parts
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    top = Path(*parts[:fixed]) if fixed else Path(".")
+    rest = re.compile(_translate(parts[fixed:]))
+    if not top.is_dir():
+        return []
+    return [Source(f.spec, f.kind) for f in _walk(top, lambda rel: rest.fullmatch(rel) is not None)]
+
+
+def _translate(parts: tuple[str, ...]) -> str:
+    """A regular expression for a relative path matching glob ``parts`` (``**``: any folders;
+    ``*``, ``?`` and ``[...]`` within one name, as ``glob`` reads them)."""
+    out = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            out.append(".*" if last else "(?:[^/]+/)*")
+            continue
+        j, body = 0, []
+        while j < len(part):
+            c = part[j]
+            end = part.find("]", j + 2) if c == "[" else -1
+            if c == "*":
+                body.append("[^/]*")
+            elif c == "?":
+                body.append("[^/]")
+            elif end > 0:
+                inner = part[j + 1 : end]
+                body.append("[" + ("^" + inner[1:] if inner.startswith("!") else inner) + "]")
+                j = end
+            else:
+                body.append(re.escape(c))
+            j += 1
+        out.append("".join(body) + ("" if last else "/"))
+    return "".join(out)
 
 
 def _require_media(found: list[Source], spec: str, what: str) -> None:
@@ -97,8 +169,7 @@ def read_video(path: str | Path, stride: int = 1) -> Iterator[Frame]:
     import cv2
 
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file")
+    check_regular(p)
     with opencv_path(p) as name:
         cap = cv2.VideoCapture(name)
     if not cap.isOpened():
@@ -119,9 +190,11 @@ def read_video(path: str | Path, stride: int = 1) -> Iterator[Frame]:
 
 
 def video_info(path: str | Path) -> tuple[int, float, tuple[int, int]]:
-    """(frame count, frames/s, (width, height)) as the container states them; 0 if unknown."""
+    """(frame count, frames/s, (width, height)) as the container states them; 0 if unknown.
+    Raises InputError for a missing or irregular file (a pipe would block OpenCV)."""
     import cv2
 
+    check_regular(Path(path))
     with opencv_path(path) as name:
         cap = cv2.VideoCapture(name)
     try:

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, OptionError
-from .image import MAX_PIXELS, read_image, to_bgr
+from .image import MAX_PIXELS, check_regular, read_image, to_bgr
 from .recognizer import Face, Recognizer
-from .sources import Source, expand, read_video, read_webcam, video_info
+from .sources import SKIPPED, Source, expand, read_video, read_webcam, video_info
 from .tracking import DETECT_EVERY, SMOOTHING, FaceTracker, check_options
 
 #: Detection size (longest side) for video, webcams and arrays: their faces are large and time
@@ -45,7 +45,8 @@ def image_detect_size(height: int, width: int) -> int:
 class Result:
     """The faces of one frame of one source.
 
-    ``kind``: image, video, webcam, array, or skipped (a file that is neither image nor video).
+    ``kind``: image, video, webcam, array, or skipped (a file that is neither image nor video,
+    or a link to a folder, which is not followed: ``reason`` says which).
     ``image``: the BGR frame (None when it could not be read). ``frame`` and ``time`` (s) count
     video, webcam and array frames (None for images). ``root``: the folder given as input that
     the source was found in. ``error``: why the input could not be read (then no faces).
@@ -62,6 +63,7 @@ class Result:
     error: str | None = None
     fps: float | None = None
     detector: str | None = None
+    reason: str | None = None
 
     def records(self) -> list[dict]:
         """JSON-ready records, one per face, or one no-face record (see :mod:`mobilefer.sinks`).
@@ -157,8 +159,16 @@ def _spec(rec, spec, max_pixels, opts) -> Iterator[Result]:
 
 
 def _source(rec, src: Source, max_pixels, opts) -> Iterator[Result]:
-    if src.kind == "other":
-        yield Result(src.spec, "skipped", root=src.root)
+    if src.kind in SKIPPED:
+        yield Result(src.spec, "skipped", root=src.root, reason=SKIPPED[src.kind])
+        return
+    if src.kind == "irregular":  # never opened: a pipe would block, a device never end
+        try:
+            check_regular(src.spec)
+            error = f"{src.spec}: not a regular file"
+        except InputError as e:
+            error = str(e)
+        yield Result(src.spec, "image", root=src.root, error=error)
         return
     if src.kind == "image":
         try:
