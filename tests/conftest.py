@@ -124,7 +124,8 @@ def run(capsys, *argv):
     from mobilefer.cli import main
 
     try:
-        code = main([os.fsdecode(a) if isinstance(a, (bytes, os.PathLike)) else str(a) for a in argv])
+        code = main([os.fsdecode(a) if isinstance(a, bytes | os.PathLike) else str(a)
+                     for a in argv])  # fmt: skip
     except SystemExit as e:  # argparse refusing an option
         code = e.code
     out, err = capsys.readouterr()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 
-import numpy as np
 import pytest
 
 from conftest import predict, records

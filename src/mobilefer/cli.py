@@ -180,7 +180,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
         _err(f"skipped {sum(skipped.values())} file(s) that are not images or videos ({kinds})")
     if links:
-        shown_links = ", ".join(links[:5]) + (f" and {len(links) - 5} more" if len(links) > 5 else "")
+        more = f" and {len(links) - 5} more" if len(links) > 5 else ""
+        shown_links = ", ".join(links[:5]) + more
         _err(f"skipped {len(links)} linked folder(s), not followed: {shown_links} "
              "(name a linked folder itself to read it)")  # fmt: skip
     if saver:
