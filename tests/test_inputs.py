@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 
 import pytest
 
@@ -91,3 +92,80 @@ def test_urls_say_how_to_read_them(capsys, tiny_model, url):
     (line,) = err.strip().splitlines()[:1]
     assert url in line and "URL" in line and "--engine ray" in line
     assert "no such file" not in err and "matches no file" not in err
+
+
+def tiff_header(width: int, height: int) -> bytes:
+    """A little-endian TIFF whose one IFD declares ``width`` x ``height`` 8-bit gray (no data)."""
+    tags = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
+            (273, 4, 8), (277, 3, 1), (278, 4, height), (279, 4, width * height)]  # fmt: skip
+    ifd = struct.pack("<H", len(tags))
+    for tag, kind, value in tags:
+        ifd += (
+            struct.pack("<HHII", tag, kind, 1, value)
+            if kind == 4
+            else struct.pack("<HHIHH", tag, kind, 1, value, 0)
+        )
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0)
+
+
+def j2k_header(width: int, height: int) -> bytes:
+    """A JPEG 2000 codestream: SOC, then a SIZ segment declaring ``width`` x ``height`` gray."""
+    siz = struct.pack(">HIIIIIIIIH", 0, width, height, 0, 0, width, height, 0, 0, 1)
+    siz += bytes([7, 1, 1])
+    return b"\xff\x4f\xff\x51" + struct.pack(">H", len(siz) + 2) + siz + b"\xff\xd9"
+
+
+@pytest.mark.parametrize(
+    "name, data, pixels",
+    [
+        ("tiled.tif", tiff_header(15360, 15360), "235,929,600"),
+        ("tiny.jp2", j2k_header(12000, 12000), "144,000,000"),
+    ],
+    ids=["tiff", "jpeg2000"],
+)
+def test_tiff_and_jpeg2000_bombs_are_refused_from_their_header(
+    capsys, tmp_path, tiny_model, photo_bytes, name, data, pixels
+):
+    from mobilefer.errors import InputError
+    from mobilefer.image import read_image
+
+    (tmp_path / name).write_bytes(data)
+    (tmp_path / "z.jpg").write_bytes(photo_bytes)
+    with pytest.raises(InputError, match=f"{pixels} pixels, over the limit"):
+        read_image(tmp_path / name)
+    code, out, err = predict(capsys, tiny_model, tmp_path)
+    assert code == 1 and len(records(out)) == 1 and f"{pixels} pixels" in err
+
+
+def test_os2_bitmap_is_read(tmp_path):
+    from mobilefer.image import read_image
+
+    w, h = 4, 3
+    row = bytes(range(w * 3)) + b"\x00" * ((4 - w * 3 % 4) % 4)
+    pixels = row * h
+    core = struct.pack("<IHHHH", 12, w, h, 1, 24)  # BITMAPCOREHEADER: 16-bit sizes
+    data = b"BM" + struct.pack("<IHHI", 14 + 12 + len(pixels), 0, 0, 26) + core + pixels
+    (tmp_path / "os2.bmp").write_bytes(data)
+    assert read_image(tmp_path / "os2.bmp").shape == (h, w, 3)
+
+
+def test_a_huge_file_is_refused_by_its_size_before_reading(capsys, tmp_path, tiny_model,
+                                                           photo_bytes):  # fmt: skip
+    from mobilefer.image import max_file_bytes
+
+    with open(tmp_path / "sparse.jpg", "wb") as f:  # 2 GB on disk, no blocks: instant
+        f.truncate(2 * 2**30)
+    (tmp_path / "z.jpg").write_bytes(photo_bytes)
+    code, out, err = predict(capsys, tiny_model, tmp_path)
+    assert code == 1 and [r["source"] for r in records(out)] == [str(tmp_path / "z.jpg")]
+    assert f"over the limit of {max_file_bytes():,}" in err and "--max-pixels" in err
+
+
+def test_multipage_tiff_says_which_page_was_read(capsys, tmp_path, tiny_model, astronaut):
+    from PIL import Image
+
+    pages = [Image.fromarray(astronaut[:, :, ::-1].copy()) for _ in range(3)]
+    pages[0].save(tmp_path / "scan.tif", save_all=True, append_images=pages[1:])
+    code, out, err = predict(capsys, tiny_model, tmp_path / "scan.tif")
+    assert code == 0 and len(records(out)) >= 1
+    assert "scan.tif: page 1 of 3 read" in err

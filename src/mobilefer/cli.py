@@ -156,6 +156,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 failed += 1
                 continue
             out.write(result.records())
+            if result.reason:
+                _err(f"{shown(result.source)}: {result.reason}")
             if result.frame is None:
                 progress.update()
             else:

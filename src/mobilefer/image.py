@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,9 +26,12 @@ IMAGE_SUFFIXES = frozenset(
 VIDEO_SUFFIXES = frozenset(
     {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 )
-#: Images with more pixels than this are refused, from their header where it can be read, before
-#: decoding (a decoded 120-megapixel photo takes 360 MB). ``--max-pixels`` raises it.
+#: Images with more pixels than this are refused from their header, before decoding
+#: (``--max-pixels`` raises it).
 MAX_PIXELS = 120_000_000
+_PILLOW_LIMIT = threading.Lock()
+#: Formats whose files may hold several images (pages); only the first is read.
+MULTIPAGE_FORMATS = frozenset({"TIFF", "MPO", "GIF"})
 
 
 def check_regular(path: str | Path) -> None:
@@ -132,87 +137,90 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
     raise InputError(f"image: {img.shape[2]} channels; pass gray, BGR or BGRA")
 
 
-def _jpeg_info(data: bytes) -> tuple[int | None, tuple[int, int] | None]:
-    """(offset just past the EOI marker, or None if the data ends first; (width, height))."""
-    i, n, size = 2, len(data), None
+def _jpeg_ends(data: bytes) -> bool:
+    """Whether JPEG data reaches its EOI marker (walking the segments, then the scan data)."""
+    i, n = 2, len(data)
     while i + 2 <= n:
         if data[i] != 0xFF:
-            return None, size  # not a marker where one must be: damaged
+            return False  # not a marker where one must be: damaged
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
         if marker == 0xD9:
-            return i + 2, size
+            return True
         if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
             i += 2
             continue
         if i + 4 > n:
-            return None, size
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
-                      0xCF) and i + 9 <= n:  # fmt: skip
-            size = (int.from_bytes(data[i + 7 : i + 9], "big"),
-                    int.from_bytes(data[i + 5 : i + 7], "big"))  # fmt: skip
-        i += 2 + length
+            return False
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
         if marker == 0xDA:  # entropy-coded data: runs to the next marker that is not RSTn/FF00
             while True:
                 j = data.find(b"\xff", i)
                 if j < 0 or j + 1 >= n:
-                    return None, size
+                    return False
                 nxt = data[j + 1]
                 if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
                     i = j + 1 if nxt == 0xFF else j + 2
                     continue
                 i = j
                 break
-    return None, size
+    return False
 
 
-def _png_info(data: bytes) -> tuple[int | None, tuple[int, int] | None]:
-    """(offset just past the IEND chunk, or None if the data ends first; (width, height))."""
-    i, n, size = 8, len(data), None
+def _png_ends(data: bytes) -> bool:
+    """Whether PNG data reaches its IEND chunk."""
+    i, n = 8, len(data)
     while i + 8 <= n:
-        length = int.from_bytes(data[i : i + 4], "big")
-        kind = data[i + 4 : i + 8]
-        if kind == b"IHDR" and i + 16 <= n:
-            size = (int.from_bytes(data[i + 8 : i + 12], "big"),
-                    int.from_bytes(data[i + 12 : i + 16], "big"))  # fmt: skip
-        end = i + 12 + length
+        end = i + 12 + int.from_bytes(data[i : i + 4], "big")
         if end > n:
-            return None, size
-        if kind == b"IEND":
-            return end, size
+            return False
+        if data[i + 4 : i + 8] == b"IEND":
+            return True
         i = end
-    return None, size
+    return False
 
 
-def _header_info(data: bytes) -> tuple[bool, tuple[int, int] | None]:
-    """(whether the image data ends early, (width, height) if the header says) for PNG, JPEG,
-    BMP and WebP, read from the bytes alone; other formats give (False, None). Data after the
-    end of the image (as in motion photos: a JPEG, then a video) does not count as damage."""
+def _truncated(data: bytes) -> bool:
+    """Whether PNG or JPEG data ends before its image does (OpenCV would decode the part it
+    has, grey below). Data after the end (motion photos: a JPEG, then a video) is no damage."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        end, size = _png_info(data)
-        return end is None, size
+        return not _png_ends(data)
     if data.startswith(b"\xff\xd8"):
-        end, size = _jpeg_info(data)
-        return end is None, size
-    if data.startswith(b"BM") and len(data) >= 26:
-        w = int.from_bytes(data[18:22], "little", signed=True)
-        h = int.from_bytes(data[22:26], "little", signed=True)
-        return False, (abs(w), abs(h))
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
-        chunk = data[12:16]
-        if chunk == b"VP8X":
-            return False, (int.from_bytes(data[24:27], "little") + 1,
-                           int.from_bytes(data[27:30], "little") + 1)  # fmt: skip
-        if chunk == b"VP8 ":
-            return False, (int.from_bytes(data[26:28], "little") & 0x3FFF,
-                           int.from_bytes(data[28:30], "little") & 0x3FFF)  # fmt: skip
-        if chunk == b"VP8L" and len(data) >= 25:
-            bits = int.from_bytes(data[21:25], "little")
-            return False, ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
-    return False, None
+        return not _jpeg_ends(data)
+    return False
+
+
+def header(data: bytes, name: str = "image") -> tuple[int, int, int]:
+    """``(width, height, pages)`` of image bytes, read by Pillow from the header alone (nothing
+    is decoded). Raises :class:`InputError` for data whose size cannot be read so: every image
+    is measured before it is decoded, whatever its format."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        # Pillow's own bomb check would hide the size; ours applies, to every format. The lock
+        # keeps the switch from other threads of this process.
+        with _PILLOW_LIMIT, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(io.BytesIO(data)) as im:
+                    width, height = im.size
+                    many = im.format in MULTIPAGE_FORMATS
+                    pages = getattr(im, "n_frames", 1) if many else 1
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
+    except UnidentifiedImageError:
+        raise InputError(
+            f"{name}: not a readable image (unknown format, or its size cannot be read from "
+            "its header); pass a JPEG, PNG, BMP, TIFF, WebP, PNM or JPEG 2000 file"
+        ) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:  # damaged headers
+        raise InputError(f"{name}: not a readable image ({e})") from None
+    return width, height, pages
 
 
 def _too_large(p, width: int, height: int, max_pixels: int) -> InputError:
@@ -222,23 +230,51 @@ def _too_large(p, width: int, height: int, max_pixels: int) -> InputError:
     )
 
 
-def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read an image file as BGR uint8 H x W x 3, upright as its EXIF orientation says (gray,
-    RGBA, palette, CMYK and 16-bit files are converted).
+def read_image(
+    path: str | Path, max_pixels: int = MAX_PIXELS, max_bytes: int | None = None
+) -> np.ndarray:
+    """The image of :func:`read_image_pages`, without its page count."""
+    return read_image_pages(path, max_pixels, max_bytes)[0]
 
-    Images over ``max_pixels`` are refused from their header, before decoding (PNG, JPEG, BMP,
-    WebP; other formats after decoding). Raises :class:`InputError` for a missing, unreadable,
-    empty, truncated, corrupt or oversized file.
+
+def read_image_pages(
+    path: str | Path, max_pixels: int = MAX_PIXELS, max_bytes: int | None = None
+) -> tuple[np.ndarray, int]:
+    """``(image, pages)``: an image file as BGR uint8 H x W x 3, upright as its EXIF
+    orientation says (gray, RGBA, palette, CMYK and 16-bit files are converted), and how many
+    pages the file holds: only the first is read.
+
+    Checked before anything is read or decoded: the file must be a regular one of at most
+    ``max_bytes`` (default :func:`max_file_bytes` of ``max_pixels``), and its header must
+    declare at most ``max_pixels``. Raises :class:`InputError` for a missing, irregular,
+    unreadable, empty, oversized, truncated or corrupt file.
     """
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file")
+    check_regular(p)
+    limit = max_file_bytes(max_pixels) if max_bytes is None else max_bytes
+    size = p.stat().st_size
+    if size > limit:
+        raise InputError(
+            f"{shown(p)}: {size:,} bytes, over the limit of {limit:,} for an image file; "
+            "raise it with --max-pixels (the file limit grows with it) if the file is real"
+        )
     try:
         data = p.read_bytes()
     except OSError as e:
         why = e.strerror or str(e)
-        raise InputError(f"{p}: cannot read the file ({why}); check its permissions") from None
-    return decode_image(data, str(p), max_pixels)
+        raise InputError(
+            f"{shown(p)}: cannot read the file ({why}); check its permissions"
+        ) from None
+    except MemoryError:
+        raise InputError(f"{shown(p)}: not enough memory to read the file") from None
+    pages = header(data, shown(p))[2] if data else 1
+    return decode_image(data, shown(p), max_pixels), pages
+
+
+def max_file_bytes(max_pixels: int = MAX_PIXELS) -> int:
+    """The largest image file read whole: 4 bytes per allowed pixel (16-bit RGBA, uncompressed,
+    is 8; real photos are far under 1), and never under 64 MB."""
+    return max(64 * 2**20, 4 * max_pixels)
 
 
 def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -247,11 +283,11 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
 
     if not data:
         raise InputError(f"{name}: empty file (0 bytes)")
-    truncated, size = _header_info(data)
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise _too_large(name, size[0], size[1], max_pixels)
-    if truncated:
+    if _truncated(data):
         raise InputError(f"{name}: truncated image; the file ends early")
+    width, height, _ = header(data, name)
+    if width * height > max_pixels:
+        raise _too_large(name, width, height, max_pixels)
     buf = np.frombuffer(data, dtype=np.uint8)
     # IMREAD_COLOR applies the EXIF orientation (IMREAD_UNCHANGED would not) and turns gray,
     # palette, alpha, CMYK and 16-bit images into 8-bit BGR.

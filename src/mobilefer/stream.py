@@ -10,13 +10,13 @@ stream goes on; a file in a folder that is neither image nor video gives a ``ski
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError, OptionError
-from .image import MAX_PIXELS, check_regular, read_image, to_bgr
+from .image import MAX_PIXELS, check_regular, read_image_pages, to_bgr
 from .recognizer import Face, Recognizer
 from .sources import SKIPPED, Source, expand, read_video, read_webcam, video_info
 from .tracking import DETECT_EVERY, SMOOTHING, FaceTracker, check_options
@@ -29,16 +29,21 @@ IMAGE_DETECT_SIZE = 640
 #: How much a photo may be shrunk for detection: a 40 px face stays 20 px, which YuNet finds
 #: (at 2.5x it missed 40 px faces on a 12-megapixel photo; benchmarks/small_faces.py).
 IMAGE_MAX_SHRINK = 2.0
+#: Largest detection size for photos: it bounds the detector's memory. A 100-megapixel photo
+#: searched at half its side (5000 px) peaked at 2.3 GB; at 2048 px, 0.77 GB.
+IMAGE_MAX_DETECT_SIZE = 2048
 
 
 def image_detect_size(height: int, width: int) -> int:
-    """The detection size of a photo: shrunk at most 2x, and never below 640 px.
+    """The detection size of a photo: shrunk at most 2x, never below 640 px nor above 2048.
 
     A 4032x3024 phone photo is searched at 2016 px, so faces of about 40 px are found (yunet;
-    haar needs about 50 px); photos up to 1280 px are searched at 640 px, as before.
+    haar needs about 50 px); photos up to 1280 px are searched at 640 px; in larger photos
+    than 4096 px faces need to be about side / 100 px.
     """
     side = max(height, width)
-    return int(min(side, max(IMAGE_DETECT_SIZE, round(side / IMAGE_MAX_SHRINK))))
+    size = min(IMAGE_MAX_DETECT_SIZE, max(IMAGE_DETECT_SIZE, round(side / IMAGE_MAX_SHRINK)))
+    return int(min(side, size))
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,8 @@ class Result:
     """The faces of one frame of one source.
 
     ``kind``: image, video, webcam, array, or skipped (a file that is neither image nor video,
-    or a link to a folder, which is not followed: ``reason`` says which).
+    or a link to a folder, which is not followed: ``reason`` says which). ``reason`` of an
+    image: a note on what was read (the first page of a multi-page file).
     ``image``: the BGR frame (None when it could not be read). ``frame`` and ``time`` (s) count
     video, webcam and array frames (None for images). ``root``: the folder given as input that
     the source was found in. ``error``: why the input could not be read (then no faces).
@@ -172,11 +178,14 @@ def _source(rec, src: Source, max_pixels, opts) -> Iterator[Result]:
         return
     if src.kind == "image":
         try:
-            image = read_image(src.spec, max_pixels=max_pixels)
+            image, pages = read_image_pages(src.spec, max_pixels=max_pixels)
         except InputError as e:
             yield Result(src.spec, "image", root=src.root, error=str(e))
             return
-        yield _image(rec, src.spec, image, opts["detect_size"], root=src.root)
+        result = _image(rec, src.spec, image, opts["detect_size"], root=src.root)
+        if pages > 1:
+            result = replace(result, reason=f"page 1 of {pages} read; the others are not")
+        yield result
         return
     try:
         if src.kind == "video":
