@@ -141,3 +141,19 @@ def predict(capsys, model, *args):
 def records(out):
     """The JSON Lines records of a predict run's stdout."""
     return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def write_video(path, astronaut, frames=12, size=(640, 480)):
+    """An mp4 (mp4v, 10 frames/s) of a face moving right across a gray frame."""
+    import cv2
+
+    w, h = size
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (w, h))
+    face = cv2.resize(astronaut[0:300, 100:350], (200, 240))
+    for i in range(frames):
+        frame = np.full((h, w, 3), 90, np.uint8)
+        x = 40 + i * 20
+        frame[100:340, x : x + 200] = face
+        vw.write(frame)
+    vw.release()
+    return path

@@ -8,22 +8,7 @@ import pytest
 
 from mobilefer import EMOTIONS
 
-from conftest import records, run
-
-
-def write_video(path, astronaut, frames=12, size=(640, 480)):
-    import cv2
-
-    w, h = size
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (w, h))
-    face = cv2.resize(astronaut[0:300, 100:350], (200, 240))
-    for i in range(frames):
-        frame = np.full((h, w, 3), 90, np.uint8)
-        x = 40 + i * 20
-        frame[100:340, x : x + 200] = face
-        vw.write(frame)
-    vw.release()
-    return path
+from conftest import records, run, write_video
 
 
 @pytest.fixture()

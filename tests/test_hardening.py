@@ -340,7 +340,7 @@ def test_help_says_each_default_once_and_never_none(capsys, command):
 # 11 -------------------------------------------------- odd names, odd calls, tampered models
 @pytest.mark.skipif(sys.platform == "darwin", reason="macOS file systems refuse non-UTF-8 names")
 def test_non_utf8_names_with_save_and_video(capsys, tmp_path, tiny_model, jpg_bytes, astronaut):
-    from test_cli import write_video
+    from conftest import write_video
 
     d = tmp_path / "in"
     d.mkdir()
@@ -417,7 +417,7 @@ def _corpus(jpg: bytes, png: bytes, mp4: bytes, seed: int = 0) -> dict[str, byte
 def test_fuzzed_files_never_lose_a_sibling(tmp_path, tiny_model, jpg_bytes, astronaut):
     import cv2
 
-    from test_cli import write_video
+    from conftest import write_video
 
     png = cv2.imencode(".png", astronaut)[1].tobytes()
     mp4 = write_video(tmp_path / "v.mp4", astronaut, frames=3).read_bytes()

@@ -10,6 +10,7 @@ import os
 import signal
 import struct
 
+import numpy as np
 import pytest
 
 from conftest import predict, records
@@ -169,3 +170,81 @@ def test_multipage_tiff_says_which_page_was_read(capsys, tmp_path, tiny_model, a
     code, out, err = predict(capsys, tiny_model, tmp_path / "scan.tif")
     assert code == 0 and len(records(out)) >= 1
     assert "scan.tif: page 1 of 3 read" in err
+
+
+@pytest.fixture(scope="module")
+def nan_model(tmp_path_factory, tiny_config):
+    """A model file whose every probability is NaN (its last bias is)."""
+    torch = pytest.importorskip("torch")
+    from mobilefer.train.export import export_onnx
+    from mobilefer.train.model import FerNet
+
+    c = tiny_config
+    net = FerNet(hidden=c.hidden, width_mult=c.width_mult, backbone=None).eval()
+    with torch.no_grad():
+        net.head[-1].bias.fill_(float("nan"))
+    path = tmp_path_factory.mktemp("nan") / "nan.onnx"
+    export_onnx(net, c, path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_model_giving_nan_is_one_error_naming_it(capsys, tmp_path, nan_model, photo_bytes, fmt):
+    from mobilefer import ModelError, Recognizer
+
+    for i in range(3):
+        (tmp_path / f"{i}.jpg").write_bytes(photo_bytes)
+    code, out, err = predict(capsys, nan_model, tmp_path, "--format", fmt)
+    assert code == 2 and "nan" not in out.lower()
+    (line,) = err.strip().splitlines()
+    assert str(nan_model) in line and "non-finite" in line and "Traceback" not in err
+    with pytest.raises(ModelError, match="non-finite"):
+        Recognizer(nan_model).classify([np.zeros((48, 48), np.uint8)])
+
+
+def test_bad_arrays_in_a_stream_are_errors_and_it_goes_on(tiny_model, astronaut, tmp_path):
+    import cv2
+
+    from mobilefer import Recognizer
+
+    path = tmp_path / "a.jpg"
+    cv2.imwrite(str(path), astronaut)
+    rec = Recognizer(tiny_model, detector="haar")
+    items = [astronaut, np.zeros((10, 10, 5), np.uint8), None, str(path), astronaut]
+    results = list(rec.stream(items))
+    assert [r.kind for r in results] == ["array", "array", "array", "image", "array"]
+    assert [r.error is not None for r in results] == [False, True, True, False, False]
+    assert "5 channels" in results[1].error and "array frame 1" in results[1].error
+    assert results[3].source == str(path) and results[3].faces
+    assert [r.frame for r in results if r.kind == "array"] == [0, 1, 2, 4]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda R, m: R(m, margin=float("nan")),
+        lambda R, m: R(m, margin=-1),
+        lambda R, m: R(m, threads=0),
+        lambda R, m: R(m, threads=-1),
+        lambda R, m: R(m, prior_tau=3),
+        lambda R, m: R(m, detector="haar").analyze(np.zeros((64, 64, 3), np.uint8), detect_size=-1),
+        lambda R, m: list(R(m, detector="haar").stream(np.zeros((9, 9, 3)), detect_size=True)),
+        lambda R, m: list(R(m, detector="haar").stream(np.zeros((9, 9, 3)), max_pixels=-1)),
+    ],
+    ids=[
+        "margin-nan",
+        "margin-1",
+        "threads0",
+        "threads-1",
+        "tau3",
+        "analyze-size",
+        "bool-size",
+        "max-pixels",
+    ],  # fmt: skip
+)
+def test_the_api_checks_what_the_cli_checks(tiny_model, make):
+    from mobilefer import Recognizer
+    from mobilefer.errors import OptionError
+
+    with pytest.raises(OptionError, match="expected|must"):
+        make(Recognizer, tiny_model)

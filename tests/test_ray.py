@@ -10,7 +10,8 @@ ray = pytest.importorskip("ray")
 
 from mobilefer import Recognizer  # noqa: E402
 from mobilefer.cli import main  # noqa: E402
-from test_cli import write_video  # noqa: E402
+
+from conftest import write_video  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ import pytest
 
 from mobilefer import Recognizer
 from mobilefer.errors import InputError, OptionError
-from test_cli import write_video
+
+from conftest import write_video
 
 
 @pytest.fixture(scope="module")

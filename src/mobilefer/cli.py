@@ -176,7 +176,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if frames is not None:
             frames.close()
         if saver:
-            saver.close()
+            try:
+                saver.close()
+            except InputError as e:
+                _err(shown(str(e)))
+                failed += 1
     progress.close(summary=progress.n > 1)
     if skipped:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
@@ -218,7 +222,7 @@ def _predict_ray(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = None
     with open(out, "w") if out.suffix == ".jsonl" else nullcontext() as text:
-        for batch in ds.iter_batches(batch_format="pyarrow"):
+        for batch in mray.batches(ds):
             rows = batch.to_pylist()
             n += len(rows)
             for r in rows:
@@ -682,6 +686,12 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141
     except OSError as e:
+        from urllib.error import URLError
+
+        if isinstance(e, URLError):  # a download (torch hub's ImageNet weights, say)
+            _err(f"cannot download ({e.reason}); without a network, pass the local file "
+                 "(--backbone-weights for training, --yunet for the detector)")  # fmt: skip
+            return 2
         if e.errno == errno.ENOSPC or getattr(e, "filename", None) is None:
             _err(f"cannot write the results: {e.strerror or e}")
             return 1

@@ -267,8 +267,8 @@ def read_image_pages(
         ) from None
     except MemoryError:
         raise InputError(f"{shown(p)}: not enough memory to read the file") from None
-    pages = header(data, shown(p))[2] if data else 1
-    return decode_image(data, shown(p), max_pixels), pages
+    image = decode_image(data, shown(p), max_pixels)
+    return image, header(data, shown(p))[2]
 
 
 def max_file_bytes(max_pixels: int = MAX_PIXELS) -> int:

@@ -165,3 +165,19 @@ def predict(
         for ds in parts
     ]
     return out[0].union(*out[1:]) if len(out) > 1 else out[0]
+
+
+def batches(ds):
+    """``ds.iter_batches`` as pyarrow tables, with a worker's :class:`MobileferError` (a broken
+    model file, say) raised here as itself, one line, rather than as Ray's task traceback."""
+    import ray.exceptions
+
+    from .errors import MobileferError
+
+    try:
+        yield from ds.iter_batches(batch_format="pyarrow")
+    except ray.exceptions.RayTaskError as e:
+        cause = e.cause if isinstance(getattr(e, "cause", None), MobileferError) else None
+        if cause is None:
+            raise
+        raise cause from None

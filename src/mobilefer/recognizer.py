@@ -105,6 +105,11 @@ def read_card(session, path: str) -> ModelCard:
     return card
 
 
+def is_whole(value) -> bool:
+    """Whether ``value`` is an int (not a bool)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def check_number(name: str, value, lo: float, hi: float) -> None:
     """Raise :class:`OptionError` unless ``value`` is None or a finite number in ``lo``-``hi``."""
     if value is None:
@@ -143,6 +148,10 @@ class Recognizer:
 
         check_number("margin", margin, *MARGIN_RANGE)
         check_number("prior_tau", prior_tau, 0, 2)
+        if threads is not None and not (is_whole(threads) and threads >= 1):
+            raise OptionError(f"threads={threads!r}: expected a whole number >= 1, or None")
+        if not (is_whole(detect_max_side) and detect_max_side >= 0):
+            raise OptionError(f"detect_max_side={detect_max_side!r}: expected a whole number >= 0")
 
         path = model_path(model)
         opts = ort.SessionOptions()
@@ -202,7 +211,13 @@ class Recognizer:
         probs = probs.astype(np.float64)
         if self._weights is not None:
             probs = probs * self._weights
-        return probs / probs.sum(axis=1, keepdims=True)
+        total = probs.sum(axis=1, keepdims=True)
+        if not (np.isfinite(probs).all() and (total > 0).all() and (probs >= 0).all()):
+            raise ModelError(
+                f"{self.model_path}: the model gives non-finite, negative or all-zero "
+                "probabilities, so it is broken; re-export it, or use a shipped model"
+            )
+        return probs / total
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         # In runs of RUN_BATCH: a batch of 256 ran 20% slower per face than one of 32, its
@@ -255,6 +270,8 @@ class Recognizer:
         array (gray, BGR or BGRA; see :func:`to_bgr`). ``detect_size``: longest side the image
         is shrunk to for detection (None: the detector's setting, 640 by default; 0: never).
         """
+        if detect_size is not None and not (is_whole(detect_size) and detect_size >= 0):
+            raise OptionError(f"detect_size={detect_size!r}: expected a whole number >= 0, or None")
         if isinstance(image, str) or hasattr(image, "__fspath__"):
             from .image import read_image
 

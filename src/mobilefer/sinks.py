@@ -12,6 +12,7 @@ column per label.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +23,42 @@ import numpy as np
 
 from .errors import InputError
 from .image import shown, utf8_safe
+
+#: Longest file name (bytes) where the system does not say: Linux's and macOS's NAME_MAX.
+NAME_MAX = 255
+
+
+def fit_name(name: str, suffix: str, limit: int = NAME_MAX) -> str:
+    """``name + suffix``, or when that is over ``limit`` bytes, ``name`` cut short with 8 hex
+    digits of its hash before ``suffix``: still unique, still readable, never too long."""
+    if len((name + suffix).encode("utf-8", "surrogateescape")) <= limit:
+        return name + suffix
+    tag = "~" + hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    room = limit - len((tag + suffix).encode("utf-8", "surrogateescape"))
+    head = name.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore")
+    return head + tag + suffix
+
+
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` less the process's umask: what ``open`` gives a new file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
+def video_is_whole(path: Path) -> bool:
+    """Whether a written video has bytes and opens with a readable first frame (a full disk
+    leaves an mp4 without its index, which opens as nothing)."""
+    import cv2
+
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return cap.isOpened() and cap.read()[0]
+    finally:
+        cap.release()
+
 
 CSV_FIELDS = ["source", "frame", "time", "face", "x", "y", "w", "h", "label", "score",
               "detector", "detector_score", "track_id"]  # fmt: skip
@@ -97,11 +134,11 @@ class SaveFolder:
         whether the first choice was taken (so the name has a number)."""
         src = Path(source.replace(":", "_"))
         rel = src.relative_to(root) if root and src.is_relative_to(root) else Path(src.name)
-        base = self.folder / rel.parent / (rel.stem + "_mobilefer")
-        path, n = base.with_name(base.name + suffix), 1
+        parent, stem = self.folder / rel.parent, rel.stem + "_mobilefer"
+        path, n = parent / fit_name(stem, suffix), 1
         while path in self._taken or path.exists():
             n += 1
-            path = base.with_name(f"{base.name}-{n}{suffix}")
+            path = parent / fit_name(stem, f"-{n}{suffix}")
         self._taken.add(path)
         return path, n > 1
 
@@ -114,8 +151,12 @@ class SaveFolder:
             if not ok:
                 raise OSError("the PNG encoder failed")
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"{shown(path)}: cannot save ({e.strerror or e})") from None
+        try:
             path.write_bytes(buf.tobytes())
         except OSError as e:
+            path.unlink(missing_ok=True)  # never leave half a PNG behind
             raise InputError(f"{shown(path)}: cannot save ({e.strerror or e})") from None
         self.written += 1
 
@@ -133,10 +174,10 @@ class VideoSink:
         self.path, self.owner = Path(path), owner
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix=".mobilefer-", dir=self._tmp_dir())
+            os.close(fd)
         except OSError as e:
             raise InputError(f"{shown(path)}: cannot save ({e.strerror or e})") from None
-        fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix=".mobilefer-", dir=self._tmp_dir())
-        os.close(fd)
         self._tmp = Path(tmp)
         self._writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0, size)
         if not self._writer.isOpened():
@@ -151,8 +192,16 @@ class VideoSink:
         self._writer.write(frame)
 
     def close(self) -> None:
+        """Finish the video, check that it is whole, and move it into place with the mode a
+        new file gets (mkstemp's 0600 would hide it from other users); :class:`InputError`
+        and nothing left behind if any of that fails."""
         self._writer.release()
+        if not video_is_whole(self._tmp):
+            self._tmp.unlink(missing_ok=True)
+            raise InputError(f"{shown(self.path)}: cannot save (the written video is broken; "
+                             "is the disk full?)")  # fmt: skip
         try:
+            os.chmod(self._tmp, umask_mode())
             shutil.move(str(self._tmp), self.path)
         except OSError as e:
             self._tmp.unlink(missing_ok=True)

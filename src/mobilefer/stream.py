@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import InputError, OptionError
 from .image import MAX_PIXELS, check_regular, read_image_pages, to_bgr
-from .recognizer import Face, Recognizer
+from .recognizer import Face, Recognizer, is_whole
 from .sources import SKIPPED, Source, expand, read_video, read_webcam, video_info
 from .tracking import DETECT_EVERY, SMOOTHING, FaceTracker, check_options
 
@@ -95,15 +95,17 @@ class Result:
                 "faces": [f.to_dict() for f in self.faces]}  # fmt: skip
 
 
-def _check(detect_every, smoothing, detect_size, max_frames) -> None:
+def _check(detect_every, smoothing, detect_size, max_frames, max_pixels) -> None:
     check_options(
         DETECT_EVERY if detect_every is None else detect_every,
         SMOOTHING if smoothing is None else smoothing,
     )
-    if detect_size is not None and not (isinstance(detect_size, int) and detect_size >= 0):
+    if detect_size is not None and not (is_whole(detect_size) and detect_size >= 0):
         raise OptionError(f"detect_size {detect_size!r}: must be a whole number >= 0 (0: full)")
-    if not (isinstance(max_frames, int) and max_frames >= 0):
+    if not (is_whole(max_frames) and max_frames >= 0):
         raise OptionError(f"max_frames {max_frames!r}: must be a whole number >= 0 (0: all)")
+    if not (is_whole(max_pixels) and max_pixels >= 1):
+        raise OptionError(f"max_pixels {max_pixels!r}: must be a whole number >= 1")
 
 
 def stream(
@@ -123,7 +125,7 @@ def stream(
     see :func:`image_detect_size`; others: 320); ``max_frames`` stops each video or webcam
     after that many frames (0: all); ``max_pixels`` refuses larger images.
     """
-    _check(detect_every, smoothing, detect_size, max_frames)
+    _check(detect_every, smoothing, detect_size, max_frames, max_pixels)
     opts = {"detect_every": detect_every, "smoothing": smoothing, "detect_size": detect_size,
             "max_frames": max_frames}  # fmt: skip
     if isinstance(source, np.ndarray):
@@ -138,8 +140,7 @@ def stream(
             yield from _spec(recognizer, spec, max_pixels, opts)
         return
     if isinstance(source, Iterable):
-        frames = ((i, to_bgr(img), None) for i, img in enumerate(source))
-        yield from _tracked(recognizer, "array", "array", frames, None, None, opts)
+        yield from _iterable(recognizer, source, max_pixels, opts)
         return
     raise InputError(
         f"source of type {type(source).__name__}: pass a path, folder, glob, video, webcam "
@@ -200,13 +201,38 @@ def _source(rec, src: Source, max_pixels, opts) -> Iterator[Result]:
         yield Result(name, src.kind, root=src.root, error=str(e))
 
 
-def _tracked(rec, name, kind, frames, fps, root, opts) -> Iterator[Result]:
-    tracker = FaceTracker(
+def _iterable(rec, items, max_pixels, opts) -> Iterator[Result]:
+    """An iterable of arrays (frames of one tracked stream) that may hold paths too (read as
+    specs are): an item that is no image gives an error result, and the stream goes on."""
+    tracker, n = None, 0
+    for i, item in enumerate(items):
+        if isinstance(item, (str, Path, int)) and not isinstance(item, bool):
+            yield from _spec(rec, item, max_pixels, opts)
+            continue
+        try:
+            image = to_bgr(item)
+        except InputError as e:
+            yield Result("array", "array", frame=i, error=f"array frame {i}: {e}")
+            continue
+        tracker = tracker or _tracker(rec, opts)
+        yield Result("array", "array", tuple(tracker.update(image)), image, i,
+                     detector=rec.detector.name)  # fmt: skip
+        n += 1
+        if opts["max_frames"] and n >= opts["max_frames"]:
+            return
+
+
+def _tracker(rec, opts) -> FaceTracker:
+    return FaceTracker(
         rec,
         detect_every=opts["detect_every"] or DETECT_EVERY,
         smoothing=SMOOTHING if opts["smoothing"] is None else opts["smoothing"],
         detect_size=STREAM_DETECT_SIZE if opts["detect_size"] is None else opts["detect_size"],
     )
+
+
+def _tracked(rec, name, kind, frames, fps, root, opts) -> Iterator[Result]:
+    tracker = _tracker(rec, opts)
     for n, (index, image, t) in enumerate(frames, start=1):
         faces = tracker.update(image)
         yield Result(name, kind, tuple(faces), image, index, t, root, fps=fps,

@@ -1,0 +1,123 @@
+"""What ``--save`` writes, and what it does when writing fails: one line naming the output,
+nothing half-written left behind, and every other input still saved."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+
+import pytest
+
+from conftest import predict, records, write_video
+
+
+@pytest.fixture()
+def photo_bytes(astronaut) -> bytes:
+    import cv2
+
+    return cv2.imencode(".jpg", astronaut)[1].tobytes()
+
+
+def test_a_long_name_is_shortened_and_kept_unique(capsys, tmp_path, tiny_model, photo_bytes):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for first in "ab":
+        (folder / (first * 250 + ".jpg")).write_bytes(photo_bytes)  # 254 bytes: legal
+    (folder / "z.jpg").write_bytes(photo_bytes)
+    code, out, err = predict(capsys, tiny_model, folder, "--save", tmp_path / "out")
+    assert code == 0, err
+    saved = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(saved) == 3 and all(len(n.encode()) <= 255 for n in saved)
+    assert saved[0].startswith("a" * 200) and saved[1].startswith("b" * 200)
+    assert saved[2] == "z_mobilefer.png" and len(records(out)) >= 3
+
+
+def test_a_video_that_cannot_be_created_is_one_error(
+    capsys, monkeypatch, tmp_path, tiny_model, astronaut, photo_bytes
+):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_video(folder / "a_clip.mp4", astronaut, frames=3)
+    (folder / "b.jpg").write_bytes(photo_bytes)
+    real = tempfile.mkstemp
+
+    def read_only(*args, **kw):
+        if kw.get("suffix") == ".mp4":
+            raise OSError(30, "Read-only file system")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    code, out, err = predict(capsys, tiny_model, folder, "--save", tmp_path / "out")
+    assert code == 1 and "Traceback" not in err
+    assert "a_clip_mobilefer.mp4: cannot save (Read-only file system)" in err
+    assert (tmp_path / "out" / "b_mobilefer.png").is_file()
+    assert {r["source"] for r in records(out)} == {
+        str(folder / "a_clip.mp4"),
+        str(folder / "b.jpg"),
+    }
+
+
+def test_a_broken_video_is_not_counted_as_saved(
+    capsys, monkeypatch, tmp_path, tiny_model, astronaut, photo_bytes
+):
+    import cv2
+
+    class FullDisk:  # what cv2.VideoWriter leaves when the disk fills: bytes, no index
+        def __init__(self, path, *args):
+            self.path = path
+
+        def isOpened(self):
+            return True
+
+        def write(self, frame):
+            pass
+
+        def release(self):
+            with open(self.path, "wb") as f:
+                f.write(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+
+    write_video(tmp_path / "clip.mp4", astronaut, frames=3)
+    (tmp_path / "z.jpg").write_bytes(photo_bytes)
+    monkeypatch.setattr(cv2, "VideoWriter", FullDisk)
+    out_dir = tmp_path / "out"
+    code, out, err = predict(capsys, tiny_model, tmp_path / "clip.mp4", tmp_path / "z.jpg",
+                             "--save", out_dir)  # fmt: skip
+    assert code == 1 and "clip_mobilefer.mp4: cannot save (the written video is broken" in err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["z_mobilefer.png"]  # no leftovers
+    assert "annotated 1 file(s)" in err
+
+
+def test_saved_videos_and_images_get_the_umask_mode(capsys, tmp_path, tiny_model, astronaut,
+                                                     photo_bytes):  # fmt: skip
+    write_video(tmp_path / "clip.mp4", astronaut, frames=3)
+    (tmp_path / "z.jpg").write_bytes(photo_bytes)
+    old = os.umask(0o022)
+    try:
+        code, _, err = predict(capsys, tiny_model, tmp_path / "clip.mp4", tmp_path / "z.jpg",
+                               "--save", tmp_path / "out")  # fmt: skip
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    for name in ("clip_mobilefer.mp4", "z_mobilefer.png"):
+        assert stat.S_IMODE((tmp_path / "out" / name).stat().st_mode) == 0o644, name
+
+
+def test_a_failed_png_write_leaves_no_partial_file(monkeypatch, tmp_path, astronaut):
+    from pathlib import Path
+
+    from mobilefer.errors import InputError
+    from mobilefer.sinks import SaveFolder
+
+    real = Path.write_bytes
+
+    def half(self, data):
+        real(self, data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    folder = SaveFolder(tmp_path / "out")
+    folder.check()
+    monkeypatch.setattr(Path, "write_bytes", half)
+    with pytest.raises(InputError, match="No space left"):
+        folder.write_image(tmp_path / "out" / "a.png", astronaut)
+    assert not (tmp_path / "out" / "a.png").exists() and folder.written == 0
