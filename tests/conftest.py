@@ -144,7 +144,8 @@ def records(out):
 
 
 def write_video(path, astronaut, frames=12, size=(640, 480)):
-    """An mp4 (mp4v, 10 frames/s) of a face moving right across a gray frame."""
+    """An mp4 (mp4v, 10 frames/s) of a face moving right across a gray frame (at least
+    640 x 480)."""
     import cv2
 
     w, h = size
@@ -152,7 +153,7 @@ def write_video(path, astronaut, frames=12, size=(640, 480)):
     face = cv2.resize(astronaut[0:300, 100:350], (200, 240))
     for i in range(frames):
         frame = np.full((h, w, 3), 90, np.uint8)
-        x = 40 + i * 20
+        x = 40 + (i * 20) % (w - 280)  # back to the left when it reaches the right
         frame[100:340, x : x + 200] = face
         vw.write(frame)
     vw.release()

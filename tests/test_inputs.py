@@ -248,3 +248,45 @@ def test_the_api_checks_what_the_cli_checks(tiny_model, make):
 
     with pytest.raises(OptionError, match="expected|must"):
         make(Recognizer, tiny_model)
+
+
+def test_a_damaged_video_is_read_past_the_damage_and_says_so(capsys, tmp_path, tiny_model,
+                                                              astronaut):  # fmt: skip
+    from conftest import write_video
+
+    path = write_video(tmp_path / "clip.mp4", astronaut, frames=60)
+    data = bytearray(path.read_bytes())
+    n = len(data)
+    data[int(n * 0.4) : int(n * 0.6)] = bytes(int(n * 0.6) - int(n * 0.4))  # the middle fifth
+    path.write_bytes(bytes(data))
+    code, out, err = predict(capsys, tiny_model, path)
+    frames = {r["frame"] for r in records(out)}
+    assert code == 1 and "Traceback" not in err
+    assert max(frames) >= 50 and len(frames) > 30  # it stopped at frame 19 before
+    (line,) = [ln for ln in err.splitlines() if "damaged video" in ln]
+    assert f"read {len(frames)} of 60 frames" in line
+
+
+def test_one_error_is_one_line_of_ours(tmp_path, tiny_model, astronaut):
+    """Native libraries print nothing around our line (ffmpeg writes to fd 2 itself, so this
+    runs in a process of its own), and a name with a newline stays on one line."""
+    import subprocess
+    import sys
+
+    from conftest import write_video
+
+    path = write_video(tmp_path / "clip.mp4", astronaut, frames=30)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3 : len(data) // 2] = bytes(len(data) // 2 - len(data) // 3)
+    path.write_bytes(bytes(data))
+    (tmp_path / "two\nlines.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
+    p = subprocess.run(
+        [sys.executable, "-m", "mobilefer", "predict", str(tmp_path), "--model", str(tiny_model),
+         "--detector", "haar"], capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    lines = [ln for ln in p.stderr.strip().splitlines() if " frames in " not in ln]  # the rate
+    assert p.returncode == 1 and len(lines) == 3, lines  # video, image, the count
+    assert lines[0].startswith("mobilefer: ") and "damaged video" in lines[0]
+    assert "two\\x0alines.jpg: truncated image" in lines[1]
+    assert lines[2] == "mobilefer: 2 input(s) failed"

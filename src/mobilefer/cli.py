@@ -662,7 +662,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Native libraries' own logs, silenced unless the user set them: one error is then one line,
+#: ours. (OpenCV's own log; ffmpeg's, through OpenCV: "-8" is AV_LOG_QUIET.)
+NATIVE_LOG_LEVELS = {"OPENCV_LOG_LEVEL": "SILENT", "OPENCV_FFMPEG_LOGLEVEL": "-8"}
+
+
+def quiet_native_logs() -> None:
+    for key, value in NATIVE_LOG_LEVELS.items():
+        os.environ.setdefault(key, value)
+    if "cv2" in sys.modules and os.environ["OPENCV_LOG_LEVEL"] == "SILENT":
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_native_logs()
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

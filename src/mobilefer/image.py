@@ -73,9 +73,14 @@ def opencv_path(path: str | Path):
         yield str(link)
 
 
+#: Control characters (a newline in a file name would split a message in two), as \xNN.
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)}
+
+
 def shown(path: str | Path) -> str:
-    """A path for messages: undecodable bytes shown as \\xNN, never a crash."""
-    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+    """A path (or a message) for one line of text: undecodable bytes and control characters
+    shown as \\xNN, never a crash."""
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8").translate(_CONTROL)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -164,8 +164,15 @@ def _require_media(found: list[Source], spec: str, what: str) -> None:
         raise InputError(f"{spec}: no input found: the {what} holds no image or video{others}")
 
 
-def read_video(path: str | Path, stride: int = 1) -> Iterator[Frame]:
-    """Every ``stride``-th frame of a video file. Raises InputError if it cannot be opened."""
+#: Failed reads in a row after which a video counts as ended, whatever its header says.
+MAX_UNREADABLE_RUN = 250
+
+
+def read_video(path: str | Path) -> Iterator[Frame]:
+    """Every frame of a video file, with its index and time. Unreadable frames (a damaged
+    stretch) are skipped up to the frame count the container states, so what follows them is
+    still read; when frames are missing, InputError says how many, after the frames read.
+    Raises InputError at once if the file cannot be opened or has no readable frame."""
     import cv2
 
     p = Path(path)
@@ -175,18 +182,32 @@ def read_video(path: str | Path, stride: int = 1) -> Iterator[Frame]:
     if not cap.isOpened():
         raise InputError(f"{shown(p)}: cannot open the video (corrupt or unsupported codec)")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    index, read, run, first_missing = 0, 0, 0, None
     try:
-        ok, image = cap.read()
-        if not ok:
-            raise InputError(f"{p}: the video has no readable frame")
-        index = 0
-        while ok:
-            if index % stride == 0:
-                yield Frame(str(p), image, index, index / fps if fps > 0 else None)
-            index += 1
+        while True:
             ok, image = cap.read()
+            if ok:
+                yield Frame(str(p), image, index, index / fps if fps > 0 else None)
+                read, run = read + 1, 0
+            else:
+                if read == 0 and (count == 0 or index + 1 >= count):
+                    raise InputError(f"{shown(p)}: the video has no readable frame")
+                run += 1
+                first_missing = index if first_missing is None else first_missing
+                if index + 1 >= count or run >= MAX_UNREADABLE_RUN:
+                    break
+            index += 1
     finally:
         cap.release()
+    if read == 0:
+        raise InputError(f"{shown(p)}: the video has no readable frame")
+    if count and read < count:
+        raise InputError(
+            f"{shown(p)}: damaged video: read {read} of {count} frames (unreadable from frame "
+            f"{first_missing}{', where it ended' if run >= MAX_UNREADABLE_RUN else ''}); "
+            "the records of the frames read were kept"
+        )
 
 
 def video_info(path: str | Path) -> tuple[int, float, tuple[int, int]]:
