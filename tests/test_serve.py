@@ -100,7 +100,9 @@ def test_two_live_clients_keep_separate_tracks(client, jpg):
         assert rb["frame"] == 0 and rb["faces"][0]["track_id"] == 0  # its own tracker
         assert rb["faces"][0]["label"] == "happy"
         b.send_bytes(b"broken")
-        assert "not a readable image" in json.loads(b.receive_text())["error"]
+        assert "not a JPEG or PNG" in json.loads(b.receive_text())["error"]
+        b.send_bytes(b"\xff\xd8broken")
+        assert "truncated" in json.loads(b.receive_text())["error"]
         b.send_text("hello")
         assert "binary" in json.loads(b.receive_text())["error"]
         b.send_bytes(jpg)  # the connection survives bad frames
@@ -176,3 +178,106 @@ def test_live_page_in_chromium(server, tmp_path, astronaut):
             assert "broken.jpg" in error.text_content()
         finally:
             browser.close()
+
+
+# ------------------------------------------------------------ hostile clients and set-up errors
+def test_live_socket_refuses_pages_of_other_origins(app, jpg):
+    from starlette.websockets import WebSocketDisconnect
+
+    with TestClient(app) as c:
+        with pytest.raises(WebSocketDisconnect) as refused:
+            with c.websocket_connect("/ws/live", headers={"origin": "http://evil.example"}) as ws:
+                ws.send_bytes(jpg)
+                ws.receive_text()
+        assert refused.value.code == 1008
+        with c.websocket_connect("/ws/live", headers={"origin": "http://testserver"}) as ws:
+            ws.send_bytes(jpg)
+            assert "faces" in json.loads(ws.receive_text())
+    allowed = create_app(Recognizer(detector="haar"), allow_origins=["http://localhost:5173"])
+    with TestClient(allowed) as c:
+        with c.websocket_connect("/ws/live", headers={"origin": "http://localhost:5173"}) as ws:
+            ws.send_bytes(jpg)
+            assert "faces" in json.loads(ws.receive_text())
+
+
+def test_live_frames_are_jpeg_or_png_only(client, astronaut):
+    import cv2
+
+    tiff = cv2.imencode(".tiff", cv2.resize(astronaut, (64, 64)))[1].tobytes()
+    with client.websocket_connect("/ws/live") as ws:
+        ws.send_bytes(tiff)
+        reply = json.loads(ws.receive_text())
+    assert "not a JPEG or PNG" in reply["error"] and "faces" not in reply
+
+
+def test_the_servers_pixel_limit_advises_what_the_server_allows(client):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"x") + chunk(b"IEND", b"")
+    r = client.post("/api/photo?name=big.png", content=png, headers={"content-type": "image/png"})
+    assert r.status_code == 413 and "over the limit" in r.json()["error"]
+    assert "--max-pixels" not in r.json()["error"] and "/api/info" in r.json()["error"]
+
+
+def upload(app, messages, delay=0.0):
+    """Drive ``app`` with one POST /api/photo whose body arrives as ``messages`` (``delay``
+    seconds before each after the first); returns what the app sent."""
+    import asyncio
+
+    scope = {"type": "http", "method": "POST", "path": "/api/photo", "query_string": b"name=a",
+             "headers": [(b"content-type", b"image/jpeg")], "http_version": "1.1",
+             "scheme": "http", "server": ("127.0.0.1", 8000),
+             "client": ("127.0.0.1", 5)}  # fmt: skip
+    pending, sent = list(messages), []
+
+    async def receive():
+        if len(pending) < len(messages):
+            await asyncio.sleep(delay)
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_a_stalled_upload_times_out(monkeypatch, jpg):
+    import mobilefer.serve.app as serve_app
+
+    monkeypatch.setattr(serve_app, "BODY_TIMEOUT", 0.3)
+    app = create_app(Recognizer(detector="haar"))
+    sent = upload(app, [{"type": "http.request", "body": jpg[:100], "more_body": True},
+                        {"type": "http.request", "body": jpg[100:]}], delay=1.0)  # fmt: skip
+    assert sent[0]["status"] == 408 and b"did not arrive within 0.3 s" in sent[1]["body"]
+
+
+def test_a_client_leaving_mid_upload_is_one_log_line(app, caplog):
+    with caplog.at_level("INFO", logger="mobilefer.serve.app"):
+        upload(app, [{"type": "http.request", "body": b"\xff\xd8", "more_body": True},
+                     {"type": "http.disconnect"}])  # fmt: skip
+    assert [r.getMessage() for r in caplog.records] == ["a: the client went away during its upload"]
+
+
+def test_serve_binds_before_it_prints_an_address(capsys):
+    from conftest import run
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        for host, p in (("127.0.0.1", port), ("no-such-host.invalid", 8000)):
+            code, out, err = run(capsys, "serve", "--host", host, "--port", str(p),
+                                 "--detector", "haar")  # fmt: skip
+            (line,) = err.strip().splitlines()
+            assert code == 2 and "cannot listen on" in line and "open http" not in err
+    finally:
+        busy.close()

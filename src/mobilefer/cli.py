@@ -309,6 +309,10 @@ def cmd_webcam(args: argparse.Namespace, capture=None) -> int:
 
 
 # ----------------------------------------------------------------------------- serve
+#: Connections ``serve`` holds at once; more are answered 503 (stalled uploads hold memory).
+SERVE_CONNECTIONS = 64
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -316,14 +320,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .serve import create_app, is_loopback
     except ImportError as e:
         return _missing_extra("serve", "serve", e)
-    app = create_app(_recognizer(args))
+    import socket
+
+    try:  # bind first: a busy port or an unknown host is a set-up error, before any address
+        family, kind, _, _, address = socket.getaddrinfo(
+            args.host, args.port, type=socket.SOCK_STREAM
+        )[0]
+        sock = socket.socket(family, kind)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as e:
+        _err(f"serve: cannot listen on {args.host} port {args.port} ({e.strerror or e}); "
+             "choose another --port, or a --host of this machine")  # fmt: skip
+        return 2
+    app = create_app(_recognizer(args), allow_origins=args.allow_origin)
     if not is_loopback(args.host):
         _err(f"warning: listening on {args.host}, not only this machine: anyone who can reach "
              f"port {args.port} sees the demo and can send it images")  # fmt: skip
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    config = uvicorn.Config(app, log_level="warning", limit_concurrency=SERVE_CONNECTIONS,
+                            timeout_keep_alive=5)  # fmt: skip
     print(f"mobilefer serve: open http://{shown_host}:{args.port}/ (Ctrl-C stops)",
           file=sys.stderr, flush=True)  # fmt: skip
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -580,6 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--detector", default="auto", choices=["auto", "haar", "yunet"],
                     help="face detector (auto: yunet when its file is at hand)")  # fmt: skip
     sv.add_argument("--yunet", help="a local face_detection_yunet_2023mar.onnx")
+    sv.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                    help="another page origin (http://host:port) that may open the live "
+                    "WebSocket; the server's own always may (repeatable)")  # fmt: skip
     sv.set_defaults(func=cmd_serve)
 
     e = sub.add_parser("evaluate", help="accuracy, macro-F1 and confusion matrix on FER2013")

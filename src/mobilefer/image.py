@@ -228,10 +228,14 @@ def header(data: bytes, name: str = "image") -> tuple[int, int, int]:
     return width, height, pages
 
 
-def _too_large(p, width: int, height: int, max_pixels: int) -> InputError:
+#: How a user may raise :data:`MAX_PIXELS`, as errors say it (the CLI's option).
+RAISE_LIMIT = "shrink it, or raise the limit (--max-pixels)"
+
+
+def _too_large(p, width: int, height: int, max_pixels: int, advice: str) -> InputError:
     return InputError(
         f"{p}: {width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,}; "
-        "shrink it, or raise the limit (--max-pixels)"
+        + advice
     )
 
 
@@ -282,8 +286,11 @@ def max_file_bytes(max_pixels: int = MAX_PIXELS) -> int:
     return max(64 * 2**20, 4 * max_pixels)
 
 
-def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode the bytes of an image file as :func:`read_image` does; errors name ``name``."""
+def decode_image(
+    data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS, advice: str = RAISE_LIMIT
+) -> np.ndarray:
+    """Decode the bytes of an image file as :func:`read_image` does; errors name ``name``, and
+    an image over ``max_pixels`` is refused with ``advice`` (what to do about it)."""
     import cv2
 
     if not data:
@@ -292,7 +299,7 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
         raise InputError(f"{name}: truncated image; the file ends early")
     width, height, _ = header(data, name)
     if width * height > max_pixels:
-        raise _too_large(name, width, height, max_pixels)
+        raise _too_large(name, width, height, max_pixels, advice)
     buf = np.frombuffer(data, dtype=np.uint8)
     # IMREAD_COLOR applies the EXIF orientation (IMREAD_UNCHANGED would not) and turns gray,
     # palette, alpha, CMYK and 16-bit images into 8-bit BGR.
@@ -300,5 +307,5 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
     if img is None:
         raise InputError(f"{name}: not a readable image (corrupt or unknown format)")
     if img.shape[0] * img.shape[1] > max_pixels:
-        raise _too_large(name, img.shape[1], img.shape[0], max_pixels)
+        raise _too_large(name, img.shape[1], img.shape[0], max_pixels, advice)
     return np.ascontiguousarray(img)

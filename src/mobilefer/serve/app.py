@@ -9,10 +9,14 @@ Routes:
   or ``{"error": "..."}`` with status 400 (unreadable), 413 (too large) or 415 (not an image).
 - ``WS /ws/live``: the client sends one JPEG or PNG frame (binary) at a time and gets
   ``{"frame", "faces": [records with track_id], "ms"}`` back (or ``{"frame", "error"}``); each
-  connection has its own tracker and smoothing, freed when it closes.
+  connection has its own tracker and smoothing, freed when it closes. Only pages of the
+  server's own origin (and those of ``allow_origins``) may open it: any page open in the
+  user's browser could otherwise drive the demo.
 
 Records are those of ``mobilefer predict`` (:mod:`mobilefer.sinks`). Recognition runs in a worker
-thread, one frame at a time across all clients (the detector keeps per-size state).
+thread, one frame at a time across all clients (the detector keeps per-size state); at most
+:data:`DECODERS` uploads are decoded at once, and an upload whose body stalls for
+:data:`BODY_TIMEOUT` seconds is refused, so that neither holds memory without bound.
 """
 
 from __future__ import annotations
@@ -42,6 +46,16 @@ LIMITS = {
     "frame_bytes": 2_000_000,  # one live frame
     "frame_pixels": 2_100_000,  # 1920x1080 at most
 }
+#: Seconds an upload's body may take to arrive in full.
+BODY_TIMEOUT = 30.0
+#: Uploads and frames decoded at the same time (each photo may take ~300 MB while decoded).
+DECODERS = 2
+#: JPEG quality of the annotated photo sent back.
+ANNOTATED_JPEG_QUALITY = 88
+#: What a refused oversized image is told (the server has no option to raise its limits).
+SERVER_LIMIT = "shrink it; this server takes images of at most the pixels /api/info states"
+#: The formats the live endpoint takes, by their first bytes.
+LIVE_FORMATS = {b"\xff\xd8": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
 
 
 def is_loopback(host: str) -> bool:
@@ -54,19 +68,31 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def create_app(recognizer: Recognizer | None = None, **recognizer_options):
+def same_origin(origin: str | None, host: str | None, allowed=()) -> bool:
+    """Whether a WebSocket's ``Origin`` header may drive the demo: absent (not a browser page),
+    the server's own (``http://`` + its ``Host`` header), or one of ``allowed``."""
+    if origin is None:
+        return True
+    origin = origin.rstrip("/").lower()
+    own = {f"http://{host}".lower(), f"https://{host}".lower()} if host else set()
+    return origin in own or origin in {a.rstrip("/").lower() for a in allowed}
+
+
+def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recognizer_options):
     """The Starlette app around one :class:`Recognizer` (made from ``recognizer_options`` when
-    none is given)."""
+    none is given). ``allow_origins``: other page origins (``http://host:port``) that may open
+    the live WebSocket, beside the server's own."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import FileResponse, JSONResponse
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Mount, Route, WebSocketRoute
     from starlette.staticfiles import StaticFiles
     from starlette.websockets import WebSocket, WebSocketDisconnect
 
     rec = recognizer or Recognizer(**recognizer_options)
     lock = threading.Lock()
+    decoders = threading.Semaphore(DECODERS)
     static = resources.files("mobilefer.serve") / "static"
 
     def info() -> dict:
@@ -85,12 +111,14 @@ def create_app(recognizer: Recognizer | None = None, **recognizer_options):
     def analyze_photo(data: bytes, name: str) -> dict:
         import cv2
 
-        image = decode_image(data, name, LIMITS["upload_pixels"])
+        with decoders:
+            image = decode_image(data, name, LIMITS["upload_pixels"], SERVER_LIMIT)
         with lock:
             faces = rec.analyze(image, detect_size=image_detect_size(*image.shape[:2]))
         from ..annotate import draw
 
-        ok, jpg = cv2.imencode(".jpg", draw(image, faces), [cv2.IMWRITE_JPEG_QUALITY, 88])
+        quality = [cv2.IMWRITE_JPEG_QUALITY, ANNOTATED_JPEG_QUALITY]
+        ok, jpg = cv2.imencode(".jpg", draw(image, faces), quality)
         return {
             "name": name, "width": image.shape[1], "height": image.shape[0],
             "faces": records(name, faces, detector=rec.detector.name),
@@ -108,10 +136,18 @@ def create_app(recognizer: Recognizer | None = None, **recognizer_options):
             return error(413, f"{name}: {declared:,} bytes is over the limit of "
                               f"{LIMITS['upload_bytes']:,}")  # fmt: skip
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > LIMITS["upload_bytes"]:
-                return error(413, f"{name}: over the limit of {LIMITS['upload_bytes']:,} bytes")
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > LIMITS["upload_bytes"]:
+                        return error(413, f"{name}: over the limit of "
+                                          f"{LIMITS['upload_bytes']:,} bytes")  # fmt: skip
+        except TimeoutError:
+            return error(408, f"{name}: the upload did not arrive within {BODY_TIMEOUT:g} s")
+        except ClientDisconnect:
+            log.info("%s: the client went away during its upload", name)
+            return Response(status_code=400)
         try:
             return JSONResponse(await run_in_threadpool(analyze_photo, bytes(body), name))
         except InputError as e:
@@ -119,11 +155,18 @@ def create_app(recognizer: Recognizer | None = None, **recognizer_options):
             return error(status, str(e))
 
     async def live(ws: WebSocket):
+        if not same_origin(ws.headers.get("origin"), ws.headers.get("host"), allow_origins):
+            log.info("refused a live connection from the page at %s", ws.headers.get("origin"))
+            await ws.close(code=1008)  # policy violation
+            return
         await ws.accept()
         tracker = FaceTracker(rec, detect_size=STREAM_DETECT_SIZE)
 
         def step(data: bytes, frame: int) -> dict:
-            image = decode_image(data, f"frame {frame}", LIMITS["frame_pixels"])
+            if not any(data.startswith(magic) for magic in LIVE_FORMATS):
+                raise InputError(f"frame {frame}: not a JPEG or PNG; send frames as one of these")
+            with decoders:
+                image = decode_image(data, f"frame {frame}", LIMITS["frame_pixels"], SERVER_LIMIT)
             t0 = time.perf_counter()
             with lock:
                 faces = tracker.update(image)
