@@ -121,3 +121,26 @@ def test_a_failed_png_write_leaves_no_partial_file(monkeypatch, tmp_path, astron
     with pytest.raises(InputError, match="No space left"):
         folder.write_image(tmp_path / "out" / "a.png", astronaut)
     assert not (tmp_path / "out" / "a.png").exists() and folder.written == 0
+
+
+@pytest.mark.parametrize("where", ["file-as-folder", "folder"])
+def test_ray_out_is_checked_before_ray_starts(capsys, monkeypatch, tmp_path, tiny_model,
+                                              photo_bytes, where):  # fmt: skip
+    ray = pytest.importorskip("ray")
+    from conftest import run
+
+    (tmp_path / "a.jpg").write_bytes(photo_bytes)
+    (tmp_path / "taken").write_text("a file")
+    (tmp_path / "dir.jsonl").mkdir()
+    out = tmp_path / "taken" / "r.jsonl" if where == "file-as-folder" else tmp_path / "dir.jsonl"
+
+    def no_ray(*a, **kw):
+        raise AssertionError("Ray was started before --out was checked")
+
+    monkeypatch.setattr(ray, "init", no_ray)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    code, out_text, err = run(capsys, "predict", tmp_path / "a.jpg", "--engine", "ray",
+                              "--out", out, "--model", tiny_model)  # fmt: skip
+    assert code == 2 and not out_text
+    (line,) = err.strip().splitlines()
+    assert "--out" in line and "cannot write there" in line

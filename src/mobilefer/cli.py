@@ -211,6 +211,17 @@ def _predict_ray(args: argparse.Namespace) -> int:
     if args.save:
         _err("--save is not available with --engine ray")
         return 2
+    try:  # before any work, as --save is checked: the results must have somewhere to go
+        import tempfile
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".mobilefer-probe"):
+            pass
+    except OSError as e:
+        _err(f"--out {out}: cannot write there ({e.strerror or e}); choose a writable file")
+        return 2
     if not ray.is_initialized():
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
     ds = mray.predict(

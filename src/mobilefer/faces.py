@@ -78,10 +78,21 @@ def install_yunet(source: str | Path) -> Path:
     return dest
 
 
-def yunet_path(path: str | Path | None = None, download: bool = True) -> Path:
+#: After a failed YuNet download, ``auto`` does not try again for this long (seconds): on a
+#: machine whose network drops traffic every run waited 15 s for it.
+RETRY_DOWNLOAD_AFTER = 24 * 3600
+#: The file in the cache that remembers a failed download.
+FAILED_MARKER = "yunet-download-failed"
+
+
+def yunet_path(
+    path: str | Path | None = None, download: bool = True, retry: bool = True
+) -> Path:
     """The YuNet model file: ``path``, else ``$MOBILEFER_YUNET``, else the cache (downloaded once).
 
-    Every file is checked by sha256. Raises :class:`WeightsError` when none can be had.
+    Every file is checked by sha256. A failed download is remembered in the cache: with
+    ``retry`` False it is not tried again for :data:`RETRY_DOWNLOAD_AFTER` seconds. Raises
+    :class:`WeightsError` when no file can be had.
     """
     given = path or os.environ.get(YUNET_ENV)
     if given:
@@ -94,6 +105,16 @@ def yunet_path(path: str | Path | None = None, download: bool = True) -> Path:
         return _verified(cached)
     if not download:
         raise WeightsError(f"YuNet is not in the cache ({cached}); set {YUNET_ENV}")
+    marker = cached.parent / FAILED_MARKER
+    if not retry and marker.is_file():
+        import time
+
+        hours = (time.time() - marker.stat().st_mtime) / 3600
+        if hours * 3600 < RETRY_DOWNLOAD_AFTER:
+            raise WeightsError(
+                f"its download failed {hours:.0f} h ago and is not retried for a day; "
+                f"set {YUNET_ENV} to a local {YUNET_FILE}, or pass --detector yunet to retry"
+            )
     import urllib.request
 
     tmp = cached.with_suffix(".part")
@@ -105,13 +126,23 @@ def yunet_path(path: str | Path | None = None, download: bool = True) -> Path:
         _verified(tmp).replace(cached)
     except (OSError, ValueError) as e:
         tmp.unlink(missing_ok=True)
+        _remember_failure(marker)
         raise WeightsError(
-            f"cannot download YuNet ({e}); save {YUNET_URL} and set {YUNET_ENV} to its path"
+            f"cannot download YuNet ({getattr(e, 'reason', e)}); save {YUNET_URL} and set "
+            f"{YUNET_ENV} to its path"
         ) from None
     except WeightsError:
         tmp.unlink(missing_ok=True)
         raise
+    marker.unlink(missing_ok=True)
     return cached
+
+
+def _remember_failure(marker: Path) -> None:
+    try:
+        marker.write_text("the last YuNet download failed; delete this file to retry\n")
+    except OSError:
+        pass  # a read-only cache: the next run tries again
 
 
 def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -181,10 +212,11 @@ class YuNetDetector:
         max_side: int = 640,
         score_threshold: float = 0.7,
         nms_threshold: float = 0.3,
+        retry_download: bool = True,
     ):
         import cv2
 
-        self.path = yunet_path(model)
+        self.path = yunet_path(model, retry=retry_download)
         self.max_side = max_side
         self._net = cv2.FaceDetectorYN.create(
             str(self.path), "", (320, 320), score_threshold, nms_threshold, 5000
@@ -256,7 +288,7 @@ def create_detector(name: str = "auto", **options) -> HaarDetector | YuNetDetect
     key = name.strip().lower()
     if key == "auto":
         try:
-            return YuNetDetector(**options)
+            return YuNetDetector(**options, retry_download=False)
         except WeightsError as e:
             log.warning("YuNet unavailable (%s); using the haar detector", e)
             options.pop("model", None)
