@@ -85,9 +85,7 @@ RETRY_DOWNLOAD_AFTER = 24 * 3600
 FAILED_MARKER = "yunet-download-failed"
 
 
-def yunet_path(
-    path: str | Path | None = None, download: bool = True, retry: bool = True
-) -> Path:
+def yunet_path(path: str | Path | None = None, download: bool = True, retry: bool = True) -> Path:
     """The YuNet model file: ``path``, else ``$MOBILEFER_YUNET``, else the cache (downloaded once).
 
     Every file is checked by sha256. A failed download is remembered in the cache: with
