@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,38 @@ def write_video(path, astronaut, frames=12, size=(640, 480)):
         vw.write(frame)
     vw.release()
     return path
+
+
+def tiff_header(width: int, height: int) -> bytes:
+    """A little-endian TIFF whose one IFD declares ``width`` x ``height`` 8-bit gray (no data)."""
+    tags = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
+            (273, 4, 8), (277, 3, 1), (278, 4, height), (279, 4, width * height)]  # fmt: skip
+    ifd = struct.pack("<H", len(tags))
+    for tag, kind, value in tags:
+        ifd += (
+            struct.pack("<HHII", tag, kind, 1, value)
+            if kind == 4
+            else struct.pack("<HHIHH", tag, kind, 1, value, 0)
+        )
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0)
+
+
+def j2k_header(width: int, height: int) -> bytes:
+    """A JPEG 2000 codestream: SOC, then a SIZ segment declaring ``width`` x ``height`` gray."""
+    siz = struct.pack(">HIIIIIIIIH", 0, width, height, 0, 0, width, height, 0, 0, 1)
+    siz += bytes([7, 1, 1])
+    return b"\xff\x4f\xff\x51" + struct.pack(">H", len(siz) + 2) + siz + b"\xff\xd9"
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares ``width`` x ``height`` RGB, with one byte of data."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"x") + chunk(b"IEND", b"")

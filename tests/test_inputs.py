@@ -13,7 +13,7 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import predict, records
+from conftest import j2k_header, predict, records, tiff_header
 
 
 @pytest.fixture()
@@ -93,27 +93,6 @@ def test_urls_say_how_to_read_them(capsys, tiny_model, url):
     (line,) = err.strip().splitlines()[:1]
     assert url in line and "URL" in line and "--engine ray" in line
     assert "no such file" not in err and "matches no file" not in err
-
-
-def tiff_header(width: int, height: int) -> bytes:
-    """A little-endian TIFF whose one IFD declares ``width`` x ``height`` 8-bit gray (no data)."""
-    tags = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
-            (273, 4, 8), (277, 3, 1), (278, 4, height), (279, 4, width * height)]  # fmt: skip
-    ifd = struct.pack("<H", len(tags))
-    for tag, kind, value in tags:
-        ifd += (
-            struct.pack("<HHII", tag, kind, 1, value)
-            if kind == 4
-            else struct.pack("<HHIHH", tag, kind, 1, value, 0)
-        )
-    return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0)
-
-
-def j2k_header(width: int, height: int) -> bytes:
-    """A JPEG 2000 codestream: SOC, then a SIZ segment declaring ``width`` x ``height`` gray."""
-    siz = struct.pack(">HIIIIIIIIH", 0, width, height, 0, 0, width, height, 0, 0, 1)
-    siz += bytes([7, 1, 1])
-    return b"\xff\x4f\xff\x51" + struct.pack(">H", len(siz) + 2) + siz + b"\xff\xd9"
 
 
 @pytest.mark.parametrize(
