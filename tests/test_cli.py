@@ -282,5 +282,5 @@ def test_missing_extra_is_one_line(capsys, monkeypatch, argv, what, module, extr
     assert code == 2 and out == ""
     assert err.strip() == (
         f"mobilefer: {what} needs the [{extra}] extra ({module} is missing): "
-        f"pip install 'mobilefer[{extra}]'"
+        f"from a checkout of mobilefer, pip install -e '.[{extra}]'"
     )

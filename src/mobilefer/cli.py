@@ -32,8 +32,8 @@ def _err(msg: str) -> None:
 
 def _missing_extra(what: str, extra: str, error: ImportError) -> int:
     """Say which optional extra ``what`` needs and how to install it; the exit status."""
-    _err(f"{what} needs the [{extra}] extra ({error.name} is missing): "
-         f"pip install 'mobilefer[{extra}]'")  # fmt: skip
+    _err(f"{what} needs the [{extra}] extra ({error.name} is missing): from a checkout of "
+         f"mobilefer, pip install -e '.[{extra}]'")  # fmt: skip
     return 2
 
 
