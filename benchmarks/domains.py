@@ -24,7 +24,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -39,24 +38,12 @@ from mobilefer.data import load_fer2013_with_ferplus
 from mobilefer.errors import MobileferError
 from mobilefer.evaluate import evaluate_model, scores
 from mobilefer.image import read_image
+from results import machine, write
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
 NO_FACE = "no face"
 SETS = ("fer2013", "taiwanese", "sfew")
-
-
-def machine() -> str:
-    """The CPU's model name, whether it has bf16 units, and the core count."""
-    name = platform.machine()
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-        name = next(ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                    if ln.startswith("model name"))  # fmt: skip
-        name += " (AVX-512 bf16)" if "avx512_bf16" in info else " (no bf16)"
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {os.cpu_count()} cores"
 
 
 def read_set(root: Path, name: str, part: str) -> tuple[list[Path], np.ndarray]:
@@ -212,7 +199,7 @@ def main() -> None:
     )
     ap.add_argument("--out", type=Path, help="JSON file (default: results/domains-PART.json)")
     args = ap.parse_args()
-    out = args.out or HERE.parent / "results" / f"domains-{args.part}.json"
+    out = args.out
 
     split = "public" if args.part == "choose" else "private"
     data = load_fer2013_with_ferplus(args.data).split(split)
@@ -250,13 +237,11 @@ def main() -> None:
     for r in rows:
         r["domain_score"] = domain_score(r)
     result = {
-        "benchmark": "domains", "part": args.part, "detector": detector.name,
-        "machine": machine(),
+        "part": args.part, "detector": detector.name, "machine": machine(),
         "n": {"fer2013": len(data), "taiwanese": len(photo_paths), "sfew": len(sfew_paths)},
         "rows": rows,
     }  # fmt: skip
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write(f"domains-{args.part}", result, out)
     print_tables(result)
     print(f"\nwritten: {out}", file=sys.stderr)
 

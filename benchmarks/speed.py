@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from fer_peer import run_peer
 from mobilefer import Recognizer
 from mobilefer.errors import MobileferError
 from mobilefer.tracking import FaceTracker
+from results import machine, write
 
 
 def make_video(path: Path, frames: int, size=(640, 480)) -> Path:
@@ -104,6 +104,9 @@ def tracked(rec: Recognizer, frames) -> dict:
     return {"fps": len(frames) / (time.perf_counter() - t0), "found": found / len(frames)}
 
 
+VIDEO_FIELDS = ("pipeline", "fps", "fps_with_decoding", "stages_ms", "found")
+
+
 def classifier_alone(rec: Recognizer, batch: int, seconds: float = 2.0) -> float:
     faces = list(np.random.default_rng(0).integers(0, 256, (batch, 48, 48), dtype=np.uint8))
     rec.predict_proba(faces)
@@ -167,11 +170,8 @@ def main() -> None:
             )
         )
 
-    print(
-        f"{len(frames)} frames of 640x480 video; {os.cpu_count()} CPU cores "
-        f"({platform.processor() or platform.machine()}); ONNX Runtime threads: "
-        f"{args.threads or 'default'}"
-    )
+    print(f"{len(frames)} frames of 640x480 video; {machine()}; ONNX Runtime threads: "
+          f"{args.threads or 'default'}")  # fmt: skip
     print(
         "| pipeline | frames/s (decoded frames) | frames/s (with decoding) "
         "| detect / classify ms per frame | frames with a face |"
@@ -185,14 +185,28 @@ def main() -> None:
     print()
     print("| classifier alone, faces/s | batch 1 | batch 32 | batch 256 |")
     print("|---|---|---|---|")
+    classifier = []
     for model in [args.model, *args.also]:
+        shipped = Recognizer(model, detector="haar").flip_tta
         for flip in (True, False):
             rec = Recognizer(model, detector="haar", threads=args.threads, flip_tta=flip)
             rates = [classifier_alone(rec, b) for b in (1, 32, 256)]
-            name = f"{Path(model).name if model else 'shipped model'}" + (
-                " + flip TTA" if flip else ", single crop"
+            name = (
+                f"{Path(model).name if model else 'shipped model'}"
+                + (" + flip TTA" if flip else ", single crop")
+                + (" (as shipped)" if flip == shipped else "")
             )
+            per_batch = dict(zip(("1", "32", "256"), rates, strict=True))
+            classifier.append({"model": name, "flip_tta": flip, "as_shipped": flip == shipped,
+                               "faces_per_s": per_batch})  # fmt: skip
             print(f"| {name} | " + " | ".join(f"{r:.0f}" for r in rates) + " |")
+    out = write("speed", {
+        "frames": len(frames), "threads": args.threads, "model": args.model or "fer2013",
+        "video": [dict(zip(VIDEO_FIELDS, r, strict=True)) for r in rows],
+        "stream_fps": stream_fps, "fer_fps": peer["fps"] if args.fer_python else None,
+        "classifier": classifier,
+    })  # fmt: skip
+    print(f"\nwritten: {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
