@@ -1,0 +1,244 @@
+"""Render the figures of README.md and the whole of src/mobilefer/MODEL_CARD.md from the results
+files that benchmarks wrote and from the shipped model files' own cards, so that no figure is
+pasted by hand and no two copies can disagree.
+
+    python scripts/render_docs.py            # rewrite both files
+    python scripts/render_docs.py --check    # exit 1 if either is not what the results say
+
+Reads ``results/domains-report.json`` (benchmarks/domains.py --part report: the shipped files
+and the peers on FER2013 PrivateTest and the report parts of the sets from elsewhere) and
+``results/speed.json`` (benchmarks/speed.py with the peer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+README = ROOT / "README.md"
+MODEL_CARD = ROOT / "src" / "mobilefer" / "MODEL_CARD.md"
+START = "<!-- results:start (rendered by scripts/render_docs.py from results/; do not edit) -->"
+END = "<!-- results:end -->"
+SETS = (("fer2013", "FER2013 PrivateTest"), ("taiwanese", "studio photos"),
+        ("sfew", "film stills"))  # fmt: skip
+DOMAINS = (".venv/bin/python benchmarks/domains.py --part report --model fer2013 ferplus "
+           "--fer-python ../venv-fer/bin/python --faceapi ../faceapi")  # fmt: skip
+SPEED = ".venv/bin/python benchmarks/speed.py --threads 2 --fer-python ../venv-fer/bin/python"
+
+
+def load(name: str) -> dict:
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        sys.exit(f"{path}: missing; run the benchmark that writes it (see {Path(__file__).name})")
+    return json.loads(path.read_text())
+
+
+def cell(r: dict) -> str:
+    return f"{r['accuracy']:.1%} ({r['macro_f1']:.3f})"
+
+
+def shipped_name(row: dict) -> str:
+    return row["system"].removeprefix("mobilefer ")
+
+
+def results_section(domains: dict, speed: dict) -> str:
+    n = domains["n"]
+    lines = [
+        START,
+        "Accuracy (macro-F1) through the public API: FER2013's PrivateTest faces "
+        f"({n['fer2013']:,}; the FER+ model on its majority vote), studio photos "
+        f"({n['taiwanese']:,} whole photos, the largest face found; no face counts as wrong) and "
+        f"film stills ({n['sfew']:,} face crops), each read once per shipped file:",
+        "",
+        "| model | " + " | ".join(title for _, title in SETS) + " |",
+        "|---|---|---|---|",
+    ]
+    for row in domains["rows"]:
+        name = row["system"]
+        if name.startswith("mobilefer "):
+            name = f"**mobilefer `{shipped_name(row)}`**"
+        lines.append(f"| {name} | " + " | ".join(cell(row[s]) for s, _ in SETS) + " |")
+    shipped = next(c for c in speed["classifier"] if c["as_shipped"])
+    lines += [
+        "",
+        f"Speed on {speed['machine']}: `Recognizer().stream(video)` with its defaults runs at "
+        f"**{speed['stream_fps'] / speed['fer_fps']:.1f}x** the frames/s of `fer`'s "
+        f"`detect_emotions` on the same 640x480 video in the same run ({speed['stream_fps']:.0f} "
+        f"against {speed['fer_fps']:.0f}); the default model alone classifies "
+        f"{shipped['faces_per_s']['32']:,.0f} faces/s at batch 32.",
+        "",
+        f"Made by `{DOMAINS}` and `{SPEED}` (benchmarks/README.md sets up the peers).",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def render_readme(text: str, section: str) -> str:
+    if START not in text or END not in text:
+        sys.exit(f"{README}: the results markers are missing")
+    head, rest = text.split(START, 1)
+    return head + section + rest.split(END, 1)[1]
+
+
+def card_of(name: str):
+    from mobilefer.faces import NoDetector
+    from mobilefer.recognizer import Recognizer
+
+    rec = Recognizer(name, detector=NoDetector())
+    return rec.card, Path(rec.model_path)
+
+
+def recall_table(row: dict) -> list[str]:
+    labels = [k for k in row["fer2013"]["labels"] if k != "no face"]
+    out = ["| set | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for s, title in SETS:
+        rec = row[s]["per_class_recall"]
+        out.append(f"| {title} | " + " | ".join(f"{rec.get(k, 0):.2f}" for k in labels) + " |")
+    return out
+
+
+def confusion(r: dict, title: str) -> list[str]:
+    labels = r["labels"]
+    rows = [(labels[i], v) for i, v in enumerate(r["confusion_matrix"]) if sum(v)]
+    cols = [i for i, k in enumerate(labels) if k != "no face" or any(v[i] for _, v in rows)]
+    out = [f"{title} (rows: true label, columns: predicted):", "",
+           "| | " + " | ".join(labels[i] for i in cols) + " |",
+           "|---" * (len(cols) + 1) + "|"]  # fmt: skip
+    out += [f"| {name} | " + " | ".join(str(v[i]) for i in cols) + " |" for name, v in rows]
+    return out + [""]
+
+
+def model_card(domains: dict, speed: dict) -> str:
+    rows = {shipped_name(r): r for r in domains["rows"] if r["system"].startswith("mobilefer ")}
+    peers = [r for r in domains["rows"] if not r["system"].startswith("mobilefer ")]
+    out = [
+        "# Model card: mobilefer's shipped expression models",
+        "",
+        "Rendered by `scripts/render_docs.py` from each file's own card (its ONNX metadata) and "
+        "from `results/`; do not edit by hand.",
+        "",
+        "## Model details",
+        "",
+    ]
+    for name in ("fer2013", "ferplus"):
+        card, path = card_of(name)
+        pre, recipe = card.preprocessing, card.recipe
+        members = recipe.get("members") or [recipe]
+        out += [
+            f"### `{name}` ({path.name}, {path.stat().st_size / 1e6:.1f} MB)",
+            "",
+            f"- Classes: {', '.join(card.labels)}.",
+            f"- Network: {len(members)} MobileNetV2 (ImageNet) with the paper's dense head "
+            f"({'-'.join(str(h) for h in recipe['hidden'])}-{len(card.labels)}), its "
+            f"`{recipe.get('head', 'fer2013')}` head; recipe `{recipe['recipe']}`"
+            + (f", averaged over {len(members)} networks" if len(members) > 1 else "")
+            + ".",
+            f"- Input: the face box squared, grown by {pre.margin:+g} of its side, 48x48 gray, "
+            f"{pre.input_size} px, {pre.channels} channels, mean {pre.mean}, std {pre.std}; "
+            f"zoom {pre.zoom:g}.",
+            f"- Test time: flip TTA {'on' if card.flip_tta else 'off'}, class-prior correction "
+            f"tau {card.prior_tau:g}.",
+            "- Scores stored in the file: "
+            + ", ".join(f"{k} {v}" for k, v in card.metrics.items() if "private" in k)
+            + ".",
+            "",
+        ]
+    out += [
+        "## Intended use",
+        "",
+        "Reading the expression a face shows (FER2013's seven, or FER+'s eight) in photos, video "
+        "and webcams, for research, user studies and demos, on a laptop CPU. Not for judging "
+        "individuals (hiring, policing, health, education), and not a reading of what a person "
+        "feels.",
+        "",
+        "## Training data",
+        "",
+        "FER2013's Training split only (28,709 web-scraped 48x48 gray faces; Goodfellow et al. "
+        "2013), with FER+'s ten crowd votes per face (Barsoum et al. 2016) for the FER+ head; "
+        "where the recipe names a teacher and extra faces, the teacher's probabilities on those "
+        "faces too (their own labels are not trained on). Every choice was made on PublicTest "
+        "and the `choose` parts of the sets below; PrivateTest and the `report` parts were read "
+        "once per shipped file.",
+        "",
+        "## Evaluation data",
+        "",
+        "- FER2013 PrivateTest (3,589 faces; FER+ majority vote for the 8-class model).",
+        "- Studio photos: posed expressions of professional performers in whole 256x256 head "
+        "and shoulders photos, white background (Taiwan Corpora of Chinese Emotions; Chen, Cho "
+        "and Tseng 2013), the faces found by the default detector.",
+        "- Film stills: aligned face crops from films (SFEW 2.0; Dhall et al. 2011), varied "
+        "pose, lighting, blur and age.",
+        "",
+        "## Metrics",
+        "",
+        f"Accuracy (macro-F1), {domains['machine']}:",
+        "",
+        "| system | " + " | ".join(t for _, t in SETS) + " |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| {r['system']} | " + " | ".join(cell(r[s]) for s, _ in SETS) + " |"
+            for r in [*rows.values(), *peers]]  # fmt: skip
+    for name, row in rows.items():
+        out += ["", f"### `{name}`: recall per class", "", *recall_table(row), ""]
+        for s, title in SETS:
+            out += confusion(row[s], f"`{name}` on {title}")
+    out += [
+        "## Speed",
+        "",
+        f"On {speed['machine']}, `Recognizer().stream(video)` with its defaults: "
+        f"{speed['stream_fps']:.0f} frames/s against `fer`'s {speed['fer_fps']:.0f} in the same "
+        "run; the classifier alone, faces/s:",
+        "",
+        "| model | batch 1 | batch 32 | batch 256 |",
+        "|---|---|---|---|",
+    ]
+    out += [f"| {c['model']} | " + " | ".join(f"{v:,.0f}" for v in c["faces_per_s"].values())
+            + " |" for c in speed["classifier"]]  # fmt: skip
+    out += [
+        "",
+        "## Limitations and bias",
+        "",
+        "- FER2013's faces are mostly frontal and young to middle-aged, from web searches; its "
+        "labels are noisy (FER+ relabelled about a quarter). Accuracy on faces unlike them is "
+        "far lower, as the table shows.",
+        "- Subtle expressions are read as neutral; disgust and fear are recalled least.",
+        "- No measurement per age, gender, skin tone or culture has been made: the sets above "
+        "do not carry such labels. Expect errors to differ between groups.",
+        "- Expressions are what a face shows, not what a person feels.",
+        "",
+        "## How they were made",
+        "",
+        "[docs/experiments.md](../../docs/experiments.md) gives every recipe, rule and "
+        "measurement; [CHANGELOG.md](../../CHANGELOG.md) one entry per shipped file.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="report differences, write nothing")
+    args = ap.parse_args()
+    domains, speed = load("domains-report"), load("speed")
+    wanted = {
+        README: render_readme(README.read_text(), results_section(domains, speed)),
+        MODEL_CARD: model_card(domains, speed),
+    }
+    stale = [p for p, text in wanted.items() if not p.is_file() or p.read_text() != text]
+    if args.check:
+        for p in stale:
+            print(f"{p.relative_to(ROOT)}: differs from what results/ says; run "
+                  f"python scripts/render_docs.py", file=sys.stderr)  # fmt: skip
+        return 1 if stale else 0
+    for p in stale:
+        p.write_text(wanted[p])
+        print(f"wrote {p.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
