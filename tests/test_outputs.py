@@ -144,3 +144,52 @@ def test_ray_out_is_checked_before_ray_starts(capsys, monkeypatch, tmp_path, tin
     assert code == 2 and not out_text
     (line,) = err.strip().splitlines()
     assert "--out" in line and "cannot write there" in line
+
+
+#: Every option of ``predict`` with a value that differs from its default, and what
+#: ``--engine ray`` must do with it: the mobilefer.ray.predict keyword it becomes (and its
+#: value), or None where it is refused with exit 2.
+RAY_OPTIONS = {
+    "--model": (["m.onnx"], ("model", "m.onnx")),
+    "--threads": (["3"], ("threads", 3)),
+    "--flip-tta": (["on"], ("flip_tta", True)),
+    "--detector": (["haar"], ("detector", "haar")),
+    "--yunet": (["y.onnx"], ("yunet", "y.onnx")),
+    "--detect-size": (["100"], ("detect_size", 100)),
+    "--margin": (["0.1"], ("margin", 0.1)),
+    "--format": (["csv"], None),
+    "--detect-every": (["3"], ("detect_every", 3)),
+    "--smoothing": (["0.3"], ("smoothing", 0.3)),
+    "--max-frames": (["5"], ("max_frames", 5)),
+    "--max-pixels": (["1000"], ("max_pixels", 1000)),
+    "--save": (["saved"], None),
+    "--actors": (["3"], ("actors", 3)),
+}
+RAY_ONLY = {"--engine", "--address", "--out", "-h", "--help"}
+
+
+def test_ray_takes_every_option_of_predict_or_refuses_it(capsys, monkeypatch, tmp_path):
+    ray = pytest.importorskip("ray")
+    import re
+
+    import mobilefer.ray as mray
+
+    from conftest import run
+
+    _, usage, _ = run(capsys, "predict", "--help")
+    options = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", usage))
+    assert options - RAY_ONLY == set(RAY_OPTIONS), "a predict option without a Ray test"
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(mray, "predict", lambda source, **kw: calls.append(kw) or None)
+    monkeypatch.setattr(mray, "batches", lambda ds: iter(()))
+    out = tmp_path / "r.jsonl"
+    for option, (values, forwarded) in RAY_OPTIONS.items():
+        calls.clear()
+        code, _, err = run(capsys, "predict", "x.jpg", "--engine", "ray", "--out", out, option,
+                           *values)  # fmt: skip
+        if forwarded is None:
+            assert code == 2 and not calls and len(err.strip().splitlines()) == 1, option
+        else:
+            key, value = forwarded
+            assert code == 0 and calls[0][key] == value, (option, calls)

@@ -68,12 +68,16 @@ class Progress:
               file=sys.stderr, flush=True)  # fmt: skip
 
 
+#: --flip-tta's choices -> Recognizer(flip_tta=).
+FLIP_TTA = {"auto": None, "on": True, "off": False}
+
+
 def _recognizer(args: argparse.Namespace):
     from .recognizer import Recognizer
 
-    flip = {"auto": None, "on": True, "off": False}[args.flip_tta]
     return Recognizer(
-        model=args.model, detector=args.detector, threads=args.threads, flip_tta=flip,
+        model=args.model, detector=args.detector, threads=args.threads,
+        flip_tta=FLIP_TTA[args.flip_tta],
         margin=args.margin, yunet=args.yunet,
     )  # fmt: skip
 
@@ -138,7 +142,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     saver = _Saver(args.save) if args.save else None
     rec = _recognizer(args)
-    out = RecordWriter(args.format, rec.labels, sys.stdout)
+    out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout)
     failed, skipped, links = 0, {}, []
     progress = Progress("images", "images")
     frames: Progress | None = None
@@ -211,6 +215,10 @@ def _predict_ray(args: argparse.Namespace) -> int:
     if args.save:
         _err("--save is not available with --engine ray")
         return 2
+    if args.format is not None:
+        _err("--format goes with the local engine; with --engine ray the suffix of --out "
+             "(.parquet or .jsonl) says the format")  # fmt: skip
+        return 2
     try:  # before any work, as --save is checked: the results must have somewhere to go
         import tempfile
 
@@ -227,7 +235,8 @@ def _predict_ray(args: argparse.Namespace) -> int:
     ds = mray.predict(
         args.source, model=args.model, detector=args.detector, actors=args.actors,
         detect_every=args.detect_every, smoothing=args.smoothing, detect_size=args.detect_size,
-        max_pixels=args.max_pixels, yunet=args.yunet,
+        max_pixels=args.max_pixels, max_frames=args.max_frames, yunet=args.yunet,
+        threads=args.threads, flip_tta=FLIP_TTA[args.flip_tta], margin=args.margin,
     )  # fmt: skip
     errors = n = 0
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -290,7 +299,7 @@ def cmd_webcam(args: argparse.Namespace, capture=None) -> int:
         )
         return 1
     rec = _recognizer(args)
-    out = RecordWriter(args.format, rec.labels, sys.stdout) if args.print else None
+    out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout) if args.print else None
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     writer = None
     progress = Progress(f"webcam {args.index}", "frames")
@@ -552,8 +561,9 @@ def _add_inference_options(p: argparse.ArgumentParser, detector: bool = True) ->
     p.add_argument("--margin", type=_number(float, -0.4, 1, what="must lie in -0.4 to 1"),
                    help="grow face boxes by this fraction per side, below 0 shrink them "
                    "(default: as the model file says)")  # fmt: skip
-    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl",
-                   help="stdout format: JSON Lines or CSV, one record per face")  # fmt: skip
+    p.add_argument("--format", choices=["jsonl", "csv"],
+                   help="stdout format: JSON Lines or CSV, one record per face "
+                   "(default: jsonl)")  # fmt: skip
     p.add_argument(
         "--detect-every",
         type=_number(int, 1, what="must be >= 1"),

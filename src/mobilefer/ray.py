@@ -118,14 +118,18 @@ def predict(
     smoothing: float | None = None,
     detect_size: int | None = None,
     max_pixels: int | None = None,
+    max_frames: int | None = None,
     yunet: str | None = None,
+    threads: int | None = None,
+    flip_tta: bool | None = None,
+    margin: float | None = None,
 ):
     """A lazy ``ray.data.Dataset`` of face records (see :data:`FIELDS`) for ``source``.
 
     ``source``: a path or URI, a list of them, or a Dataset with a ``path`` column (and
     ``bytes``, as ``ray.data.read_binary_files(..., include_paths=True)`` gives). ``actors``:
     size of the pool of Recognizer actors; ``batch_size``: files per call. The other options
-    are those of :meth:`mobilefer.Recognizer.stream` and of the Recognizer.
+    are those of :meth:`mobilefer.Recognizer.stream` and of the Recognizer (each actor's).
     """
     import ray.data
 
@@ -148,8 +152,9 @@ def predict(
             raise InputError("no input given")
     stream_options = {k: v for k, v in {
         "detect_every": detect_every, "smoothing": smoothing, "detect_size": detect_size,
-        "max_pixels": max_pixels}.items() if v is not None}  # fmt: skip
-    recognizer_options = {"model": model, "detector": detector, "yunet": yunet}
+        "max_pixels": max_pixels, "max_frames": max_frames}.items() if v is not None}  # fmt: skip
+    recognizer_options = {"model": model, "detector": detector, "yunet": yunet,
+                          "threads": threads, "flip_tta": flip_tta, "margin": margin}  # fmt: skip
     out = [
         ds.map_batches(
             Recognize,
