@@ -15,22 +15,30 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import DataError, InputError, MobileferError, ModelError, WeightsError
+from .errors import DataError, InputError, MobileferError, ModelError, OptionError, WeightsError
 from .labels import EMOTIONS
+from .summary import ClipSummary, TrackSummary, read_records, summarize
 
 if TYPE_CHECKING:
     from .recognizer import Face, Recognizer
+    from .stream import Result
 
 __all__ = [
     "EMOTIONS",
     "Face",
     "Recognizer",
+    "Result",
     "analyze",
+    "summarize",
+    "read_records",
+    "ClipSummary",
+    "TrackSummary",
     "MobileferError",
     "InputError",
     "ModelError",
     "DataError",
     "WeightsError",
+    "OptionError",
 ]
 __version__ = "0.1.0"
 
@@ -38,11 +46,16 @@ _default: Recognizer | None = None
 
 
 def __getattr__(name: str):
-    # Recognizer and Face live in a module that imports cv2 and numpy; load it on first use.
+    # Recognizer, Face and Result live in modules that import numpy and ONNX Runtime's
+    # session on use; load them on first use.
     if name in ("Recognizer", "Face"):
         from . import recognizer
 
         return getattr(recognizer, name)
+    if name == "Result":
+        from .stream import Result
+
+        return Result
     raise AttributeError(f"module 'mobilefer' has no attribute {name!r}")
 
 

@@ -1,4 +1,4 @@
-"""The ``mobilefer`` command: predict | webcam | evaluate | train | export.
+"""The ``mobilefer`` command: predict | report | webcam | serve | evaluate | train | export.
 
 Results go to stdout (JSON Lines or CSV); progress, warnings and errors go to stderr. Every
 expected failure is one line naming the input, never a traceback; the exit code is 1 when any
@@ -260,6 +260,52 @@ def _predict_ray(args: argparse.Namespace) -> int:
         writer.close()
     _err(f"{n} record(s) in {out}; {errors} input(s) could not be read")
     return 1 if errors else 0
+
+
+# ----------------------------------------------------------------------------- report
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        import plotly  # noqa: F401
+
+        from .report import Collector, write_report
+    except ImportError as e:
+        return _missing_extra("report", "report", e)
+    from .image import shown
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        _err(f"--out {shown(out)}: the report is one HTML file; name it report.html")
+        return 2
+    for target in (out, Path(args.csv) if args.csv else None):
+        if target is not None and not (target.parent.is_dir() or target.parent == Path("")):
+            _err(f"{shown(target)}: its folder does not exist; create it first")
+            return 2
+    rec = _recognizer(args)
+    collector, failed = Collector(), 0
+    progress: Progress | None = None
+    for result in rec.stream(args.source, **_stream_options(args)):
+        if result.error:
+            _err(shown(result.error))
+            failed += 1
+            continue
+        if result.kind == "skipped":
+            continue
+        if progress is None or progress.name != shown(result.source):
+            if progress is not None:
+                progress.close()
+            progress = Progress(shown(result.source), "frames")
+        progress.update()
+        collector.add(result)
+    if progress is not None:
+        progress.close()
+    try:
+        made = write_report(collector, out, args.csv)
+    except OSError as e:
+        _err(f"{shown(out)}: cannot write the report ({e.strerror or e})")
+        return 1
+    _err(f"report: {made['tracks']} face track(s) in {made['clips']} clip(s) -> "
+         f"{shown(out)} ({made['bytes'] / 1e6:.1f} MB)")  # fmt: skip
+    return 1 if failed else 0
 
 
 # ----------------------------------------------------------------------------- webcam
@@ -611,6 +657,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--print", action="store_true", help="also print the faces to stdout")
     _add_inference_options(w)
     w.set_defaults(func=cmd_webcam)
+
+    rp = sub.add_parser("report", help="an HTML report of each clip's faces over time "
+                        "(needs the [report] extra)")  # fmt: skip
+    rp.add_argument("source", nargs="+", help="video files (or images, folders, globs)")
+    rp.add_argument("--out", required=True, help="the HTML file to write (self-contained)")
+    rp.add_argument("--csv", help="also write one row per tracked face to this CSV file")
+    _add_inference_options(rp)
+    rp.set_defaults(func=cmd_report)
 
     sv = sub.add_parser("serve", help="the live demo in a browser: webcam, timeline, photos")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (this machine only)")

@@ -1,0 +1,265 @@
+"""``mobilefer report``: one self-contained HTML page (needs the ``[report]`` extra, plotly) that
+a person can read without the docs: a table comparing every clip and face, then for each
+tracked face a thumbnail from its sharpest frame, its expression probabilities over time, its
+valence, the time spent in each expression and its peak moments as thumbnails.
+
+:class:`Collector` watches the results of :meth:`mobilefer.Recognizer.stream` go by and keeps
+what the page shows that records do not hold (small face thumbnails); :func:`write_report`
+turns the summaries (:func:`mobilefer.summary.summarize`) into the page, with plotly's script
+embedded once so that it works offline. Series are downsampled for plotting to
+:data:`MAX_POINTS` per track; the summaries are computed on every frame.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+from pathlib import Path
+
+import numpy as np
+
+from .summary import ClipSummary, summarize
+
+#: Points per plotted series at most: a 10-minute clip at 30 frames/s has 18,000 frames.
+MAX_POINTS = 600
+#: Side of the face thumbnails, pixels; their JPEG quality.
+THUMB_SIDE, THUMB_QUALITY = 96, 80
+#: Colours per label (colour-blind-safe Okabe-Ito, plus grey for neutral and purple contempt).
+COLOURS = {"angry": "#D55E00", "disgust": "#009E73", "fear": "#56B4E9", "happy": "#E69F00",
+           "sad": "#0072B2", "surprise": "#F0E442", "neutral": "#999999",
+           "contempt": "#CC79A7"}  # fmt: skip
+
+
+def _face(image: np.ndarray, box) -> np.ndarray:
+    """The face at ``box`` with a little room, as a THUMB_SIDE-pixel square (BGR)."""
+    import cv2
+
+    from .preprocess import crop
+
+    return cv2.resize(crop(image, box, 0.15), (THUMB_SIDE, THUMB_SIDE),
+                      interpolation=cv2.INTER_AREA)  # fmt: skip
+
+
+def _sharpness(face: np.ndarray) -> float:
+    """The variance of the Laplacian of a thumbnail: higher is sharper."""
+    import cv2
+
+    return float(cv2.Laplacian(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY), cv2.CV_32F).var())
+
+
+def _jpeg(face: np.ndarray | None) -> str:
+    import cv2
+
+    if face is None:
+        return ""
+    ok, jpg = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY])
+    return "data:image/jpeg;base64," + base64.b64encode(jpg.tobytes()).decode()
+
+
+class Collector:
+    """Keeps, per (source, track), the sharpest face seen and the face at each label's highest
+    probability so far, as small thumbnails; and the results' records for :func:`summarize`."""
+
+    def __init__(self) -> None:
+        self.results: list = []
+        self.sharpest: dict[tuple[str, int], tuple[float, np.ndarray]] = {}
+        self.peaks: dict[tuple[str, int, str], tuple[float, np.ndarray]] = {}
+
+    def add(self, result) -> None:
+        """Take one :class:`mobilefer.stream.Result` (images are not kept, only thumbnails)."""
+        from dataclasses import replace
+
+        self.results.append(replace(result, image=None))
+        if result.image is None or result.frame is None:
+            return
+        for f in result.faces:
+            key = (result.source, -1 if f.track_id is None else f.track_id)
+            face = _face(result.image, f.box)
+            s = _sharpness(face)
+            if s > self.sharpest.get(key, (-1.0, None))[0]:
+                self.sharpest[key] = (s, face)
+            for label, p in f.scores.items():
+                if p > self.peaks.get((*key, label), (-1.0, None))[0]:
+                    self.peaks[(*key, label)] = (p, face)
+
+    def thumbnail(self, source: str, track: int, label: str | None = None) -> str:
+        """A data: URL of the track's sharpest face, or of its face at ``label``'s peak."""
+        got = self.sharpest.get((source, track)) if label is None else self.peaks.get(
+            (source, track, label))  # fmt: skip
+        return _jpeg(got[1] if got else None)
+
+    def summaries(self) -> list[ClipSummary]:
+        return summarize(self.results)
+
+
+def _every(n: int) -> int:
+    return max(1, -(-n // MAX_POINTS))
+
+
+def _timeline(clip: ClipSummary, track, series: list[dict]):
+    import plotly.graph_objects as go
+
+    step = _every(len(series))
+    pts = series[::step]
+    t = [p["t"] for p in pts]
+    fig = go.Figure()
+    for label in clip.labels:
+        fig.add_trace(go.Scatter(
+            x=t, y=[p["scores"][label] for p in pts], name=label, stackgroup="p",
+            mode="lines", line={"width": 0.5, "color": COLOURS.get(label)},
+            hovertemplate=f"{label} %{{y:.2f}} at %{{x:.1f}} s<extra></extra>",
+        ))  # fmt: skip
+    fig.update_layout(title="Expression probabilities over time", height=260,
+                      margin={"l": 40, "r": 10, "t": 30, "b": 30}, xaxis_title="seconds",
+                      yaxis={"range": [0, 1]}, legend={"traceorder": "reversed"})  # fmt: skip
+    return fig
+
+
+def _valence(track):
+    import plotly.graph_objects as go
+
+    step = _every(len(track.valence))
+    pts = [(t, v) for t, v in track.valence[::step] if t is not None]
+    hover = "valence %{y:.2f} at %{x:.1f} s<extra></extra>"
+    fig = go.Figure(
+        go.Scatter(
+            x=[p[0] for p in pts],
+            y=[p[1] for p in pts],
+            mode="lines",
+            line={"color": "#333"},
+            fill="tozeroy",
+            hovertemplate=hover,
+        )
+    )
+    fig.update_layout(title="Valence (happy minus the strongest negative)", height=200,
+                      margin={"l": 40, "r": 10, "t": 30, "b": 30}, xaxis_title="seconds",
+                      yaxis={"range": [-1, 1]})  # fmt: skip
+    return fig
+
+
+def _shares(clip: ClipSummary, track):
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Bar(x=list(clip.labels), y=[track.share[k] for k in clip.labels],
+                           marker_color=[COLOURS.get(k) for k in clip.labels],
+                           hovertemplate="%{x}: %{y:.0%} of the time<extra></extra>"))  # fmt: skip
+    fig.update_layout(title="Time in each expression", height=200, yaxis_tickformat=".0%",
+                      margin={"l": 40, "r": 10, "t": 30, "b": 30})  # fmt: skip
+    return fig
+
+
+def _series(collector: Collector, source: str, track_id: int) -> list[dict]:
+    out = []
+    for r in collector.results:
+        if r.source != source or r.frame is None:
+            continue
+        for f in r.faces:
+            if (-1 if f.track_id is None else f.track_id) == track_id:
+                t = r.time if r.time is not None else r.frame / (r.fps or 25.0)
+                out.append({"t": t, "scores": f.scores})
+    return out
+
+
+def _when(t: float | None) -> str:
+    return "" if t is None else f"{int(t // 60)}:{t % 60:04.1f}"
+
+
+STYLE = """
+body{font:15px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222}
+h1{font-size:24px} h2{font-size:19px;margin-top:36px;border-top:1px solid #ddd;padding-top:16px}
+table{border-collapse:collapse;font-size:13px} td,th{padding:4px 8px;border-bottom:1px solid #eee;
+text-align:right} th{background:#f6f6f6} td:first-child,th:first-child{text-align:left}
+.track{display:grid;grid-template-columns:120px 1fr;gap:12px;margin:18px 0}
+.peaks{display:flex;gap:8px;flex-wrap:wrap} .peaks figure{margin:0;text-align:center;font-size:12px}
+.short{color:#a00} .note{color:#555;font-size:13px}
+"""
+
+
+def write_report(collector: Collector, out: str | Path, csv_path: str | Path | None = None) -> dict:
+    """Write the HTML page (and, with ``csv_path``, one CSV row per track); returns
+    ``{"path", "bytes", "clips", "tracks"}``."""
+    import plotly.io as pio
+    from plotly.offline import get_plotlyjs
+
+    clips = collector.summaries()
+    rows, sections = [], []
+    for clip in clips:
+        if clip.kind == "images":
+            share = clip.share or {}
+            rows.append([clip.source, "photos", f"{clip.images} images, {clip.faces} faces", "",
+                         max(share, key=share.get) if share else "no face", "", ""])  # fmt: skip
+            continue
+        sections.append(f"<h2>{html.escape(clip.source)}</h2><p class=note>{clip.frames} "
+                        f"frames, {len(clip.tracks)} face track(s)</p>")  # fmt: skip
+        if not clip.tracks:
+            sections.append("<p>No face was found in this clip.</p>")
+        for tr in clip.tracks:
+            mean_v = float(np.mean([v for _, v in tr.valence])) if tr.valence else 0.0
+            flag = " (short)" if tr.short else ""
+            seen = f"{_when(tr.first_time)}-{_when(tr.last_time)}"
+            rows.append(
+                [
+                    clip.source,
+                    f"face {tr.track_id}{flag}",
+                    seen,
+                    str(tr.frames),
+                    tr.dominant,
+                    f"{tr.share[tr.dominant]:.0%}",
+                    f"{mean_v:+.2f}",
+                ]
+            )
+            thumb = collector.thumbnail(clip.source, tr.track_id)
+            face = {k: collector.thumbnail(clip.source, tr.track_id, k) for k in tr.peaks}
+            peaks = "".join(
+                f"<figure><img src='{face[k]}'"
+                f" width=72 height=72 alt='{k}'><figcaption>{k} {p.probability:.0%}<br>"
+                f"{_when(p.time)}</figcaption></figure>"
+                for k, p in tr.peaks.items()
+            )  # fmt: skip
+            figs = [_timeline(clip, tr, _series(collector, clip.source, tr.track_id)),
+                    _valence(tr), _shares(clip, tr)]  # fmt: skip
+            plots = "".join(pio.to_html(f, full_html=False, include_plotlyjs=False,
+                                        config={"displaylogo": False}) for f in figs)  # fmt: skip
+            short = (f"<p class=short>Seen in only {tr.frames} frames: maybe a passing face or "
+                     "a false detection.</p>" if tr.short else "")  # fmt: skip
+            sections.append(
+                f"<div class=track data-track='{tr.track_id}'><div><img src='{thumb}' width=112 "
+                f"height=112 alt='face {tr.track_id}'><p>face {tr.track_id}<br>"
+                f"{_when(tr.first_time)}-{_when(tr.last_time)}</p></div><div>{short}{plots}"
+                f"<p class=note>Peak moments</p><div class=peaks>{peaks}</div></div></div>"
+            )
+    head = ["clip", "face", "seen", "frames", "mostly", "share", "mean valence"]
+    table = ("<table id=compare><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+             + "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
+                       for r in rows) + "</table>")  # fmt: skip
+    page = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>mobilefer report</title>"
+        f"<style>{STYLE}</style><script>{get_plotlyjs()}</script></head><body>"
+        "<h1>Facial expressions over time</h1><p class=note>One row per face tracked in each "
+        "clip: when it was seen, its most frequent expression and its mean valence (happy minus "
+        "the strongest of sad, angry, fear and disgust, from -1 to 1). Expressions are what a "
+        "face shows, not what a person feels; the labels are FER2013's.</p>"
+        f"{table}{''.join(sections)}</body></html>"
+    )
+    out = Path(out)
+    out.write_text(page, encoding="utf-8")
+    tracks = [(c, t) for c in clips for t in c.tracks]
+    if csv_path is not None:
+        write_csv(tracks, csv_path)
+    return {"path": str(out), "bytes": out.stat().st_size, "clips": len(clips),
+            "tracks": len(tracks)}  # fmt: skip
+
+
+def write_csv(tracks, path: str | Path) -> None:
+    """One row per track: source, track, times, frames, dominant, share_* and mean_* per label."""
+    labels = tracks[0][0].labels if tracks else ()
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["source", "track_id", "first_time", "last_time", "frames", "short",
+                    "dominant", *(f"share_{k}" for k in labels),
+                    *(f"mean_{k}" for k in labels)])  # fmt: skip
+        for clip, t in tracks:
+            w.writerow([clip.source, t.track_id, t.first_time, t.last_time, t.frames, t.short,
+                        t.dominant, *(round(t.share[k], 4) for k in labels),
+                        *(round(t.mean[k], 4) for k in labels)])  # fmt: skip
