@@ -7,7 +7,8 @@ pasted by hand and no two copies can disagree.
 
 Reads ``results/domains-report.json`` (benchmarks/domains.py --part report: the shipped files
 and the peers on FER2013 PrivateTest and the report parts of the sets from elsewhere) and
-``results/speed.json`` (benchmarks/speed.py with the peer).
+``results/speed.json`` (benchmarks/speed.py with the peer) and, where present,
+``results/report_cost.json`` (benchmarks/report_cost.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ SETS = (("fer2013", "FER2013 PrivateTest"), ("taiwanese", "studio photos"),
 DOMAINS = (".venv/bin/python benchmarks/domains.py --part report --model fer2013 ferplus "
            "--fer-python ../venv-fer/bin/python --faceapi ../faceapi")  # fmt: skip
 SPEED = ".venv/bin/python benchmarks/speed.py --threads 2 --fer-python ../venv-fer/bin/python"
+REPORT_COST = ".venv/bin/python benchmarks/report_cost.py"
 
 
 def load(name: str) -> dict:
@@ -45,7 +47,7 @@ def shipped_name(row: dict) -> str:
     return row["system"].removeprefix("mobilefer ")
 
 
-def results_section(domains: dict, speed: dict) -> str:
+def results_section(domains: dict, speed: dict, cost: dict | None = None) -> str:
     n = domains["n"]
     lines = [
         START,
@@ -224,8 +226,9 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="report differences, write nothing")
     args = ap.parse_args()
     domains, speed = load("domains-report"), load("speed")
+    cost = load("report_cost") if (RESULTS / "report_cost.json").is_file() else None
     wanted = {
-        README: render_readme(README.read_text(), results_section(domains, speed)),
+        README: render_readme(README.read_text(), results_section(domains, speed, cost)),
         MODEL_CARD: model_card(domains, speed),
     }
     stale = [p for p, text in wanted.items() if not p.is_file() or p.read_text() != text]
