@@ -291,7 +291,7 @@ def test_no_step_waits_for_the_device(monkeypatch, fer_npz, tiny_config):
     data = make_train_set(load_fer2013(fer_npz).split("train"), tiny_config, torch.device("cpu"))
     train_one_epoch(model, opt, sched, data, tiny_config, torch.device("cpu"), torch.Generator())
     assert len(data.labels) // tiny_config.batch_size >= 2  # several steps ran
-    assert len(calls) == 2  # loss and accuracy, once each, at the end
+    assert len(calls) == 3  # loss, accuracy and the labelled count, once each, at the end
 
 
 def test_augmentation_keeps_shape_range_and_determinism(tiny_config):
