@@ -191,6 +191,8 @@ def main() -> None:
     ap.add_argument("--data", default=SHARED / "fer2013" / "fer2013.npz", type=Path)
     ap.add_argument("--ood", default=SHARED / "ood", type=Path)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--detector", default="auto", choices=["auto", "haar", "yunet"],
+                    help="the detector of the whole photos (default: the library's)")
     ap.add_argument("--fer-python", default=os.environ.get("FER_PYTHON"), help="the peer's python")
     ap.add_argument(
         "--faceapi",
@@ -206,7 +208,7 @@ def main() -> None:
     plain = type(data)(data.pixels, data.labels, data.usage)  # no votes: FER2013 labels only
     photo_paths, photo_labels = read_set(args.ood, "taiwanese", args.part)
     sfew_paths, sfew_labels = read_set(args.ood, "sfew", args.part)
-    first = Recognizer(args.model[0], threads=args.threads)
+    first = Recognizer(args.model[0], threads=args.threads, detector=args.detector)
     detector = first.detector  # every model sees the same detections of each photo
     images = [read_image(p) for p in photo_paths]
     photos = {"images": [(img, largest(detector.detect(img))) for img in images],
