@@ -191,8 +191,12 @@ def main() -> None:
     ap.add_argument("--data", default=SHARED / "fer2013" / "fer2013.npz", type=Path)
     ap.add_argument("--ood", default=SHARED / "ood", type=Path)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--detector", default="auto", choices=["auto", "haar", "yunet"],
-                    help="the detector of the whole photos (default: the library's)")
+    ap.add_argument(
+        "--detector",
+        default="auto",
+        choices=["auto", "haar", "yunet"],
+        help="the detector of the whole photos (default: the library's)",
+    )
     ap.add_argument("--fer-python", default=os.environ.get("FER_PYTHON"), help="the peer's python")
     ap.add_argument(
         "--faceapi",

@@ -19,7 +19,7 @@ def scores(
 ) -> dict:
     """Metrics of predicted class indices against true ones (both length N).
 
-    ``labels`` name the classes (default: :data:`EMOTIONS`, or ``class0``... beyond seven).
+    ``labels`` name the classes (default: :data:`EMOTIONS`, or FER+'s eight beyond seven).
     """
     if labels is None:
         n = n_classes or len(EMOTIONS)
@@ -70,7 +70,7 @@ def score_probs(probs: np.ndarray, data: FerData, labels: Sequence[str]) -> dict
     return out
 
 
-def evaluate_model(recognizer, data: FerData, batch_size: int = 256, progress=None) -> dict:
+def evaluate_model(recognizer, data: FerData, batch_size: int = 256) -> dict:
     """Score a :class:`mobilefer.Recognizer` on labelled 48x48 faces (FER2013 crops as given).
 
     Returns the FER2013 scores (:func:`scores`) with ``fer2013`` and, with votes, ``ferplus``
@@ -79,8 +79,6 @@ def evaluate_model(recognizer, data: FerData, batch_size: int = 256, progress=No
     probs = []
     for start in range(0, len(data), batch_size):
         probs.append(recognizer.predict_proba(list(data.pixels[start : start + batch_size])))
-        if progress:
-            progress(min(start + batch_size, len(data)), len(data))
     labels = recognizer.labels
     p = np.concatenate(probs) if probs else np.zeros((0, len(labels)))
     result = score_probs(p, data, labels)

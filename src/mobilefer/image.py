@@ -129,7 +129,7 @@ def as_image(img, what: str) -> np.ndarray:
 
 def to_bgr(image: np.ndarray) -> np.ndarray:
     """A BGR uint8 H x W x 3 view or copy of a gray, BGR or BGRA image (H x W, H x W x 1, 3
-    or 4), in any dtype that :func:`mobilefer.preprocess.to_uint8` takes."""
+    or 4), in any dtype that :func:`to_uint8` takes."""
     import cv2
 
     img = to_uint8(as_image(image, "image"))

@@ -50,9 +50,10 @@ def image_detect_size(height: int, width: int) -> int:
 class Result:
     """The faces of one frame of one source.
 
-    ``kind``: image, video, webcam, array, or skipped (a file that is neither image nor video,
-    or a link to a folder, which is not followed: ``reason`` says which). ``reason`` of an
-    image: a note on what was read (the first page of a multi-page file).
+    ``kind``: image, video, webcam, array, error (a spec that names nothing), or skipped (a
+    file that is neither image nor video, or a link to a folder, which is not followed:
+    ``reason`` says which). ``reason`` of an image: a note on what was read (the first page of
+    a multi-page file).
     ``image``: the BGR frame (None when it could not be read). ``frame`` and ``time`` (s) count
     video, webcam and array frames (None for images). ``root``: the folder given as input that
     the source was found in. ``error``: why the input could not be read (then no faces).
@@ -87,12 +88,6 @@ class Result:
         if self.image is None:
             raise InputError(f"{self.source}: no image to draw ({self.error or self.kind})")
         return draw(self.image, list(self.faces), fps)
-
-    def to_dict(self) -> dict:
-        """Plain data: source, kind, frame, time, error, and the faces as dicts."""
-        return {"source": self.source, "kind": self.kind, "frame": self.frame,
-                "time": self.time, "error": self.error,
-                "faces": [f.to_dict() for f in self.faces]}  # fmt: skip
 
 
 def _check(detect_every, smoothing, detect_size, max_frames, max_pixels) -> None:

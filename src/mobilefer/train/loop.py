@@ -430,14 +430,10 @@ def predict_probs(
     return main
 
 
-def evaluate(model, data: FerData, cfg: TrainConfig, device, flip_tta: bool = False) -> dict:
-    """Loss and accuracy on a labelled split (the same preprocessing as inference); with a FER+
-    head and votes, also its majority-vote accuracy (``ferplus_accuracy``)."""
+def evaluate(model, data: FerData, cfg: TrainConfig, device) -> dict:
+    """Loss and accuracy on a labelled split (the same preprocessing as inference, single
+    crop); with a FER+ head and votes, also its majority-vote accuracy (``ferplus_accuracy``)."""
     probs, aux = predict_heads(model, data.pixels, cfg, device)
-    if flip_tta:
-        p2, a2 = predict_heads(model, data.pixels, cfg, device, flip=True)
-        probs = (probs + p2) / 2
-        aux = None if aux is None else (aux + a2) / 2
     y = torch.from_numpy(data.labels)
     loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), y).item()
     acc = (probs.argmax(1) == y).float().mean().item()
