@@ -21,3 +21,42 @@ def test_public_api():
     assert mobilefer.EMOTIONS == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     for name in mobilefer.__all__:
         assert getattr(mobilefer, name) is not None
+
+
+def test_the_import_graph_has_no_cycle():
+    """Every import between mobilefer's modules, lazy ones included, points one way (imports
+    for type checkers only do not count: they never run)."""
+    import ast
+    from pathlib import Path
+
+    import mobilefer
+
+    root = Path(mobilefer.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        name = ".".join(path.relative_to(root.parent).with_suffix("").parts)
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        name = name.removesuffix(".__init__")
+        targets = graph.setdefault(name, set())
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):  # drop `if TYPE_CHECKING:` blocks first
+            if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+                node.body = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.removesuffix(".__init__").rsplit(".", node.level - 1)[0]
+                module = f"{base}.{node.module}" if node.module else base
+                targets.add(module)
+                targets.update(f"{module}.{a.name}" for a in node.names)
+    graph = {
+        k: {t for t in v if t in graph and t != k and t != "mobilefer"} for k, v in graph.items()
+    }
+
+    def visit(node, trail):
+        if node in trail:
+            raise AssertionError(" -> ".join([*trail[trail.index(node) :], node]))
+        for nxt in graph[node]:
+            visit(nxt, [*trail, node])
+
+    for node in graph:
+        visit(node, [])

@@ -20,8 +20,8 @@ from .labels import EMOTIONS
 from .summary import ClipSummary, TrackSummary, read_records, summarize
 
 if TYPE_CHECKING:
-    from .recognizer import Face, Recognizer
-    from .stream import Result
+    from .recognizer import Recognizer
+    from .results import Face, Result
 
 __all__ = [
     "EMOTIONS",
@@ -46,16 +46,16 @@ _default: Recognizer | None = None
 
 
 def __getattr__(name: str):
-    # Recognizer, Face and Result live in modules that import numpy and ONNX Runtime's
-    # session on use; load them on first use.
-    if name in ("Recognizer", "Face"):
-        from . import recognizer
+    # Recognizer, Face and Result live in modules that import numpy (and ONNX Runtime on use);
+    # load them on first use.
+    if name == "Recognizer":
+        from .recognizer import Recognizer
 
-        return getattr(recognizer, name)
-    if name == "Result":
-        from .stream import Result
+        return Recognizer
+    if name in ("Face", "Result"):
+        from . import results
 
-        return Result
+        return getattr(results, name)
     raise AttributeError(f"module 'mobilefer' has no attribute {name!r}")
 
 

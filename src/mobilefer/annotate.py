@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .recognizer import Face
+if TYPE_CHECKING:
+    from .results import Face
 
 #: BGR colour per label.
 COLORS = {

@@ -8,9 +8,8 @@ says which: :data:`mobilefer.EMOTIONS` for the default) to a probability; they s
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
@@ -20,35 +19,10 @@ from .errors import InputError, ModelError, OptionError
 from .image import as_image, to_bgr
 from .modelcard import METADATA_KEY, ModelCard
 from .preprocess import MARGIN_RANGE, crop, prepare
+from .results import Face
+from .validate import check_number, is_whole
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Face:
-    """One classified face.
-
-    ``box`` is ``(x, y, w, h)`` in input pixels; ``scores`` maps each label to a probability
-    (they sum to 1); ``label`` is the most likely one; ``detector`` names the face detector
-    (``None`` for crops given to :meth:`Recognizer.classify`) and ``detector_score`` its
-    confidence (``None`` where it gives none); ``track_id`` identifies a face across video frames.
-    """
-
-    box: tuple[int, int, int, int]
-    label: str
-    scores: dict[str, float]
-    detector: str | None = None
-    detector_score: float | None = None
-    track_id: int | None = None
-
-    @property
-    def score(self) -> float:
-        """The probability of ``label``."""
-        return self.scores[self.label]
-
-    def to_dict(self) -> dict:
-        """Plain JSON-ready data."""
-        return asdict(self) | {"box": list(self.box)}
 
 
 #: Faces per ONNX Runtime call: larger batches are split into runs of this size.
@@ -103,20 +77,6 @@ def read_card(session, path: str) -> ModelCard:
             f"{len(card.labels)} labels; re-export the model"
         )
     return card
-
-
-def is_whole(value) -> bool:
-    """Whether ``value`` is an int (not a bool)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def check_number(name: str, value, lo: float, hi: float) -> None:
-    """Raise :class:`OptionError` unless ``value`` is None or a finite number in ``lo``-``hi``."""
-    if value is None:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not (ok and math.isfinite(value) and lo <= value <= hi):
-        raise OptionError(f"{name}={value!r}: expected a number from {lo} to {hi}")
 
 
 class Recognizer:

@@ -10,16 +10,23 @@ stream goes on; a file in a folder that is neither image nor video gives a ``ski
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import InputError, OptionError
 from .image import MAX_PIXELS, check_regular, read_image_pages, to_bgr
-from .recognizer import Face, Recognizer, is_whole
+from .results import Result
 from .sources import SKIPPED, Source, expand, read_video, read_webcam, video_info
 from .tracking import DETECT_EVERY, SMOOTHING, FaceTracker, check_options
+from .validate import is_whole
+
+if TYPE_CHECKING:
+    from .recognizer import Recognizer
+
+__all__ = ["Result", "stream", "image_detect_size"]
 
 #: Detection size (longest side) for video, webcams and arrays: their faces are large and time
 #: is short. Images get :func:`image_detect_size`.
@@ -44,50 +51,6 @@ def image_detect_size(height: int, width: int) -> int:
     side = max(height, width)
     size = min(IMAGE_MAX_DETECT_SIZE, max(IMAGE_DETECT_SIZE, round(side / IMAGE_MAX_SHRINK)))
     return int(min(side, size))
-
-
-@dataclass(frozen=True)
-class Result:
-    """The faces of one frame of one source.
-
-    ``kind``: image, video, webcam, array, error (a spec that names nothing), or skipped (a
-    file that is neither image nor video, or a link to a folder, which is not followed:
-    ``reason`` says which). ``reason`` of an image: a note on what was read (the first page of
-    a multi-page file).
-    ``image``: the BGR frame (None when it could not be read). ``frame`` and ``time`` (s) count
-    video, webcam and array frames (None for images). ``root``: the folder given as input that
-    the source was found in. ``error``: why the input could not be read (then no faces).
-    ``fps``: the video's frame rate where known. ``detector``: the detector's name.
-    """
-
-    source: str
-    kind: str
-    faces: tuple[Face, ...] = ()
-    image: np.ndarray | None = None
-    frame: int | None = None
-    time: float | None = None
-    root: str | None = None
-    error: str | None = None
-    fps: float | None = None
-    detector: str | None = None
-    reason: str | None = None
-
-    def records(self) -> list[dict]:
-        """JSON-ready records, one per face, or one no-face record (see :mod:`mobilefer.sinks`).
-        Errors and skipped files give none."""
-        from .sinks import records
-
-        if self.error or self.kind == "skipped":
-            return []
-        return records(self.source, self.faces, self.frame, self.time, self.detector)
-
-    def draw(self, fps: float | None = None) -> np.ndarray:
-        """A copy of the frame with boxes, labels and scores drawn (and frames/s, if given)."""
-        from .annotate import draw
-
-        if self.image is None:
-            raise InputError(f"{self.source}: no image to draw ({self.error or self.kind})")
-        return draw(self.image, list(self.faces), fps)
 
 
 def _check(detect_every, smoothing, detect_size, max_frames, max_pixels) -> None:

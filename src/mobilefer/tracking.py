@@ -9,6 +9,7 @@ are smoothed per track with an exponential moving average, so labels stop flicke
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,7 +17,10 @@ from .errors import OptionError
 from .faces import Detection, downscale
 from .image import to_bgr
 from .preprocess import expand_box
-from .recognizer import Face, Recognizer
+from .results import Face
+
+if TYPE_CHECKING:
+    from .recognizer import Recognizer
 
 
 def iou(a, b) -> float:

@@ -1,0 +1,90 @@
+"""The results types: :class:`Face` (one classified face) and :class:`Result` (the faces of
+one frame of one source), shared by the recognizer, the stream, the tracker and every front end.
+They import nothing of mobilefer's at load time, so no module needs the engine to get them.
+
+Conventions: boxes are ``(x, y, w, h)`` in input-image pixels; ``scores`` map each label of the
+model to a probability, summing to 1; images are BGR uint8 H x W x 3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+
+#: What a :class:`Result` comes from (see its docstring).
+Kind = Literal["image", "video", "webcam", "array", "error", "skipped"]
+
+
+@dataclass(frozen=True)
+class Face:
+    """One classified face.
+
+    ``box`` is ``(x, y, w, h)`` in input pixels; ``scores`` maps each label to a probability
+    (they sum to 1); ``label`` is the most likely one; ``detector`` names the face detector
+    (``None`` for crops given to :meth:`Recognizer.classify`) and ``detector_score`` its
+    confidence (``None`` where it gives none); ``track_id`` identifies a face across video frames.
+    """
+
+    box: tuple[int, int, int, int]
+    label: str
+    scores: dict[str, float]
+    detector: str | None = None
+    detector_score: float | None = None
+    track_id: int | None = None
+
+    @property
+    def score(self) -> float:
+        """The probability of ``label``."""
+        return self.scores[self.label]
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready data."""
+        return asdict(self) | {"box": list(self.box)}
+
+
+@dataclass(frozen=True)
+class Result:
+    """The faces of one frame of one source.
+
+    ``kind``: image, video, webcam, array, error (a spec that names nothing), or skipped (a
+    file that is neither image nor video, or a link to a folder, which is not followed:
+    ``reason`` says which). ``reason`` of an image: a note on what was read (the first page of
+    a multi-page file).
+    ``image``: the BGR frame (None when it could not be read). ``frame`` and ``time`` (s) count
+    video, webcam and array frames (None for images). ``root``: the folder given as input that
+    the source was found in. ``error``: why the input could not be read (then no faces).
+    ``fps``: the video's frame rate where known. ``detector``: the detector's name.
+    """
+
+    source: str
+    kind: Kind
+    faces: tuple[Face, ...] = ()
+    image: np.ndarray | None = None
+    frame: int | None = None
+    time: float | None = None
+    root: str | None = None
+    error: str | None = None
+    fps: float | None = None
+    detector: str | None = None
+    reason: str | None = None
+
+    def records(self) -> list[dict]:
+        """JSON-ready records, one per face, or one no-face record (see :mod:`mobilefer.sinks`).
+        Errors and skipped files give none."""
+        from .sinks import records
+
+        if self.error or self.kind == "skipped":
+            return []
+        return records(self.source, self.faces, self.frame, self.time, self.detector)
+
+    def draw(self, fps: float | None = None) -> np.ndarray:
+        """A copy of the frame with boxes, labels and scores drawn (and frames/s, if given)."""
+        from .annotate import draw
+
+        if self.image is None:
+            from .errors import InputError
+
+            raise InputError(f"{self.source}: no image to draw ({self.error or self.kind})")
+        return draw(self.image, list(self.faces), fps)
