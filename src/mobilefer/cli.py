@@ -352,6 +352,9 @@ def cmd_webcam(args: argparse.Namespace, capture=None) -> int:
     frames = (f.image for f in read_webcam(args.index, cap))
     try:
         for result in rec.stream(frames, **_stream_options(args)):
+            if result.error:  # a frame the camera gave that is no image
+                _err(result.error)
+                continue
             progress.update()
             if out:
                 out.write([r | {"source": f"webcam:{args.index}"} for r in result.records()])
