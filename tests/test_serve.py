@@ -281,3 +281,72 @@ def test_serve_binds_before_it_prints_an_address(capsys):
             assert code == 2 and "cannot listen on" in line and "open http" not in err
     finally:
         busy.close()
+
+
+# ------------------------------------------------------------------------------- clips
+@pytest.fixture(scope="module")
+def clip_bytes(tmp_path_factory, astronaut) -> bytes:
+    from conftest import write_video
+
+    return write_video(
+        tmp_path_factory.mktemp("clip") / "clip.mp4", astronaut, frames=15
+    ).read_bytes()
+
+
+def test_a_clip_comes_back_as_a_report(client, clip_bytes):
+    import glob
+    import tempfile
+
+    pytest.importorskip("plotly")
+    before = set(glob.glob(f"{tempfile.gettempdir()}/mobilefer-clip-*"))
+    r = client.post("/api/clip?name=interview.mp4", content=clip_bytes,
+                    headers={"content-type": "video/mp4"})  # fmt: skip
+    assert r.status_code == 200, r.text[:300]
+    body = r.json()
+    assert body["name"] == "interview.mp4" and body["frames"] == 15 and body["tracks"] >= 1
+    assert "Facial expressions over time" in body["html"] and "interview.mp4" in body["html"]
+    assert set(glob.glob(f"{tempfile.gettempdir()}/mobilefer-clip-*")) == before  # removed
+
+
+@pytest.mark.parametrize(
+    "limit, value, status, message",
+    [(None, None, 400, "not a readable video"), ("clip_bytes", 1000, 413, "over the limit"),
+     ("clip_seconds", 1, 413, "s is over the limit of 1 s")],
+    ids=["broken", "too-large", "too-long"],
+)  # fmt: skip
+def test_bad_clips_get_a_clear_error(app, monkeypatch, clip_bytes, limit, value, status, message):
+    pytest.importorskip("plotly")
+    import mobilefer.serve.app as serve_app
+
+    if limit:
+        monkeypatch.setitem(serve_app.LIMITS, limit, value)
+    data = b"not a video at all" if limit is None else clip_bytes
+    with TestClient(app) as c:
+        r = c.post("/api/clip?name=bad.mp4", content=data)
+    assert r.status_code == status and message in r.json()["error"], r.json()
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+def test_the_clips_tab_in_chromium(server, tmp_path, clip_bytes):
+    pytest.importorskip("plotly")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1000})
+            page.goto(server)
+            page.click("nav button[data-tab=clips]")
+            page.set_input_files("#clip-file", files=[
+                {"name": "clip.mp4", "mimeType": "video/mp4", "buffer": clip_bytes}])  # fmt: skip
+            page.wait_for_selector("#clip-report:not([hidden])", timeout=60_000)
+            frame = page.frame_locator("#clip-report")
+            assert frame.locator(".track").count() >= 1
+            assert page.locator("#clip-download:not([hidden])").count() == 1
+            page.screenshot(path=str(tmp_path / "clips.png"))
+            page.set_input_files("#clip-file", files=[
+                {"name": "broken.mp4", "mimeType": "video/mp4", "buffer": b"junk"}])  # fmt: skip
+            error = page.wait_for_selector("#clip-error:not([hidden])", timeout=30_000)
+            assert "broken.mp4" in error.text_content()
+        finally:
+            browser.close()

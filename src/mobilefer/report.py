@@ -179,6 +179,18 @@ text-align:right} th{background:#f6f6f6} td:first-child,th:first-child{text-alig
 def write_report(collector: Collector, out: str | Path, csv_path: str | Path | None = None) -> dict:
     """Write the HTML page (and, with ``csv_path``, one CSV row per track); returns
     ``{"path", "bytes", "clips", "tracks"}``."""
+    page, clips = render_report(collector)
+    out = Path(out)
+    out.write_text(page, encoding="utf-8")
+    tracks = [(c, t) for c in clips for t in c.tracks]
+    if csv_path is not None:
+        write_csv(tracks, csv_path)
+    return {"path": str(out), "bytes": out.stat().st_size, "clips": len(clips),
+            "tracks": len(tracks)}  # fmt: skip
+
+
+def render_report(collector: Collector) -> tuple[str, list[ClipSummary]]:
+    """The HTML page of what ``collector`` saw, and the clips' summaries."""
     import plotly.io as pio
     from plotly.offline import get_plotlyjs
 
@@ -242,13 +254,7 @@ def write_report(collector: Collector, out: str | Path, csv_path: str | Path | N
         "face shows, not what a person feels; the labels are FER2013's.</p>"
         f"{table}{''.join(sections)}</body></html>"
     )
-    out = Path(out)
-    out.write_text(page, encoding="utf-8")
-    tracks = [(c, t) for c in clips for t in c.tracks]
-    if csv_path is not None:
-        write_csv(tracks, csv_path)
-    return {"path": str(out), "bytes": out.stat().st_size, "clips": len(clips),
-            "tracks": len(tracks)}  # fmt: skip
+    return page, clips
 
 
 def write_csv(tracks, path: str | Path) -> None:

@@ -7,6 +7,10 @@ Routes:
 - ``POST /api/photo?name=NAME``: the raw bytes of one image file as the body. Answers
   ``{"name", "width", "height", "faces": [records], "annotated": "data:image/jpeg;base64,..."}``
   or ``{"error": "..."}`` with status 400 (unreadable), 413 (too large) or 415 (not an image).
+- ``POST /api/clip?name=NAME``: the raw bytes of one video file; answers ``{"name", "frames",
+  "tracks", "html"}`` with the page of ``mobilefer report`` (or ``{"error"}``, 400, 413 or 501
+  without the ``[report]`` extra). The video is written to a temporary file that is always
+  removed; its size, duration and frame size are checked before any frame is analysed.
 - ``WS /ws/live``: the client sends one JPEG or PNG frame (binary) at a time and gets
   ``{"frame", "faces": [records with track_id], "ms"}`` back (or ``{"frame", "error"}``); each
   connection has its own tracker and smoothing, freed when it closes. Only pages of the
@@ -28,6 +32,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import replace
 from importlib import resources
 
 from ..errors import InputError
@@ -45,6 +50,8 @@ LIMITS = {
     "upload_pixels": 40_000_000,  # 40 megapixels
     "frame_bytes": 2_000_000,  # one live frame
     "frame_pixels": 2_100_000,  # 1920x1080 at most
+    "clip_bytes": 50_000_000,  # one uploaded video
+    "clip_seconds": 300,  # its duration, as its container states it
 }
 #: Seconds an upload's body may take to arrive in full.
 BODY_TIMEOUT = 30.0
@@ -154,6 +161,66 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
             status = 413 if "over the limit" in str(e) else 400
             return error(status, str(e))
 
+    def analyze_clip(data: bytes, name: str) -> dict:
+        import os
+        import tempfile
+
+        from ..report import Collector, render_report
+        from ..sources import video_info
+
+        suffix = os.path.splitext(name)[1].lower() or ".mp4"
+        with tempfile.TemporaryDirectory(prefix="mobilefer-clip-") as tmp:
+            path = os.path.join(tmp, "clip" + suffix)
+            with open(path, "wb") as f:
+                f.write(data)
+            count, fps, (w, h) = video_info(path)
+            if count <= 0 or fps <= 0:
+                raise InputError(f"{name}: not a readable video (no frame count or rate)")
+            if count / fps > LIMITS["clip_seconds"]:
+                raise InputError(f"{name}: {count / fps:.0f} s is over the limit of "
+                                 f"{LIMITS['clip_seconds']} s; cut the clip")  # fmt: skip
+            if w * h > LIMITS["frame_pixels"]:
+                raise InputError(f"{name}: {w}x{h} frames are over the limit of 1920x1080; "
+                                 "scale the clip down")  # fmt: skip
+            collector, frames = Collector(), rec.stream(path)
+            while True:
+                with lock:  # one frame at a time, between live clients' frames
+                    result = next(frames, None)
+                if result is None:
+                    break
+                if result.error:
+                    raise InputError(result.error.replace(path, name))
+                collector.add(replace(result, source=name))
+        page, clips = render_report(collector)
+        return {"name": name, "frames": clips[0].frames if clips else 0,
+                "tracks": sum(len(c.tracks) for c in clips), "html": page}  # fmt: skip
+
+    async def api_clip(request: Request):
+        name = request.query_params.get("name", "clip.mp4")[:200]
+        try:
+            import plotly  # noqa: F401
+        except ImportError:
+            return error(501, "clip reports need the [report] extra: pip install -e '.[report]'")
+        body = bytearray()
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT * 4):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > LIMITS["clip_bytes"]:
+                        return error(413, f"{name}: over the limit of "
+                                          f"{LIMITS['clip_bytes']:,} bytes")  # fmt: skip
+        except TimeoutError:
+            return error(408, f"{name}: the upload did not arrive within {BODY_TIMEOUT * 4:g} s")
+        except ClientDisconnect:
+            log.info("%s: the client went away during its upload", name)
+            return Response(status_code=400)
+        if not body:
+            return error(400, f"{name}: empty upload")
+        try:
+            return JSONResponse(await run_in_threadpool(analyze_clip, bytes(body), name))
+        except InputError as e:
+            return error(413 if "over the limit" in str(e) else 400, str(e))
+
     async def live(ws: WebSocket):
         if not same_origin(ws.headers.get("origin"), ws.headers.get("host"), allow_origins):
             log.info("refused a live connection from the page at %s", ws.headers.get("origin"))
@@ -203,6 +270,7 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
         Route("/", page),
         Route("/api/info", api_info),
         Route("/api/photo", api_photo, methods=["POST"]),
+        Route("/api/clip", api_clip, methods=["POST"]),
         WebSocketRoute("/ws/live", live),
         Mount("/static", StaticFiles(directory=str(static)), name="static"),
     ])  # fmt: skip

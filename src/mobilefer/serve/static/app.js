@@ -197,3 +197,36 @@ drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); uploadAll(e.dataTransfer.files); });
 
 startLive();
+
+// ---------------------------------------------------------------- clips
+$("clip-file").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  showError($("clip-error"), "");
+  $("clip-report").hidden = true;
+  $("clip-download").hidden = true;
+  const started = performance.now();
+  const tick = setInterval(() => {
+    $("clip-status").textContent = `analysing ${file.name}… ${((performance.now() - started) / 1000).toFixed(0)} s`;
+  }, 500);
+  try {
+    const response = await fetch("/api/clip?name=" + encodeURIComponent(file.name), {
+      method: "POST", body: file, headers: {"content-type": file.type || "application/octet-stream"},
+    });
+    const reply = await response.json().catch(() => ({}));
+    if (!response.ok || reply.error) {
+      showError($("clip-error"), reply.error || `${file.name}: failed (${response.status})`);
+      $("clip-status").textContent = "";
+      return;
+    }
+    $("clip-status").textContent = `${reply.name}: ${reply.frames} frames, ${reply.tracks} face track(s)`;
+    const url = URL.createObjectURL(new Blob([reply.html], {type: "text/html"}));
+    $("clip-report").srcdoc = reply.html;
+    $("clip-report").hidden = false;
+    $("clip-download").href = url;
+    $("clip-download").download = file.name.replace(/\.[^.]*$/, "") + "_report.html";
+    $("clip-download").hidden = false;
+  } finally {
+    clearInterval(tick);
+  }
+});
