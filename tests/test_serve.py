@@ -350,3 +350,16 @@ def test_the_clips_tab_in_chromium(server, tmp_path, clip_bytes):
             assert "broken.mp4" in error.text_content()
         finally:
             browser.close()
+
+
+def test_the_live_session_report(client, jpg):
+    pytest.importorskip("plotly")
+    with client.websocket_connect("/ws/live") as ws:
+        for _ in range(3):
+            ws.send_bytes(jpg)
+            assert json.loads(ws.receive_text())["faces"]
+        ws.send_text("report")
+        reply = json.loads(ws.receive_text())
+        assert reply["tracks"] == 1 and "Facial expressions over time" in reply["report"]
+        ws.send_bytes(jpg)  # the session goes on after its report
+        assert json.loads(ws.receive_text())["frame"] == 3

@@ -11,6 +11,8 @@ Routes:
   "tracks", "html"}`` with the page of ``mobilefer report`` (or ``{"error"}``, 400, 413 or 501
   without the ``[report]`` extra). The video is written to a temporary file that is always
   removed; its size, duration and frame size are checked before any frame is analysed.
+  On the live socket, the text message ``report`` answers ``{"report": html, "tracks"}``: the
+  same page for this connection's session so far.
 - ``WS /ws/live``: the client sends one JPEG or PNG frame (binary) at a time and gets
   ``{"frame", "faces": [records with track_id], "ms"}`` back (or ``{"frame", "error"}``); each
   connection has its own tracker and smoothing, freed when it closes. Only pages of the
@@ -38,6 +40,7 @@ from importlib import resources
 from ..errors import InputError
 from ..image import decode_image
 from ..recognizer import Recognizer
+from ..results import Result
 from ..sinks import records
 from ..stream import STREAM_DETECT_SIZE, image_detect_size
 from ..tracking import FaceTracker
@@ -221,6 +224,23 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
         except InputError as e:
             return error(413 if "over the limit" in str(e) else 400, str(e))
 
+    def _live_session():
+        try:
+            import plotly  # noqa: F401
+        except ImportError:  # no [report] extra: the live tab works, without its report
+            return None
+        from ..report import Collector
+
+        return Collector()
+
+    def session_report(session) -> dict:
+        if session is None:
+            return {"error": "session reports need the [report] extra: pip install -e '.[report]'"}
+        from ..report import render_report
+
+        page, clips = render_report(session)
+        return {"report": page, "tracks": sum(len(c.tracks) for c in clips)}
+
     async def live(ws: WebSocket):
         if not same_origin(ws.headers.get("origin"), ws.headers.get("host"), allow_origins):
             log.info("refused a live connection from the page at %s", ws.headers.get("origin"))
@@ -228,6 +248,8 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
             return
         await ws.accept()
         tracker = FaceTracker(rec, detect_size=STREAM_DETECT_SIZE)
+        session = _live_session()  # what this connection's report is made of
+        started = time.perf_counter()
 
         def step(data: bytes, frame: int) -> dict:
             if not any(data.startswith(magic) for magic in LIVE_FORMATS):
@@ -238,6 +260,10 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
             with lock:
                 faces = tracker.update(image)
             ms = round(1000 * (time.perf_counter() - t0), 1)
+            if session is not None:
+                t = time.perf_counter() - started
+                session.add(Result("webcam", "webcam", tuple(faces), image, frame, t,
+                                   detector=rec.detector.name))  # fmt: skip
             recs = records("webcam", faces, frame, None, rec.detector.name, empty=False)
             return {"frame": frame, "width": image.shape[1], "height": image.shape[0],
                     "faces": recs, "ms": ms}  # fmt: skip
@@ -249,9 +275,12 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
                 if message["type"] == "websocket.disconnect":
                     break
                 data = message.get("bytes")
+                if data is None and message.get("text") == "report":
+                    await ws.send_text(json.dumps(await run_in_threadpool(session_report, session)))
+                    continue
                 if data is None:
-                    await ws.send_text(json.dumps({"frame": frame, "error": "send frames as "
-                                                   "binary JPEG or PNG"}))  # fmt: skip
+                    hint = "send frames as binary JPEG or PNG, or the text 'report'"
+                    await ws.send_text(json.dumps({"frame": frame, "error": hint}))
                     continue
                 if len(data) > LIMITS["frame_bytes"]:
                     reply = {"frame": frame, "error": f"frame of {len(data):,} bytes is over "

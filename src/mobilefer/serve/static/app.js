@@ -52,8 +52,17 @@ async function startLive() {
   }
   ws.onopen = () => { $("status").textContent = "live · " + info.detector; send(); };
   ws.onclose = () => { $("status").textContent = "disconnected"; };
+  $("live-report").onclick = () => ws.readyState === WebSocket.OPEN && ws.send("report");
   ws.onmessage = (event) => {
     const reply = JSON.parse(event.data);
+    if (reply.report !== undefined || (reply.error && reply.frame === undefined)) {
+      if (reply.error) return showError($("live-error"), reply.error);
+      const a = document.createElement("a");
+      a.href = URL.createObjectURL(new Blob([reply.report], {type: "text/html"}));
+      a.download = "mobilefer_session_report.html";
+      a.click();
+      return;
+    }
     const latency = performance.now() - sentAt;
     frames += 1;
     $("fps").textContent = (frames / ((performance.now() - started) / 1000)).toFixed(1);
