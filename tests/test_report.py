@@ -134,3 +134,11 @@ def test_the_report_opens_in_chromium(capsys, tmp_path, astronaut):
         finally:
             browser.close()
     assert np.frombuffer((tmp_path / "report.png").read_bytes()[:8], np.uint8).size == 8
+
+
+def test_nothing_read_writes_no_report(capsys, tmp_path):
+    pytest.importorskip("plotly")
+    code, _, err = run(capsys, "report", tmp_path / "missing.mp4", "--out", tmp_path / "r.html")
+    assert code == 1 and "nothing was read" in err and not (tmp_path / "r.html").exists()
+    code, _, err = run(capsys, "report", tmp_path, "--out", tmp_path / "r.txt")
+    assert code == 2 and "HTML" in err

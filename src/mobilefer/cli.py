@@ -290,14 +290,18 @@ def cmd_report(args: argparse.Namespace) -> int:
             continue
         if result.kind == "skipped":
             continue
-        if progress is None or progress.name != shown(result.source):
+        name = "images" if result.frame is None else shown(result.source)
+        if progress is None or progress.name != name:
             if progress is not None:
                 progress.close()
-            progress = Progress(shown(result.source), "frames")
+            progress = Progress(name, "images" if result.frame is None else "frames")
         progress.update()
         collector.add(result)
     if progress is not None:
         progress.close()
+    if not collector.results:
+        _err("nothing was read, so no report was written")
+        return 1
     try:
         made = write_report(collector, out, args.csv)
     except OSError as e:

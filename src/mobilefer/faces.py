@@ -118,7 +118,7 @@ def yunet_path(path: str | Path | None = None, download: bool = True, retry: boo
     tmp = cached.with_suffix(".part")
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        log.info("downloading %s to %s", YUNET_URL, cached)
+        log.debug("downloading %s to %s", YUNET_URL, cached)
         with urllib.request.urlopen(YUNET_URL, timeout=15) as r, open(tmp, "wb") as f:
             shutil.copyfileobj(r, f)
         _verified(tmp).replace(cached)
@@ -126,8 +126,8 @@ def yunet_path(path: str | Path | None = None, download: bool = True, retry: boo
         tmp.unlink(missing_ok=True)
         _remember_failure(marker)
         raise WeightsError(
-            f"cannot download YuNet ({getattr(e, 'reason', e)}); save {YUNET_URL} and set "
-            f"{YUNET_ENV} to its path"
+            f"cannot download YuNet ({getattr(e, 'reason', e)}); set {YUNET_ENV} to a local "
+            f"{YUNET_FILE} (the OpenCV model zoo's), or pass --detector haar"
         ) from None
     except WeightsError:
         tmp.unlink(missing_ok=True)
@@ -288,7 +288,7 @@ def create_detector(name: str = "auto", **options) -> HaarDetector | YuNetDetect
         try:
             return YuNetDetector(**options, retry_download=False)
         except WeightsError as e:
-            log.warning("YuNet unavailable (%s); using the haar detector", e)
+            log.warning("YuNet unavailable, using haar: %s", e)
             options.pop("model", None)
             return HaarDetector(max_side=options.get("max_side", 640))
     if key == "haar":
