@@ -247,7 +247,7 @@ def main() -> None:
         "n": {"fer2013": len(data), "taiwanese": len(photo_paths), "sfew": len(sfew_paths)},
         "rows": rows,
     }  # fmt: skip
-    write(f"domains-{args.part}", result, out)
+    out = write(f"domains-{args.part}", result, out)
     print_tables(result)
     print(f"\nwritten: {out}", file=sys.stderr)
 
