@@ -72,6 +72,13 @@ def results_section(domains: dict, speed: dict, cost: dict | None = None) -> str
         f"`detect_emotions` on the same 640x480 video in the same run ({speed['stream_fps']:.0f} "
         f"against {speed['fer_fps']:.0f}); the default model alone classifies "
         f"{shipped['faces_per_s']['32']:,.0f} faces/s at batch 32.",
+    ]
+    if cost:
+        lines += ["", f"`mobilefer report` took {cost['report_s']:.1f} s where `predict` took "
+                  f"{cost['predict_s']:.1f} s on the same {cost['frames']}-frame clip "
+                  f"({cost['extra']:+.0%}), for a page of {cost['page_bytes'] / 1e6:.1f} MB "
+                  f"(`{REPORT_COST}`)."]  # fmt: skip
+    lines += [
         "",
         f"Made by `{DOMAINS}` and `{SPEED}` (benchmarks/README.md sets up the peers).",
         END,
