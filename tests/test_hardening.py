@@ -17,7 +17,7 @@ from mobilefer.errors import InputError
 from mobilefer.faces import create_detector
 from mobilefer.image import read_image
 
-from conftest import detectors_available, predict, records, run
+from conftest import detectors_available, png_header, predict, records, run
 
 
 @pytest.fixture()
@@ -117,21 +117,8 @@ def test_save_keeps_every_output(capsys, tmp_path, tiny_model, jpg_bytes, astron
 
 
 # 5 --------------------------------------------------------- unreadable files and pixel bombs
-def _png_header(width: int, height: int) -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind, data):
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"x") + chunk(b"IEND", b"")
-
-
 def test_pixel_bomb_is_refused_from_its_header(capsys, tmp_path, tiny_model, jpg_bytes):
-    (tmp_path / "bomb.png").write_bytes(_png_header(40000, 40000))
+    (tmp_path / "bomb.png").write_bytes(png_header(40000, 40000))
     (tmp_path / "good.jpg").write_bytes(jpg_bytes)
     with pytest.raises(InputError, match="1,600,000,000 pixels, over the limit"):
         read_image(tmp_path / "bomb.png")

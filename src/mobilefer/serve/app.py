@@ -118,6 +118,23 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
+    async def read_body(request: Request, name: str, limit: int, seconds: float):
+        """The upload's bytes, or the error response: over ``limit`` bytes (413), not all
+        there within ``seconds`` (408), or the client gone (logged once)."""
+        body = bytearray()
+        try:
+            async with asyncio.timeout(seconds):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        return error(413, f"{name}: over the limit of {limit:,} bytes")
+        except TimeoutError:
+            return error(408, f"{name}: the upload did not arrive within {seconds:g} s")
+        except ClientDisconnect:
+            log.info("%s: the client went away during its upload", name)
+            return Response(status_code=400)
+        return bytes(body)
+
     def analyze_photo(data: bytes, name: str) -> dict:
         import cv2
 
@@ -145,21 +162,11 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
         if declared > LIMITS["upload_bytes"]:
             return error(413, f"{name}: {declared:,} bytes is over the limit of "
                               f"{LIMITS['upload_bytes']:,}")  # fmt: skip
-        body = bytearray()
+        body = await read_body(request, name, LIMITS["upload_bytes"], BODY_TIMEOUT)
+        if not isinstance(body, bytes):
+            return body  # the error response
         try:
-            async with asyncio.timeout(BODY_TIMEOUT):
-                async for chunk in request.stream():
-                    body += chunk
-                    if len(body) > LIMITS["upload_bytes"]:
-                        return error(413, f"{name}: over the limit of "
-                                          f"{LIMITS['upload_bytes']:,} bytes")  # fmt: skip
-        except TimeoutError:
-            return error(408, f"{name}: the upload did not arrive within {BODY_TIMEOUT:g} s")
-        except ClientDisconnect:
-            log.info("%s: the client went away during its upload", name)
-            return Response(status_code=400)
-        try:
-            return JSONResponse(await run_in_threadpool(analyze_photo, bytes(body), name))
+            return JSONResponse(await run_in_threadpool(analyze_photo, body, name))
         except InputError as e:
             status = 413 if "over the limit" in str(e) else 400
             return error(status, str(e))
@@ -204,23 +211,13 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
             import plotly  # noqa: F401
         except ImportError:
             return error(501, "clip reports need the [report] extra: pip install -e '.[report]'")
-        body = bytearray()
-        try:
-            async with asyncio.timeout(BODY_TIMEOUT * 4):
-                async for chunk in request.stream():
-                    body += chunk
-                    if len(body) > LIMITS["clip_bytes"]:
-                        return error(413, f"{name}: over the limit of "
-                                          f"{LIMITS['clip_bytes']:,} bytes")  # fmt: skip
-        except TimeoutError:
-            return error(408, f"{name}: the upload did not arrive within {BODY_TIMEOUT * 4:g} s")
-        except ClientDisconnect:
-            log.info("%s: the client went away during its upload", name)
-            return Response(status_code=400)
+        body = await read_body(request, name, LIMITS["clip_bytes"], BODY_TIMEOUT * 4)
+        if not isinstance(body, bytes):
+            return body  # the error response
         if not body:
             return error(400, f"{name}: empty upload")
         try:
-            return JSONResponse(await run_in_threadpool(analyze_clip, bytes(body), name))
+            return JSONResponse(await run_in_threadpool(analyze_clip, body, name))
         except InputError as e:
             return error(413 if "over the limit" in str(e) else 400, str(e))
 
