@@ -211,16 +211,9 @@ def test_live_frames_are_jpeg_or_png_only(client, astronaut):
 
 
 def test_the_servers_pixel_limit_advises_what_the_server_allows(client):
-    import struct
-    import zlib
+    from conftest import png_header
 
-    def chunk(kind, data):
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"x") + chunk(b"IEND", b"")
+    png = png_header(20000, 20000)
     r = client.post("/api/photo?name=big.png", content=png, headers={"content-type": "image/png"})
     assert r.status_code == 413 and "over the limit" in r.json()["error"]
     assert "--max-pixels" not in r.json()["error"] and "/api/info" in r.json()["error"]
