@@ -276,8 +276,7 @@ def read_image_pages(
         ) from None
     except MemoryError:
         raise InputError(f"{shown(p)}: not enough memory to read the file") from None
-    image = decode_image(data, shown(p), max_pixels)
-    return image, header(data, shown(p))[2]
+    return decode_pages(data, shown(p), max_pixels)
 
 
 def max_file_bytes(max_pixels: int = MAX_PIXELS) -> int:
@@ -291,13 +290,20 @@ def decode_image(
 ) -> np.ndarray:
     """Decode the bytes of an image file as :func:`read_image` does; errors name ``name``, and
     an image over ``max_pixels`` is refused with ``advice`` (what to do about it)."""
+    return decode_pages(data, name, max_pixels, advice)[0]
+
+
+def decode_pages(
+    data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS, advice: str = RAISE_LIMIT
+) -> tuple[np.ndarray, int]:
+    """:func:`decode_image`, and the number of pages the header declares."""
     import cv2
 
     if not data:
         raise InputError(f"{name}: empty file (0 bytes)")
     if _truncated(data):
         raise InputError(f"{name}: truncated image; the file ends early")
-    width, height, _ = header(data, name)
+    width, height, pages = header(data, name)
     if width * height > max_pixels:
         raise _too_large(name, width, height, max_pixels, advice)
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -308,4 +314,4 @@ def decode_image(
         raise InputError(f"{name}: not a readable image (corrupt or unknown format)")
     if img.shape[0] * img.shape[1] > max_pixels:
         raise _too_large(name, img.shape[1], img.shape[0], max_pixels, advice)
-    return np.ascontiguousarray(img)
+    return np.ascontiguousarray(img), pages
