@@ -142,3 +142,28 @@ def test_nothing_read_writes_no_report(capsys, tmp_path):
     assert code == 1 and "nothing was read" in err and not (tmp_path / "r.html").exists()
     code, _, err = run(capsys, "report", tmp_path, "--out", tmp_path / "r.txt")
     assert code == 2 and "HTML" in err
+
+
+def test_two_faces_crossing_paths(tmp_path, tiny_model, astronaut):
+    """Two faces that pass each other: every face of every frame is in one track's summary."""
+    import cv2
+
+    from mobilefer import Recognizer
+
+    face = cv2.resize(astronaut[0:300, 100:350], (150, 180))
+    path = tmp_path / "crossing.mp4"
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (640, 360))
+    for i in range(24):
+        frame = np.full((360, 640, 3), 90, np.uint8)
+        a, b = 20 + i * 20, 470 - i * 20  # left to right, and right to left
+        frame[90:270, a : a + 150] = face
+        frame[90:270, b : b + 150] = np.maximum(frame[90:270, b : b + 150], face)
+        vw.write(frame)
+    vw.release()
+    results = list(Recognizer(tiny_model, detector="haar").stream(str(path)))
+    (summary,) = summarize(results)
+    faces = sum(len(r.faces) for r in results)
+    assert summary.frames == 24 and summary.tracks
+    assert sum(t.frames for t in summary.tracks) == faces
+    for t in summary.tracks:
+        assert t.first_frame <= t.last_frame and sum(t.share.values()) == pytest.approx(1)
