@@ -149,15 +149,16 @@ def _shares(clip: ClipSummary, track):
     return fig
 
 
-def _series(collector: Collector, source: str, track_id: int) -> list[dict]:
-    out = []
+def _series(collector: Collector) -> dict[tuple[str, int], list[dict]]:
+    """Every track's probabilities over time, by (source, track), in one pass."""
+    out: dict[tuple[str, int], list[dict]] = {}
     for r in collector.results:
-        if r.source != source or r.frame is None:
+        if r.frame is None:
             continue
+        t = r.time if r.time is not None else r.frame / (r.fps or 25.0)
         for f in r.faces:
-            if (-1 if f.track_id is None else f.track_id) == track_id:
-                t = r.time if r.time is not None else r.frame / (r.fps or 25.0)
-                out.append({"t": t, "scores": f.scores})
+            key = (r.source, -1 if f.track_id is None else f.track_id)
+            out.setdefault(key, []).append({"t": t, "scores": f.scores})
     return out
 
 
@@ -195,6 +196,7 @@ def render_report(collector: Collector) -> tuple[str, list[ClipSummary]]:
     from plotly.offline import get_plotlyjs
 
     clips = collector.summaries()
+    series = _series(collector)
     rows, sections = [], []
     for clip in clips:
         if clip.kind == "images":
@@ -229,7 +231,7 @@ def render_report(collector: Collector) -> tuple[str, list[ClipSummary]]:
                 f"{_when(p.time)}</figcaption></figure>"
                 for k, p in tr.peaks.items()
             )  # fmt: skip
-            figs = [_timeline(clip, tr, _series(collector, clip.source, tr.track_id)),
+            figs = [_timeline(clip, tr, series.get((clip.source, tr.track_id), [])),
                     _valence(tr), _shares(clip, tr)]  # fmt: skip
             plots = "".join(pio.to_html(f, full_html=False, include_plotlyjs=False,
                                         config={"displaylogo": False}) for f in figs)  # fmt: skip

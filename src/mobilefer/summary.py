@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .sinks import CSV_FIELDS
 
 #: Tracks seen in fewer frames than this are kept but marked ``short`` (a detector's false
 #: alarm, or a face passing through): 1 s at 10 frames/s.
@@ -103,8 +104,7 @@ def read_records(path: str | Path) -> list[dict]:
         raise InputError(f"{p}: not JSON Lines ({e.msg} at line {e.lineno})") from None
 
 
-_CSV_FIXED = {"source", "frame", "time", "face", "x", "y", "w", "h", "label", "score",
-              "detector", "detector_score", "track_id"}  # fmt: skip
+_CSV_FIXED = set(CSV_FIELDS)  # the columns that are not one per label
 
 
 def _from_csv(row: dict) -> dict:
