@@ -15,11 +15,10 @@ import sys
 import time
 
 from fer_peer import run_peer
-from mobilefer import EMOTIONS, Recognizer
+from mobilefer import EMOTIONS, ExpressionModel
 from mobilefer.data import load_fer2013, split_code
 from mobilefer.errors import MobileferError
 from mobilefer.evaluate import evaluate_model, scores
-from mobilefer.faces import NoDetector
 
 
 def main() -> None:
@@ -33,7 +32,7 @@ def main() -> None:
     data = load_fer2013(args.data).split(args.split)
     rows = []
     for flip in (False, True):
-        rec = Recognizer(args.model, detector=NoDetector(), flip_tta=flip)
+        rec = ExpressionModel(args.model, flip_tta=flip)
         t0 = time.perf_counter()
         r = evaluate_model(rec, data)
         name = "mobilefer" + (" + flip TTA" if flip else "")

@@ -24,11 +24,10 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from mobilefer import Recognizer
+from mobilefer import ExpressionModel
 from mobilefer.data import load_fer2013_with_ferplus
 from mobilefer.errors import MobileferError, OptionError
 from mobilefer.evaluate import evaluate_model
-from mobilefer.faces import NoDetector
 from mobilefer.labels import FERPLUS_LABELS
 
 
@@ -114,7 +113,7 @@ def main() -> None:
         columns += [f"{m} + eye alignment" for m in args.model]
     targets = {}
     for model in args.model:
-        rec = Recognizer(model, detector=NoDetector())
+        rec = ExpressionModel(model)
         target = "ferplus" if rec.labels == FERPLUS_LABELS else "fer2013"
         if target == "ferplus" and data.votes is None:
             raise OptionError(f"{model} has FER+'s 8 classes and is scored on FER+ votes: pass "

@@ -62,7 +62,7 @@ def unpack(pack: Path, work: Path) -> None:
 
 
 def parse_job(text: str) -> tuple[str, str, dict]:
-    from mobilefer.train.loop import parse_setting
+    from mobilefer.train.config import parse_setting
 
     name, _, rest = text.partition(":")
     recipe_name, _, settings = rest.partition(":")
@@ -75,7 +75,8 @@ def plan_epochs(cfg, data, deadline: float, max_epochs: int, device: str) -> tup
     60 training steps and one PublicTest pass after a warm-up of each, one epoch's JPEG faces."""
     import torch
 
-    from mobilefer.train.loop import build, evaluate, jpeg_faces, make_train_set, train_one_epoch
+    from mobilefer.train.augment import jpeg_faces
+    from mobilefer.train.loop import build, evaluate, make_train_set, train_one_epoch
 
     dev = torch.device(device)
     train, public = data.split("train"), data.split("public")
@@ -108,7 +109,8 @@ def run_job(args: argparse.Namespace) -> None:
     import torch
 
     from mobilefer.data import load_fer2013
-    from mobilefer.train.loop import fit, recipe
+    from mobilefer.train.config import recipe
+    from mobilefer.train.loop import fit
 
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     name, recipe_name, overrides = parse_job(args.job)

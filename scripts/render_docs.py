@@ -94,11 +94,10 @@ def render_readme(text: str, section: str) -> str:
 
 
 def card_of(name: str):
-    from mobilefer.faces import NoDetector
-    from mobilefer.recognizer import Recognizer
+    from mobilefer.model import ExpressionModel
 
-    rec = Recognizer(name, detector=NoDetector())
-    return rec.card, Path(rec.model_path)
+    model = ExpressionModel(name)
+    return model.card, Path(model.path)
 
 
 def recall_table(row: dict) -> list[str]:

@@ -346,9 +346,8 @@ def test_non_utf8_names_with_save_and_video(capsys, tmp_path, tiny_model, jpg_by
 
 def test_classify_refuses_a_bare_image(tiny_model):
     from mobilefer import Recognizer
-    from mobilefer.faces import NoDetector
 
-    rec = Recognizer(tiny_model, detector=NoDetector())
+    rec = Recognizer(tiny_model, detector="haar")
     face = np.zeros((48, 48, 3), np.uint8)
     with pytest.raises(InputError, match=r"pass \[crop\]"):
         rec.classify(face)

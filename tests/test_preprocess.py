@@ -89,7 +89,8 @@ def test_square_box_keeps_centre_and_longer_side(box):
 def test_inference_preprocessing_matches_training():
     """prepare() (cv2, inference) and the training resize (torch) agree on 48x48 faces."""
     torch = pytest.importorskip("torch")
-    from mobilefer.train.loop import augment, normalise, recipe
+    from mobilefer.train.augment import augment, normalise
+    from mobilefer.train.config import recipe
 
     cfg = recipe("default", augment=False)
     faces = np.random.default_rng(2).integers(0, 256, (4, 48, 48), dtype=np.uint8)

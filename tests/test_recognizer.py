@@ -126,7 +126,7 @@ def test_card_zoom_defaults_to_the_whole_face_and_is_checked():
 def test_shipped_model_is_the_default(astronaut):
     """The model in the package: its file states its own scores, and it sees her smile."""
     import mobilefer
-    from mobilefer.recognizer import default_model_path
+    from mobilefer.model import default_model_path
 
     if not default_model_path().is_file():
         pytest.skip("no model shipped in this checkout")
@@ -142,10 +142,9 @@ def test_shipped_model_is_the_default(astronaut):
 
 
 def test_large_batches_run_in_chunks_with_the_same_result(tiny_model):
-    from mobilefer.faces import NoDetector
-    from mobilefer.recognizer import RUN_BATCH
+    from mobilefer.model import RUN_BATCH, ExpressionModel
 
-    rec = Recognizer(tiny_model, detector=NoDetector(), flip_tta=True)
+    rec = ExpressionModel(tiny_model, flip_tta=True)
     faces = list(np.random.default_rng(3).integers(0, 256, (RUN_BATCH * 3 + 5, 48, 48), np.uint8))
     whole = rec.predict_proba(faces)
     one_by_one = np.concatenate([rec.predict_proba([f]) for f in faces])

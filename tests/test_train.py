@@ -8,7 +8,8 @@ torch = pytest.importorskip("torch")
 from mobilefer.cli import main  # noqa: E402
 from mobilefer.data import load_fer2013  # noqa: E402
 from mobilefer.errors import OptionError  # noqa: E402
-from mobilefer.train.loop import RECIPES, fit, load_checkpoint, recipe  # noqa: E402
+from mobilefer.train.config import RECIPES, recipe  # noqa: E402
+from mobilefer.train.loop import fit, load_checkpoint  # noqa: E402
 
 
 def test_recipes_are_the_papers_and_ours():
@@ -295,7 +296,7 @@ def test_no_step_waits_for_the_device(monkeypatch, fer_npz, tiny_config):
 
 
 def test_augmentation_keeps_shape_range_and_determinism(tiny_config):
-    from mobilefer.train.loop import augment, jpeg_faces
+    from mobilefer.train.augment import augment, jpeg_faces
 
     x = torch.rand(6, 1, 48, 48)
     a = augment(x, tiny_config, torch.Generator().manual_seed(1))
@@ -313,11 +314,10 @@ def test_augmentation_keeps_shape_range_and_determinism(tiny_config):
 def test_ferplus_head_trains_exports_and_is_scored(tmp_path, fer_npz, tiny_config):
     from dataclasses import replace
 
-    from mobilefer import Recognizer
     from mobilefer.data import load_fer2013
     from mobilefer.evaluate import evaluate_model
-    from mobilefer.faces import NoDetector
     from mobilefer.labels import FERPLUS_LABELS
+    from mobilefer.model import ExpressionModel
     from mobilefer.train.export import export_checkpoint
 
     data = load_fer2013(fer_npz).with_ferplus(fer_npz.parent / "ferplus.npz")
@@ -327,7 +327,7 @@ def test_ferplus_head_trains_exports_and_is_scored(tmp_path, fer_npz, tiny_confi
     assert (tmp_path / "r" / "best_ferplus.pt").is_file()
     rep = export_checkpoint(tmp_path / "r" / "best_ferplus.pt", tmp_path / "plus.onnx",
                             data=data, head="ferplus", report_private=True)  # fmt: skip
-    rec = Recognizer(tmp_path / "plus.onnx", detector=NoDetector())
+    rec = ExpressionModel(tmp_path / "plus.onnx")
     assert rec.labels == FERPLUS_LABELS and len(rec.card.prior) == 8
     assert rep["metrics"]["private_accuracy"] == rep["metrics"]["private_ferplus_accuracy"]
     r = evaluate_model(rec, data.split("private"))
@@ -350,8 +350,7 @@ def test_default_recipe_needs_ferplus_votes(tmp_path, fer_npz, tiny_config):
 
 
 def test_prior_correction_is_stored_and_applied(tmp_path, tiny_config):
-    from mobilefer import Recognizer
-    from mobilefer.faces import NoDetector
+    from mobilefer.model import ExpressionModel
     from mobilefer.train.export import export_onnx
     from mobilefer.train.model import FerNet
 
@@ -360,19 +359,18 @@ def test_prior_correction_is_stored_and_applied(tmp_path, tiny_config):
     export_onnx(net, tiny_config, tmp_path / "plain.onnx")
     export_onnx(net, tiny_config, tmp_path / "fixed.onnx", prior=prior, prior_tau=0.5)
     faces = list(np.random.default_rng(1).integers(0, 256, (5, 48, 48), dtype=np.uint8))
-    plain = Recognizer(tmp_path / "plain.onnx", detector=NoDetector()).predict_proba(faces)
-    fixed = Recognizer(tmp_path / "fixed.onnx", detector=NoDetector()).predict_proba(faces)
+    plain = ExpressionModel(tmp_path / "plain.onnx").predict_proba(faces)
+    fixed = ExpressionModel(tmp_path / "fixed.onnx").predict_proba(faces)
     want = plain / np.asarray(prior) ** 0.5
     assert np.allclose(fixed, want / want.sum(1, keepdims=True), atol=1e-5)
     assert np.allclose(fixed.sum(1), 1)
 
 
 def test_zoom_is_stored_and_applied(tmp_path, tiny_config):
-    from mobilefer import Recognizer
-    from mobilefer.faces import NoDetector
+    from mobilefer.model import ExpressionModel
     from mobilefer.train.export import export_onnx
-    from mobilefer.train.loop import predict_probs
     from mobilefer.train.model import FerNet
+    from mobilefer.train.predict import predict_probs
 
     torch.manual_seed(0)
     net = FerNet(hidden=tiny_config.hidden, width_mult=0.25, backbone=None).eval()
@@ -383,7 +381,7 @@ def test_zoom_is_stored_and_applied(tmp_path, tiny_config):
         net.train()(torch.randn(32, 3, 32, 32))
         net.eval()
     export_onnx(net, tiny_config, tmp_path / "z.onnx", zoom=1.2)
-    rec = Recognizer(tmp_path / "z.onnx", detector=NoDetector())
+    rec = ExpressionModel(tmp_path / "z.onnx")
     assert rec.card.preprocessing.zoom == 1.2
     faces = np.random.default_rng(1).integers(0, 96, (6, 48, 48), dtype=np.uint8)
     faces[:, :, :5] = 255  # a bright band that zooming in leaves out
@@ -421,7 +419,7 @@ def test_init_starts_from_a_checkpoint(tmp_path, fer_npz, tiny_config):
 
 
 def test_set_is_typed_by_the_default_and_names_the_choices(capsys, fer_npz, tmp_path):
-    from mobilefer.train.loop import parse_setting
+    from mobilefer.train.config import parse_setting
 
     assert parse_setting("jpeg_prob=0.3") == ("jpeg_prob", 0.3)
     assert parse_setting("freeze-blocks=2") == ("freeze_blocks", 2)
@@ -443,8 +441,7 @@ def test_an_ensemble_file_averages_its_members(tmp_path, tiny_config, fer_npz):
 
     import torch
 
-    from mobilefer import Recognizer
-    from mobilefer.faces import NoDetector
+    from mobilefer.model import ExpressionModel
     from mobilefer.train.export import export_checkpoint, export_onnx, read_card_file
     from mobilefer.train.model import FerNet
 
@@ -458,8 +455,7 @@ def test_an_ensemble_file_averages_its_members(tmp_path, tiny_config, fer_npz):
     assert rep["max_abs_diff"] <= 1e-4
     faces = list(np.random.default_rng(1).integers(0, 256, (6, 48, 48), dtype=np.uint8))
     one, two, both = (
-        Recognizer(tmp_path / f"{n}.onnx", detector=NoDetector()).predict_proba(faces)
-        for n in ("m0", "m1", "both")
+        ExpressionModel(tmp_path / f"{n}.onnx").predict_proba(faces) for n in ("m0", "m1", "both")
     )
     assert not np.allclose(one, two, atol=1e-3)
     assert np.allclose(both, (one + two) / 2, atol=1e-5)
@@ -482,8 +478,7 @@ def test_distillation_learns_the_teachers_targets_and_extra_faces(
 
     import cv2
 
-    from mobilefer import Recognizer
-    from mobilefer.faces import NoDetector
+    from mobilefer.model import ExpressionModel
     from mobilefer.train.distill import load_extra_faces, teacher_probs
     from mobilefer.train.loop import distill_loss, make_train_set
 
@@ -499,7 +494,7 @@ def test_distillation_learns_the_teachers_targets_and_extra_faces(
     assert faces.shape == (5, 48, 48) and faces.dtype == np.uint8
 
     # the teacher's targets are its own probabilities (no prior correction on this file)
-    want = Recognizer(tiny_model, detector=NoDetector()).predict_proba(list(faces))
+    want = ExpressionModel(tiny_model).predict_proba(list(faces))
     assert np.allclose(teacher_probs(tiny_model, faces), want, atol=1e-6)
 
     # the loss is zero where the student already gives the teacher's distribution
@@ -519,3 +514,27 @@ def test_distillation_learns_the_teachers_targets_and_extra_faces(
         fit(replace(tiny_config, distill_weight=0.5), fer_npz, tmp_path / "no_teacher")
     with pytest.raises(OptionError, match="distill_weight"):
         fit(replace(tiny_config, extra_faces=str(extra)), fer_npz, tmp_path / "no_weight")
+
+
+def test_torch_scorer_scores_as_the_exported_file(tmp_path, tiny_config):
+    """One scoring path: a checkpoint scored in torch (as export chooses its settings) gives
+    the probabilities of the file it is exported to, flip TTA and zoom included."""
+    from mobilefer.model import ExpressionModel
+    from mobilefer.train.export import export_onnx
+    from mobilefer.train.model import FerNet
+    from mobilefer.train.predict import TorchScorer
+
+    torch.manual_seed(0)
+    c = tiny_config
+    net = FerNet(hidden=c.hidden, width_mult=c.width_mult, backbone=None).eval()
+    for m in net.modules():  # untrained, its features vanish: every face gets one answer
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.fill_(0.1)
+    export_onnx(net, c, tmp_path / "m.onnx", zoom=1.1, flip_tta=True)
+    faces = list(np.random.default_rng(1).integers(0, 256, (10, 48, 48), np.uint8))
+    want = ExpressionModel(tmp_path / "m.onnx").predict_proba(faces)
+    got = TorchScorer([(net, c)], zoom=1.1, flip_tta=True).predict_proba(faces)
+    assert got.shape == want.shape and np.allclose(got, want, atol=1e-4)
+    plain = TorchScorer([(net, c)], zoom=1.1).predict_proba(faces)
+    assert np.abs(plain - got).max() > 1e-3  # the flip is there, and it matters
+    assert got.std(0).max() > 1e-3  # and the faces get different answers

@@ -20,6 +20,7 @@ from .labels import EMOTIONS
 from .summary import ClipSummary, TrackSummary, read_records, summarize
 
 if TYPE_CHECKING:
+    from .model import ExpressionModel
     from .recognizer import Recognizer
     from .results import Face, Result
 
@@ -27,6 +28,7 @@ __all__ = [
     "EMOTIONS",
     "Face",
     "Recognizer",
+    "ExpressionModel",
     "Result",
     "analyze",
     "summarize",
@@ -46,12 +48,16 @@ _default: Recognizer | None = None
 
 
 def __getattr__(name: str):
-    # Recognizer, Face and Result live in modules that import numpy (and ONNX Runtime on use);
-    # load them on first use.
+    # Recognizer, ExpressionModel, Face and Result live in modules that import numpy (and ONNX
+    # Runtime on use); load them on first use.
     if name == "Recognizer":
         from .recognizer import Recognizer
 
         return Recognizer
+    if name == "ExpressionModel":
+        from .model import ExpressionModel
+
+        return ExpressionModel
     if name in ("Face", "Result"):
         from . import results
 

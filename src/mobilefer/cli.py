@@ -18,7 +18,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from .errors import InputError, MobileferError, OptionError
-from .faces import NoDetector
 from .image import MAX_PIXELS
 from .preprocess import ZOOM_RANGE
 from .stream import IMAGE_DETECT_SIZE, STREAM_DETECT_SIZE
@@ -423,18 +422,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import load_fer2013_with_ferplus
     from .evaluate import evaluate_model, format_report
+    from .model import ExpressionModel
 
-    rec = _recognizer(argparse.Namespace(**{**vars(args), "detector": NoDetector()}))
+    model = ExpressionModel(args.model, threads=args.threads, flip_tta=FLIP_TTA[args.flip_tta])
     data = load_fer2013_with_ferplus(args.data, args.ferplus).split(args.split)
     t0 = time.perf_counter()
-    result = evaluate_model(rec, data)
-    result |= {"split": args.split, "model": rec.model_path, "flip_tta": rec.flip_tta,
-               "prior_tau": rec.card.prior_tau, "zoom": rec.card.preprocessing.zoom,
+    result = evaluate_model(model, data)
+    result |= {"split": args.split, "model": model.path, "flip_tta": model.flip_tta,
+               "prior_tau": model.card.prior_tau, "zoom": model.card.preprocessing.zoom,
                "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
     print(
-        f"model {rec.model_path}, split {args.split}, "
-        f"flip TTA {'on' if rec.flip_tta else 'off'}, prior tau {rec.card.prior_tau}, "
-        f"zoom {rec.card.preprocessing.zoom}"
+        f"model {model.path}, split {args.split}, "
+        f"flip TTA {'on' if model.flip_tta else 'off'}, prior tau {model.card.prior_tau}, "
+        f"zoom {model.card.preprocessing.zoom}"
     )
     print(format_report(result))
     if args.json:
@@ -445,7 +445,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- train / export
 def cmd_train(args: argparse.Namespace) -> int:
     try:
-        from .train.loop import fit, parse_setting, read_run_config, recipe
+        from .train.config import parse_setting, read_run_config, recipe
+        from .train.loop import fit
         from .train.report import epoch_header, epoch_row, write_report
     except ImportError as e:
         return _missing_extra("training", "train", e)

@@ -3,10 +3,9 @@
 Conventions: images are BGR uint8 H x W x 3; boxes are ``(x, y, w, h)`` in input-image pixels,
 inside the image; ``score`` is the detector's confidence in 0-1 (``None`` for haar).
 
-A detector is any object with a ``name`` and ``detect(image, max_side=None)`` returning a list
-of :class:`Detection`: ``max_side`` shrinks the image to that longest side before detection
-(0: never; None: the detector's own setting). The tracker searches inside a box by calling
-``detect`` on a crop, so that one method serves both.
+A detector is anything that meets :class:`Detector`: a ``name`` and ``detect(image,
+max_side=None)`` returning a list of :class:`Detection`. The tracker searches inside a box by
+calling ``detect`` on a crop, so that one method serves both.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -44,6 +44,18 @@ class Detection:
     box: tuple[int, int, int, int]
     score: float | None = None
     landmarks: tuple[tuple[float, float], ...] | None = None
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """The detector contract. ``name`` appears in every record. ``detect(image, max_side)``
+    takes a BGR uint8 H x W x 3 image and returns its faces, boxes in that image's pixels;
+    ``max_side`` shrinks the image to that longest side before detection (0: never; ``None``:
+    the detector's own setting). :class:`HaarDetector` and :class:`YuNetDetector` meet it."""
+
+    name: str
+
+    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]: ...
 
 
 def cache_dir() -> Path:
@@ -248,15 +260,6 @@ class YuNetDetector:
                 marks = tuple((float(x), float(y)) for x, y in pts)
                 out.append(Detection(_rescale(box, scale), float(np.clip(r[-1], 0, 1)), marks))
         return out
-
-
-class NoDetector:
-    """Finds no face: for recognizers that only classify ready-made crops (evaluation)."""
-
-    name = "none"
-
-    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]:
-        return []
 
 
 #: Frames are padded to at least this many pixels a side before YuNet sees them.

@@ -1,4 +1,5 @@
-"""The expression model (an ONNX file that carries its own preprocessing) and the Recognizer.
+"""The Recognizer: a face detector (:mod:`mobilefer.faces`) and an expression model
+(:mod:`mobilefer.model`) together, for images, crops and streams.
 
 Conventions: images are BGR uint8 H x W x 3 (gray and BGRA are accepted and converted); boxes
 are ``(x, y, w, h)`` in input-image pixels; ``scores`` maps each label of the model (its file
@@ -7,96 +8,37 @@ says which: :data:`mobilefer.EMOTIONS` for the default) to a probability; they s
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from dataclasses import replace
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, ModelError, OptionError
+from .errors import InputError, OptionError
+from .faces import Detector
 from .image import as_image, to_bgr
-from .modelcard import METADATA_KEY, ModelCard
-from .preprocess import MARGIN_RANGE, crop, prepare
+from .model import ExpressionModel
+from .preprocess import MARGIN_RANGE, crop
 from .results import Face
 from .validate import check_number, is_whole
 
-log = logging.getLogger(__name__)
-
-
-#: Faces per ONNX Runtime call: larger batches are split into runs of this size.
-RUN_BATCH = 32
-
-#: Models shipped inside the package, by name: ``Recognizer(model=NAME)``, ``--model NAME``.
-MODELS: dict[str, str] = {
-    "fer2013": "mobilefer_fer2013.onnx",  # FER2013's 7 classes (the default)
-    "ferplus": "mobilefer_ferplus.onnx",  # FER+'s 8 classes: the 7 and contempt
-}
-
-
-def model_path(model: str | Path | None = None) -> Path:
-    """The file of a shipped model name (``None``: the default), or ``model`` as a path.
-
-    Raises :class:`ModelError` for a name that is neither a shipped model nor an existing file.
-    """
-    if model is None or str(model) in MODELS:
-        name = MODELS[str(model) if model is not None else "fer2013"]
-        path = Path(str(resources.files("mobilefer") / "models" / name))
-        if not path.is_file():
-            raise ModelError(f"{path}: shipped model missing; reinstall mobilefer")
-        return path
-    path = Path(model).expanduser()
-    if not path.is_file():
-        raise ModelError(
-            f"{model}: no such model; choose from {', '.join(MODELS)} or pass a .onnx file "
-            "written by 'mobilefer export'"
-        )
-    return path
-
-
-def default_model_path() -> Path:
-    """The model file that ships inside the package as the default."""
-    return model_path(None)
-
-
-def read_card(session, path: str) -> ModelCard:
-    """The :class:`ModelCard` of an ONNX Runtime session opened on ``path``."""
-    meta = session.get_modelmeta().custom_metadata_map
-    if METADATA_KEY not in meta:
-        raise ModelError(
-            f"{path}: not a mobilefer model (no '{METADATA_KEY}' metadata); "
-            "use a file written by 'mobilefer export'"
-        )
-    card = ModelCard.from_json(meta[METADATA_KEY], path)
-    shape = session.get_outputs()[0].shape
-    classes = shape[-1] if len(shape) == 2 else None
-    if isinstance(classes, int) and classes != len(card.labels):
-        raise ModelError(
-            f"{path}: the model gives {classes} scores but its metadata names "
-            f"{len(card.labels)} labels; re-export the model"
-        )
-    return card
-
 
 class Recognizer:
-    """Finds faces and classifies their expressions, with ONNX Runtime (no torch).
+    """Finds faces with a detector and classifies their expressions with a model (no torch).
 
-    ``model``: a shipped model by name (``"fer2013"``, the default, or ``"ferplus"``; see
-    :data:`MODELS`) or a model file from ``mobilefer export``.
-    ``detector``: ``"auto"`` (yunet if available, else haar), ``"haar"`` or ``"yunet"``, or an
-    object with a ``detect(image)`` method and a ``name``. ``threads``: ONNX Runtime intra-op
-    threads (``None``: ONNX Runtime's choice). ``flip_tta``: average each face with its mirror
-    image (``None``: as the model file says). ``margin``: grow detector boxes by this fraction
-    of their size on each side before cropping, -0.4 to 1 (below 0 they shrink: a closer view;
-    ``None``: as the model file says). ``prior_tau``: divide the probabilities by the training
-    prior to this power, 0 to 2 (0: no correction; ``None``: as the model file says).
+    ``model``: an :class:`ExpressionModel`, or what it opens: a shipped model by name
+    (``"fer2013"``, the default, or ``"ferplus"``) or a model file from ``mobilefer export``.
+    ``detector``: ``"auto"`` (yunet if available, else haar), ``"haar"`` or ``"yunet"``, or any
+    :class:`mobilefer.faces.Detector`. ``threads``, ``flip_tta`` and ``prior_tau`` open the
+    model (see :class:`ExpressionModel`; with a model object, set them there). ``margin``: grow
+    detector boxes by this fraction of their size on each side before cropping, -0.4 to 1
+    (below 0 they shrink: a closer view; ``None``: as the model file says).
+    ``detect_max_side`` and ``yunet`` (a local YuNet file) set up a detector given by name.
     """
 
     def __init__(
         self,
-        model: str | Path | None = None,
-        detector: object = "auto",
+        model: ExpressionModel | str | Path | None = None,
+        detector: Detector | str = "auto",
         threads: int | None = None,
         flip_tta: bool | None = None,
         margin: float | None = None,
@@ -104,39 +46,19 @@ class Recognizer:
         yunet: str | Path | None = None,
         prior_tau: float | None = None,
     ) -> None:
-        import onnxruntime as ort
-
         check_number("margin", margin, *MARGIN_RANGE)
-        check_number("prior_tau", prior_tau, 0, 2)
-        if threads is not None and not (is_whole(threads) and threads >= 1):
-            raise OptionError(f"threads={threads!r}: expected a whole number >= 1, or None")
         if not (is_whole(detect_max_side) and detect_max_side >= 0):
             raise OptionError(f"detect_max_side={detect_max_side!r}: expected a whole number >= 0")
-
-        path = model_path(model)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3  # errors only: graph-fusion notices are not the user's business
-        # Idle ONNX Runtime threads would spin between calls and starve OpenCV's detector, which
-        # runs in between: measured on 2 cores, yunet at 320 px went from 64 to 81 frames/s.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        try:
-            self._session = ort.InferenceSession(
-                str(path), opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as e:  # onnxruntime raises its own exception types
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelError(f"{path}: not a valid ONNX model ({first})") from None
-        self.model_path = str(path)
-        self.card = read_card(self._session, str(path))
-        self._input = self._session.get_inputs()[0].name
-        if prior_tau is not None:
-            self.card = replace(self.card, prior_tau=float(prior_tau))
-        self._weights = self.card.class_weights()
-        self.flip_tta = self.card.flip_tta if flip_tta is None else flip_tta
+        if isinstance(model, ExpressionModel):
+            given = [n for n, v in (("threads", threads), ("flip_tta", flip_tta),
+                                    ("prior_tau", prior_tau)) if v is not None]  # fmt: skip
+            if given:
+                raise OptionError(f"{', '.join(given)}: set them on the ExpressionModel "
+                                  "passed as model")  # fmt: skip
+        else:
+            model = ExpressionModel(model, threads=threads, flip_tta=flip_tta, prior_tau=prior_tau)
+        #: The expression model: card, labels, ``predict_proba``.
+        self.model = model
         self.margin = self.card.preprocessing.margin if margin is None else margin
         if isinstance(detector, str):
             from .faces import create_detector
@@ -144,9 +66,27 @@ class Recognizer:
             options = {"max_side": detect_max_side}
             if yunet and detector != "haar":
                 options["model"] = yunet
-            self.detector = create_detector(detector, **options)
-        else:
-            self.detector = detector
+            detector = create_detector(detector, **options)
+        elif not isinstance(detector, Detector):
+            raise OptionError(f"detector {type(detector).__name__}: pass auto, haar, yunet, or "
+                              "an object with a name and detect(image, max_side)")  # fmt: skip
+        #: The face detector.
+        self.detector = detector
+
+    @property
+    def card(self):
+        """The model's :class:`mobilefer.modelcard.ModelCard`."""
+        return self.model.card
+
+    @property
+    def model_path(self) -> str:
+        """The model file's path."""
+        return self.model.path
+
+    @property
+    def flip_tta(self) -> bool:
+        """Whether each face is averaged with its mirror image."""
+        return self.model.flip_tta
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -154,38 +94,8 @@ class Recognizer:
         return self.card.labels
 
     def predict_proba(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        """Probabilities (N x len(labels), rows sum to 1) for face crops, in one batched call.
-
-        Crops are 2-D gray or BGR/BGRA arrays of any size, e.g. FER2013's 48x48 faces. The
-        model file's flip TTA and class-prior correction (:class:`ModelCard`) are applied.
-        """
-        if len(crops) == 0:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        x = prepare(crops, self.card.preprocessing)
-        if self.flip_tta:
-            n = len(x)
-            both = self._run(np.concatenate([x, x[..., ::-1]]))
-            probs = (both[:n] + both[n:]) / 2
-        else:
-            probs = self._run(x)
-        probs = probs.astype(np.float64)
-        if self._weights is not None:
-            probs = probs * self._weights
-        total = probs.sum(axis=1, keepdims=True)
-        if not (np.isfinite(probs).all() and (total > 0).all() and (probs >= 0).all()):
-            raise ModelError(
-                f"{self.model_path}: the model gives non-finite, negative or all-zero "
-                "probabilities, so it is broken; re-export it, or use a shipped model"
-            )
-        return probs / total
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        # In runs of RUN_BATCH: a batch of 256 ran 20% slower per face than one of 32, its
-        # activations no longer fitting the caches (benchmarks/speed.py).
-        return np.concatenate(
-            [self._session.run(None, {self._input: x[i : i + RUN_BATCH]})[0]
-             for i in range(0, len(x), RUN_BATCH)]
-        )  # fmt: skip
+        """The model's probabilities for face crops (see :meth:`ExpressionModel.predict_proba`)."""
+        return self.model.predict_proba(crops)
 
     def _faces(self, probs: np.ndarray, boxes, detector, det_scores) -> list[Face]:
         out = []

@@ -40,16 +40,11 @@ def load_extra_faces(folder: str | Path) -> np.ndarray:
 def teacher_probs(model: str | Path, pixels: np.ndarray, threads: int | None = None) -> np.ndarray:
     """The teacher's probabilities (N x classes, rows sum to 1) for 48x48 faces, with the flip
     TTA its card asks for and without its prior correction."""
-    from ..faces import NoDetector
-    from ..recognizer import Recognizer
+    from ..model import ExpressionModel
 
-    rec = Recognizer(model, detector=NoDetector(), threads=threads)
+    teacher = ExpressionModel(model, threads=threads, prior_tau=0)
     probs = np.concatenate(
-        [rec.predict_proba(list(pixels[i : i + TEACHER_BATCH]))
+        [teacher.predict_proba(list(pixels[i : i + TEACHER_BATCH]))
          for i in range(0, len(pixels), TEACHER_BATCH)]
     )  # fmt: skip
-    weights = rec.card.class_weights()
-    if weights is not None:  # undo p * w / sum(p * w): the raw probabilities are p ∝ q / w
-        probs = probs / weights
-        probs /= probs.sum(1, keepdims=True)
     return probs.astype(np.float32)

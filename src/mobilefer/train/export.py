@@ -21,18 +21,19 @@ from torch import nn
 
 from ..data import FerData, ferplus_targets
 from ..errors import ModelError, OptionError
-from ..labels import EMOTIONS, FERPLUS_LABELS
+from ..evaluate import evaluate_model, scores
+from ..model import ExpressionModel
 from ..modelcard import METADATA_KEY, ModelCard
-from ..preprocess import ZOOM_RANGE
-from .loop import TrainConfig
+from ..preprocess import ZOOM_RANGE, prepare
+from .config import TrainConfig
+from .loop import load_checkpoint
 from .model import FerNet, Probabilities
+from .predict import HEAD_LABELS, TorchScorer
 
 log = logging.getLogger(__name__)
 
 #: Largest allowed difference between ONNX Runtime's and PyTorch's probabilities.
 PARITY_TOLERANCE = 1e-4
-#: Head name -> the labels of its outputs.
-HEAD_LABELS = {"fer2013": EMOTIONS, "ferplus": FERPLUS_LABELS}
 #: The post-hoc prior corrections tried on PublicTest (``prior_tau="auto"``).
 TAU_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 #: The views tried on PublicTest (``zoom="auto"``): the central 1/zoom of the 48x48 face. One
@@ -139,8 +140,6 @@ def parity(net: nn.Module, cfg: TrainConfig, path: Path, faces: np.ndarray | Non
     """Max absolute difference of probabilities, ONNX Runtime vs PyTorch, on a batch of faces."""
     import onnxruntime as ort
 
-    from ..preprocess import prepare
-
     if faces is None:
         faces = np.random.default_rng(0).integers(0, 256, (16, 48, 48), dtype=np.uint8)
     x = prepare(list(faces), cfg.preprocessing())
@@ -163,8 +162,6 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration_faces: np.ndarra
         QuantType,
         quantize_static,
     )
-
-    from ..preprocess import prepare
 
     src, dst = Path(src), Path(dst)
     card = read_card_file(src)
@@ -236,7 +233,6 @@ def choose_tau(
     taus that recall every class at least ``min_recall`` of the time (all taus, if none does),
     the one with the largest mean of accuracy and macro-F1 (``balanced``) or accuracy alone.
     Returns ``(tau, rows)`` with one row of scores per tau."""
-    from ..evaluate import scores
 
     rows = []
     for tau in taus:
@@ -280,7 +276,6 @@ def export_checkpoint(
     so that candidates are never compared on it. Returns a report dict (path, bytes, parity,
     choices, scores, the tau table).
     """
-    from .loop import load_checkpoint, predict_probs
 
     if head not in HEAD_LABELS:
         raise OptionError(f"unknown head {head!r}; choose from {', '.join(HEAD_LABELS)}")
@@ -302,10 +297,8 @@ def export_checkpoint(
     models, configs = [m for m, _ in loaded], [c for _, c in loaded]
     check_members(configs)  # before any work
 
-    def probs_of(pixels, flip=False, zoom=1.0):
-        dev = torch.device("cpu")
-        return sum(predict_probs(m, pixels, c, dev, flip=flip, head=head, zoom=zoom).numpy()
-                   for m, c in loaded) / len(loaded)  # fmt: skip
+    def probs_of(pixels, flip, zoom):  # as the written file will give them, before the prior
+        return TorchScorer(loaded, head, zoom=zoom, flip_tta=flip).predict_proba(list(pixels))
 
     report: dict = {"head": head}
     faces, prior = None, None
@@ -321,12 +314,12 @@ def export_checkpoint(
         floor = MIN_RECALL if fer else 0
         views = []
         for z in ZOOM_GRID if zoom == "auto" else (float(zoom),):
-            plain = probs_of(public.pixels, zoom=z)[keep]
-            mirror = probs_of(public.pixels, flip=True, zoom=z)[keep]
-            acc_plain = float((plain.argmax(1) == y).mean())
-            acc_flip = float(((plain + mirror).argmax(1) == y).mean())
+            plain = probs_of(public.pixels, False, z)[keep]
+            both = probs_of(public.pixels, True, z)[keep]
+            acc_plain = scores(y, plain.argmax(1), labels=HEAD_LABELS[head])["accuracy"]
+            acc_flip = scores(y, both.argmax(1), labels=HEAD_LABELS[head])["accuracy"]
             flip = acc_flip > acc_plain if flip_tta == "auto" else bool(flip_tta)
-            probs = (plain + mirror) / 2 if flip else plain
+            probs = both if flip else plain
             taus = TAU_GRID if prior_tau == "auto" else (float(prior_tau),)
             tau, rows = choose_tau(probs, y, prior, taus=taus, min_recall=floor, balanced=fer)
             views.append({"zoom": z, "flip_tta": flip, "public_accuracy_single": acc_plain,
@@ -352,15 +345,11 @@ def export_checkpoint(
                "zoom": zoom}  # fmt: skip
     if data is not None:
         # The scores stored in the file are those of the file itself, through ONNX Runtime.
-        from ..evaluate import evaluate_model
-        from ..faces import NoDetector
-        from ..recognizer import Recognizer
-
-        rec = Recognizer(out, detector=NoDetector())
+        written = ExpressionModel(out)
         metrics = {}
         splits = ("public", "private") if report_private else ("public",)
         for split in splits:
-            r = evaluate_model(rec, data.split(split))
+            r = evaluate_model(written, data.split(split))
             for target in ("fer2013", "ferplus"):
                 if target in r:
                     metrics[f"{split}_{target}_accuracy"] = round(r[target]["accuracy"], 4)

@@ -1,8 +1,11 @@
-"""Fine-tune MobileNetV2 on FER2013: config, train_one_epoch, evaluate, fit (with resume).
+"""Fine-tune MobileNetV2 on FER2013: train_one_epoch, evaluate, fit (with checkpoints and
+resume), after torchvision's reference training script.
 
-Reads top to bottom: the recipes, batch augmentation, one epoch, evaluation, then ``fit``, which
-checkpoints every epoch and keeps the epoch with the best PublicTest accuracy. PrivateTest is
-never looked at here; it is scored once, on the exported file, by ``mobilefer evaluate``.
+Reads top to bottom: the hardware switches, one epoch, evaluation, the model and optimizer of a
+config, the training tensors, then ``fit``, which checkpoints every epoch and keeps the epoch
+with the best PublicTest accuracy. The settings live in :mod:`.config`, the augmentation in
+:mod:`.augment`. PrivateTest is never looked at here; it is scored once, on the exported file,
+by ``mobilefer evaluate``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,159 +26,12 @@ import torch.nn.functional as F
 from ..data import FerData, ferplus_majority, ferplus_targets, load_fer2013
 from ..errors import OptionError
 from ..labels import EMOTIONS, FERPLUS_LABELS
-from ..preprocess import Preprocessing, prepare
+from .augment import augment, jpeg_faces, normalise
+from .config import TrainConfig, check_resume, config_from_dict
 from .model import FerNet
+from .predict import predict_heads
 
 log = logging.getLogger(__name__)
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    recipe: str = "default"  # name, saved into the model file
-    input_size: int = 96  # px; 2x FER2013's 48; fp32 training runs 90 img/s on AVX2, 112 px only 44
-    mean: tuple[float, ...] = IMAGENET_MEAN  # the backbone was trained with ImageNet statistics
-    std: tuple[float, ...] = IMAGENET_STD
-    epochs: int = 40  # ~105 s each with bf16 on AVX-512-BF16 cores (70 min); 20 scored 1 pt less
-    batch_size: int = 64
-    optimizer: str = "adamw"  # adamw | adam
-    lr: float = 1e-3  # peak learning rate
-    weight_decay: float = 0.05  # decoupled (AdamW); regularises the small head and the backbone
-    warmup_epochs: float = 1.0  # linear warm-up protects the ImageNet features from the random head
-    schedule: str = "cosine"  # cosine (to 0 after warm-up) | constant
-    label_smoothing: float = 0.1  # FER2013 labels are noisy (FER+ relabels ~1 in 4)
-    dropout: float = 0.2  # before each dense layer of the head
-    hidden: tuple[int, ...] = (128, 64)  # the paper's head widths
-    ferplus_weight: float = 1.0  # loss weight of a 2nd head on FER+ vote distributions; 0: none
-    logit_adjust: float = 0.0  # tau of the logit-adjusted loss; 0: balance is fixed post hoc
-    teacher: str | None = None  # a model file whose probabilities are soft targets (distill.py)
-    distill_weight: float = 0.0  # share of the loss on the teacher's targets, 0-1; 0: no teacher
-    distill_temperature: float = 2.0  # both sides' logits divided by it; the loss is scaled by T^2
-    extra_faces: str | None = None  # a folder of faces (labels.csv) trained on the teacher only
-    augment: bool = True  # everything below up to freeze_blocks; batched on tensors
-    max_rotation: float = 20.0  # degrees; webcam faces tilt more than FER2013's
-    zoom: tuple[float, float] = (0.8, 1.3)  # crop side / face side: the face fills 77-125%
-    #   (smaller than 1: a closer view, as a tight detector box on a whole photo gives)
-    max_shift: float = 0.08  # fraction of the image
-    erase_prob: float = 0.25  # chance to blank one random rectangle of a face
-    photometric_prob: float = 0.5  # brightness x0.6-1.5, contrast x0.6-1.4, gamma 0.7-1.4
-    blur_prob: float = 0.3  # Gaussian blur, sigma 0.3-1.5 px at 48 px; 0.15 lost 4 pts to blur
-    jpeg_prob: float = 0.3  # JPEG round trip at quality 15-60, redrawn every epoch
-    freeze_blocks: int = 4  # first backbone blocks (and their BatchNorm statistics) kept as is
-    amp: bool = True  # bf16 autocast where the hardware has bf16: 1.8x faster on AVX-512-BF16
-    channels_last: bool = True
-    width_mult: float = 1.0  # <1 only for tests (no ImageNet weights then)
-    backbone: str | None = "imagenet"  # "imagenet" (torch hub cache), a file path, or None
-    init: str | None = None  # start from this checkpoint's weights (fine-tune a finished run)
-    seed: int = 0
-    threads: int = 0  # torch threads; 0 keeps torch's default
-    limit_train: int = 0  # use only the first N training faces (tests, smoke runs); 0 = all
-    extra: dict = field(default_factory=dict)  # free-form notes kept with the run
-
-    def preprocessing(self) -> Preprocessing:
-        return Preprocessing(input_size=self.input_size, mean=self.mean, std=self.std)
-
-
-RECIPES: dict[str, TrainConfig] = {
-    # The paper: 224 px, x/255 only, no augmentation, Adam, 25 epochs, head 128-64-7.
-    "paper": TrainConfig(
-        recipe="paper", input_size=224, mean=(0.0,) * 3, std=(1.0,) * 3, epochs=25,
-        optimizer="adam", lr=1e-3, weight_decay=0.0, warmup_epochs=0.0, schedule="constant",
-        label_smoothing=0.0, dropout=0.0, augment=False, freeze_blocks=0, ferplus_weight=0.0,
-    ),
-    # Ours for 2 CPU cores, chosen on PublicTest.
-    "default": TrainConfig(),
-    # One network learning a teacher file's probabilities (give it with --set teacher=FILE) on
-    # Training faces and on extra real-photo faces (--set extra_faces=FOLDER), over a wider
-    # range of framings; docs/experiments.md says how it was chosen.
-    "distill": TrainConfig(recipe="distill", distill_weight=0.7, zoom=(0.65, 1.3), epochs=24),
-}  # fmt: skip
-
-
-def config_from_dict(d: dict) -> TrainConfig:
-    """A config back from JSON (lists become tuples again)."""
-    return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-
-def recipe(name: str, **overrides) -> TrainConfig:
-    """The named recipe with some settings replaced."""
-    if name not in RECIPES:
-        raise OptionError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
-    return replace(RECIPES[name], **overrides)
-
-
-#: Settings that ``--set`` does not reach: the run's identity, or named options of their own.
-NOT_SETTABLE = ("recipe", "mean", "std", "extra")
-
-
-def parse_setting(text: str) -> tuple[str, object]:
-    """``"blur_prob=0.3"`` -> ``("blur_prob", 0.3)``: one :class:`TrainConfig` field, typed
-    like its default (numbers, true/false, comma-separated pairs, ``none`` for optional
-    names)."""
-    fields = {k: v for k, v in asdict(TrainConfig()).items() if k not in NOT_SETTABLE}
-    key, sep, raw = text.partition("=")
-    key = key.strip().replace("-", "_")
-    if not sep or key not in fields:
-        raise OptionError(f"--set {text!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
-    default = fields[key]
-    try:
-        if isinstance(default, bool):
-            if raw.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(raw)
-            value: object = raw.lower() in ("true", "1")
-        elif isinstance(default, (int, float)):
-            value = type(default)(raw)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(raw)
-        elif isinstance(default, (tuple, list)):
-            value = tuple(type(default[0])(v) for v in raw.split(","))
-        else:  # optional names (backbone, init)
-            value = None if raw.lower() == "none" else raw
-    except ValueError:
-        kind = type(default).__name__ if default is not None else "name"
-        raise OptionError(f"--set {text!r}: {raw!r} is not a valid {kind} for {key}") from None
-    return key, value
-
-
-#: Settings that may differ when a run is resumed: they change neither the data nor the schedule
-#: already followed. ``epochs`` may only grow (an extension on purpose).
-RESUMABLE_CHANGES = ("epochs", "threads")
-
-
-def check_resume(saved: TrainConfig, given: TrainConfig, done_epochs: int) -> TrainConfig:
-    """The config to resume with: ``given``, if it differs from ``saved`` only in
-    :data:`RESUMABLE_CHANGES`; raises :class:`OptionError` naming every other change."""
-    changed = [
-        f"{k} {getattr(saved, k)!r} -> {getattr(given, k)!r}"
-        for k in asdict(saved)
-        if k not in RESUMABLE_CHANGES and getattr(saved, k) != getattr(given, k)
-    ]
-    if changed:
-        raise OptionError(
-            "--resume keeps the run's settings, but these differ: "
-            + "; ".join(changed)
-            + ". Drop those options, or train into a new --out folder"
-        )
-    if given.epochs < done_epochs:
-        raise OptionError(
-            f"--epochs {given.epochs}: the run already trained {done_epochs} epochs; "
-            "pass a larger --epochs to extend it"
-        )
-    if given.epochs != saved.epochs:
-        log.info("extending the run from %d to %d epochs (the cosine schedule is stretched)",
-                 saved.epochs, given.epochs)  # fmt: skip
-    return given
-
-
-def read_run_config(out_dir: str | Path) -> tuple[TrainConfig, int]:
-    """The config and the number of finished epochs of ``out_dir/last.pt``."""
-    last = Path(out_dir) / "last.pt"
-    if not last.is_file():
-        raise OptionError(f"{last}: no checkpoint to resume; run without --resume")
-    ck = torch.load(last, map_location="cpu", weights_only=True)
-    return config_from_dict(ck["config"]), int(ck["epoch"])
 
 
 def seed_everything(seed: int) -> None:
@@ -199,116 +55,6 @@ def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
     if not cfg.amp:
         return False
     return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
-
-
-def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, device) -> torch.Tensor:
-    return torch.rand(n, generator=gen, device=device) * (hi - lo) + lo
-
-
-def photometric(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """Random contrast, brightness and gamma for a share of the faces (N x 1 x H x W, 0-1)."""
-    n, dev = x.shape[0], x.device
-    if cfg.photometric_prob <= 0:
-        return x
-    contrast = _uniform(n, 0.6, 1.4, gen, dev).view(-1, 1, 1, 1)
-    bright = _uniform(n, math.log(0.6), math.log(1.5), gen, dev).exp().view(-1, 1, 1, 1)
-    gamma = _uniform(n, math.log(0.7), math.log(1.4), gen, dev).exp().view(-1, 1, 1, 1)
-    on = (torch.rand(n, generator=gen, device=dev) < cfg.photometric_prob).view(-1, 1, 1, 1)
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    y = (((x - mean) * contrast + mean) * bright).clamp(0, 1).pow(gamma)
-    return torch.where(on, y, x)
-
-
-def blur(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """Gaussian blur (sigma 0.3-1.5 px, one per face) for a share of the faces."""
-    n, dev = x.shape[0], x.device
-    if cfg.blur_prob <= 0:
-        return x
-    sigma = _uniform(n, 0.3, 1.5, gen, dev).view(-1, 1)
-    on = (torch.rand(n, generator=gen, device=dev) < cfg.blur_prob).view(-1, 1)
-    taps = torch.arange(-3, 4, device=dev, dtype=x.dtype).view(1, -1)
-    w = torch.exp(-(taps**2) / (2 * sigma**2))
-    w = torch.where(on, w / w.sum(1, keepdim=True), (taps == 0).to(x.dtype))
-    h, wd = x.shape[2:]
-    y = F.pad(x.view(1, n, h, wd), (3, 3, 0, 0), mode="replicate")
-    y = F.conv2d(y, w.view(n, 1, 1, 7), groups=n)
-    y = F.pad(y, (0, 0, 3, 3), mode="replicate")
-    y = F.conv2d(y, w.view(n, 1, 7, 1), groups=n)
-    return y.view(n, 1, h, wd)
-
-
-def jpeg_faces(pixels: np.ndarray, cfg: TrainConfig, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the faces to JPEG-compress this epoch and their compressed copies.
-
-    Drawn from (seed, epoch) alone, so a resumed run compresses the same faces.
-    """
-    import cv2
-
-    rng = np.random.default_rng([cfg.seed, epoch])
-    idx = np.flatnonzero(rng.random(len(pixels)) < cfg.jpeg_prob) if cfg.augment else []
-    quality = rng.integers(15, 61, size=len(idx))
-    out = np.empty((len(idx), *pixels.shape[1:]), dtype=np.uint8)
-    for j, (i, q) in enumerate(zip(idx, quality, strict=True)):
-        ok, buf = cv2.imencode(".jpg", pixels[i], [cv2.IMWRITE_JPEG_QUALITY, int(q)])
-        out[j] = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
-    return np.asarray(idx, dtype=np.int64), out
-
-
-def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """Photometric changes and blur at 48 px, then a random affine (zoom, shift, rotation,
-    flip) and the resize in one grid_sample, then erasing. JPEG artefacts come from
-    :func:`jpeg_faces`, before this.
-
-    ``x`` is N x 1 x 48 x 48 in 0-1, on any device (``gen`` lives there too); the result is
-    N x 1 x S x S. With ``cfg.augment`` off this is the plain bilinear resize that
-    :func:`mobilefer.preprocess.prepare` does.
-    """
-    n, size, dev = x.shape[0], cfg.input_size, x.device
-    if not cfg.augment:
-        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-
-    def uniform(lo: float, hi: float) -> torch.Tensor:
-        return _uniform(n, lo, hi, gen, dev)
-
-    x = blur(photometric(x, cfg, gen), cfg, gen)
-    angle = uniform(-cfg.max_rotation, cfg.max_rotation) * math.pi / 180
-    scale = uniform(math.log(cfg.zoom[0]), math.log(cfg.zoom[1])).exp()
-    flip = torch.where(torch.rand(n, generator=gen, device=dev) < 0.5, -1.0, 1.0)
-    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-    theta = torch.stack(
-        [
-            torch.stack([cos * flip, -sin, uniform(-cfg.max_shift, cfg.max_shift) * 2], 1),
-            torch.stack([sin * flip, cos, uniform(-cfg.max_shift, cfg.max_shift) * 2], 1),
-        ],
-        1,
-    )
-    grid = F.affine_grid(theta, [n, 1, size, size], align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    if cfg.erase_prob > 0:
-        # One rectangle of 2-20% of the area per chosen face, filled with the face's mean.
-        area = uniform(0.02, 0.2) * size * size
-        aspect = torch.exp(uniform(math.log(0.3), math.log(3.3)))
-        eh = (area * aspect).sqrt().clamp(1, size).long()
-        ew = (area / aspect).sqrt().clamp(1, size).long()
-        top = (torch.rand(n, generator=gen, device=dev) * (size - eh + 1)).long()
-        left = (torch.rand(n, generator=gen, device=dev) * (size - ew + 1)).long()
-        rows = torch.arange(size, device=dev).view(1, size, 1)
-        cols = torch.arange(size, device=dev).view(1, 1, size)
-        box = (
-            (rows >= top.view(-1, 1, 1)) & (rows < (top + eh).view(-1, 1, 1))
-            & (cols >= left.view(-1, 1, 1)) & (cols < (left + ew).view(-1, 1, 1))
-        )  # fmt: skip
-        chosen = (torch.rand(n, generator=gen, device=dev) < cfg.erase_prob).view(-1, 1, 1)
-        mask = (box & chosen).unsqueeze(1)
-        out = torch.where(mask, out.mean(dim=(2, 3), keepdim=True), out)
-    return out
-
-
-def normalise(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """N x 1 x S x S in 0-1 -> N x 3 x S x S normalised with the recipe's mean/std."""
-    mean = torch.tensor(cfg.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std = torch.tensor(cfg.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return (x.expand(-1, len(cfg.mean), -1, -1) - mean) / std
 
 
 def set_train_mode(model: FerNet, cfg: TrainConfig) -> None:
@@ -392,42 +138,6 @@ def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, cfg: TrainConfig) 
     target = torch.softmax(target, 1)
     student = F.log_softmax(logits / t, 1)
     return F.kl_div(student, target, reduction="batchmean") * t * t
-
-
-@torch.no_grad()
-def predict_heads(
-    model, pixels: np.ndarray, cfg: TrainConfig, device, flip: bool = False, zoom: float = 1.0
-):
-    """Softmax probabilities of both heads (the second ``None`` without a FER+ head) for
-    48x48 faces, preprocessed exactly as inference does (``zoom``: see :class:`Preprocessing`),
-    in fp32."""
-    model.eval()
-    pre = replace(cfg.preprocessing(), zoom=zoom)
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    main, aux = [], []
-    for start in range(0, len(pixels), 256):
-        batch = pixels[start : start + 256]
-        if flip:
-            batch = batch[:, :, ::-1]
-        x = torch.from_numpy(prepare(list(batch), pre)).to(device, memory_format=fmt)
-        a, b = model.forward_heads(x)
-        main.append(torch.softmax(a.float(), 1).cpu())
-        if b is not None:
-            aux.append(torch.softmax(b.float(), 1).cpu())
-    empty = torch.empty(0, 7)
-    return (torch.cat(main) if main else empty), (torch.cat(aux) if aux else None)
-
-
-def predict_probs(
-    model, pixels, cfg, device, flip: bool = False, head: str = "fer2013", zoom: float = 1.0
-):
-    """Softmax probabilities of one head (``fer2013`` or ``ferplus``); see :func:`predict_heads`."""
-    main, aux = predict_heads(model, pixels, cfg, device, flip, zoom)
-    if head == "ferplus":
-        if aux is None:
-            raise OptionError("this model has no FER+ head; train it with FER+ votes")
-        return aux
-    return main
 
 
 def evaluate(model, data: FerData, cfg: TrainConfig, device) -> dict:

@@ -100,7 +100,8 @@ def write_report(run_dir: str | Path, data=None) -> Path:
 
         from ..data import FerData, load_fer2013
         from ..evaluate import scores
-        from .loop import load_checkpoint, predict_probs
+        from .loop import load_checkpoint
+        from .predict import predict_probs
 
         public = (data if isinstance(data, FerData) else load_fer2013(data)).split("public")
         model, cfg = load_checkpoint(run / "best.pt")

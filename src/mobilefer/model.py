@@ -1,0 +1,201 @@
+"""The expression model apart from the pipeline: :class:`ExpressionModel` opens a model file
+(ONNX Runtime, no torch) and gives probabilities for face crops; :func:`tta_proba` is the one
+scoring path (flip TTA, class-prior correction, the broken-model check) that it and training's
+torch scorer share.
+
+Conventions: crops are gray, BGR or BGRA arrays of any size (FER2013's 48x48 faces, or faces
+cut from photos); probabilities are N x len(labels), in the model's label order, rows summing
+to 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import ModelError, OptionError
+from .modelcard import METADATA_KEY, ModelCard
+from .preprocess import prepare
+from .validate import check_number, is_whole
+
+#: Faces per ONNX Runtime call: larger batches are split into runs of this size.
+RUN_BATCH = 32
+
+#: Models shipped inside the package, by name: ``ExpressionModel(NAME)``, ``--model NAME``.
+MODELS: dict[str, str] = {
+    "fer2013": "mobilefer_fer2013.onnx",  # FER2013's 7 classes (the default)
+    "ferplus": "mobilefer_ferplus.onnx",  # FER+'s 8 classes: the 7 and contempt
+}
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """What classifies face crops: ``labels`` in output order, and ``predict_proba(crops)``
+    giving N x len(labels) probabilities whose rows sum to 1. :class:`ExpressionModel` is one;
+    training's ``TorchScorer`` is another, so that evaluation takes either."""
+
+    labels: tuple[str, ...]
+
+    def predict_proba(self, crops: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+def model_path(model: str | Path | None = None) -> Path:
+    """The file of a shipped model name (``None``: the default), or ``model`` as a path.
+
+    Raises :class:`ModelError` for a name that is neither a shipped model nor an existing file.
+    """
+    if model is None or str(model) in MODELS:
+        name = MODELS[str(model) if model is not None else "fer2013"]
+        path = Path(str(resources.files("mobilefer") / "models" / name))
+        if not path.is_file():
+            raise ModelError(f"{path}: shipped model missing; reinstall mobilefer")
+        return path
+    path = Path(model).expanduser()
+    if not path.is_file():
+        raise ModelError(
+            f"{model}: no such model; choose from {', '.join(MODELS)} or pass a .onnx file "
+            "written by 'mobilefer export'"
+        )
+    return path
+
+
+def default_model_path() -> Path:
+    """The model file that ships inside the package as the default."""
+    return model_path(None)
+
+
+def read_card(session, path: str) -> ModelCard:
+    """The :class:`ModelCard` of an ONNX Runtime session opened on ``path``."""
+    meta = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in meta:
+        raise ModelError(
+            f"{path}: not a mobilefer model (no '{METADATA_KEY}' metadata); "
+            "use a file written by 'mobilefer export'"
+        )
+    card = ModelCard.from_json(meta[METADATA_KEY], path)
+    shape = session.get_outputs()[0].shape
+    classes = shape[-1] if len(shape) == 2 else None
+    if isinstance(classes, int) and classes != len(card.labels):
+        raise ModelError(
+            f"{path}: the model gives {classes} scores but its metadata names "
+            f"{len(card.labels)} labels; re-export the model"
+        )
+    return card
+
+
+def tta_proba(
+    run: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    flip: bool,
+    weights: np.ndarray | None,
+    name: str,
+) -> np.ndarray:
+    """The one scoring path: probabilities for a prepared batch ``x`` (N x C x H x W, as
+    :func:`mobilefer.preprocess.prepare` makes it) through ``run`` (a batch -> N x classes
+    probabilities). With ``flip``, each face is averaged with its mirror image (flipped after
+    preprocessing, so both views see the same pixels); ``weights`` (the card's class-prior
+    correction) multiply the probabilities before they are renormalised to sum to 1.
+
+    Raises :class:`ModelError` naming ``name`` when the probabilities are not finite, negative
+    or all zero: a broken model must not give labels.
+    """
+    if flip:
+        n = len(x)
+        both = np.asarray(run(np.concatenate([x, x[..., ::-1]])))
+        probs = (both[:n] + both[n:]) / 2
+    else:
+        probs = np.asarray(run(x))
+    probs = probs.astype(np.float64)
+    if weights is not None:
+        probs = probs * weights
+    total = probs.sum(axis=1, keepdims=True)
+    if not (np.isfinite(probs).all() and (total > 0).all() and (probs >= 0).all()):
+        raise ModelError(
+            f"{name}: the model gives non-finite, negative or all-zero probabilities, so it "
+            "is broken; re-export it, or use a shipped model"
+        )
+    return probs / total
+
+
+class ExpressionModel:
+    """An expression model file, run by ONNX Runtime: its card, labels and probabilities.
+
+    ``model``: a shipped model by name (``"fer2013"``, the default, or ``"ferplus"``; see
+    :data:`MODELS`) or a model file from ``mobilefer export``. ``threads``: ONNX Runtime
+    intra-op threads (``None``: ONNX Runtime's choice). ``flip_tta``: average each face with
+    its mirror image (``None``: as the model file says). ``prior_tau``: divide the
+    probabilities by the training prior to this power, 0 to 2 (0: no correction; ``None``: as
+    the model file says).
+
+        >>> model = ExpressionModel("ferplus")
+        >>> model.predict_proba([face_48x48]).shape   # (1, 8)
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        threads: int | None = None,
+        flip_tta: bool | None = None,
+        prior_tau: float | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        check_number("prior_tau", prior_tau, 0, 2)
+        if threads is not None and not (is_whole(threads) and threads >= 1):
+            raise OptionError(f"threads={threads!r}: expected a whole number >= 1, or None")
+        path = model_path(model)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # errors only: graph-fusion notices are not the user's business
+        # Idle ONNX Runtime threads would spin between calls and starve OpenCV's detector, which
+        # runs in between: measured on 2 cores, yunet at 320 px went from 64 to 81 frames/s.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(
+                str(path), opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as e:  # onnxruntime raises its own exception types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{path}: not a valid ONNX model ({first})") from None
+        #: The model file's path.
+        self.path = str(path)
+        card = read_card(self._session, self.path)
+        #: The model file's card (labels, preprocessing, TTA, prior), with ``prior_tau`` applied.
+        self.card = card if prior_tau is None else replace(card, prior_tau=float(prior_tau))
+        #: Whether each face is averaged with its mirror image.
+        self.flip_tta = self.card.flip_tta if flip_tta is None else bool(flip_tta)
+        self._input = self._session.get_inputs()[0].name
+        self._weights = self.card.class_weights()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The model's class names, in output order (from its model file)."""
+        return self.card.labels
+
+    def predict_proba(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities (N x len(labels), rows sum to 1) for face crops, in one batched call.
+
+        Crops are 2-D gray or BGR/BGRA arrays of any size, e.g. FER2013's 48x48 faces. The
+        model file's preprocessing, flip TTA and class-prior correction are applied
+        (:func:`tta_proba`).
+        """
+        if len(crops) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float64)
+        x = prepare(crops, self.card.preprocessing)
+        return tta_proba(self._run, x, self.flip_tta, self._weights, self.path)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        # In runs of RUN_BATCH: a batch of 256 ran 20% slower per face than one of 32, its
+        # activations no longer fitting the caches (benchmarks/speed.py).
+        return np.concatenate(
+            [self._session.run(None, {self._input: x[i : i + RUN_BATCH]})[0]
+             for i in range(0, len(x), RUN_BATCH)]
+        )  # fmt: skip
