@@ -1,4 +1,4 @@
-"""scripts/device_train.py, run on the CPU over a tiny pack of the device pack's layout: a crash
+"""tools/device_train.py, run on the CPU over a tiny pack of the device pack's layout: a crash
 on the borrowed GPU would cost the lease, so the whole path is tried here first."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import os
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
-
-SCRIPT = ROOT / "scripts" / "device_train.py"
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "tools" / "device_train.py"
 
 
 def _script():

@@ -5,7 +5,7 @@ data arrive as the compact pack of ``../shared/data/fer2013/device/`` (Training 
 only, xz-compressed), every job trains in its own process on the one GPU, and whatever a job has
 finished when the budget runs out is kept (``fit`` checkpoints every epoch).
 
-    python scripts/device_train.py --pack DIR --work DIR --out DIR --budget SECONDS JOB...
+    python tools/device_train.py --pack DIR --work DIR --out DIR --budget SECONDS JOB...
 
 ``JOB`` is ``NAME:RECIPE[:KEY=VALUE,...]`` with ``--set``'s keys, e.g. ``paper:paper`` or
 ``long0:default:freeze_blocks=0,seed=2``. A job that sets ``epochs`` trains exactly that many;
