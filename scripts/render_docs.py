@@ -1,6 +1,7 @@
 """Render the figures of README.md and the whole of src/mobilefer/MODEL_CARD.md from the results
 files that benchmarks wrote and from the shipped model files' own cards, so that no figure is
-pasted by hand and no two copies can disagree.
+pasted by hand and no two copies can disagree; and README's record table from the record schema
+(mobilefer.results.RECORD_FIELDS).
 
     python scripts/render_docs.py            # rewrite both files
     python scripts/render_docs.py --check    # exit 1 if either is not what the results say
@@ -24,6 +25,8 @@ README = ROOT / "README.md"
 MODEL_CARD = ROOT / "src" / "mobilefer" / "MODEL_CARD.md"
 START = "<!-- results:start (rendered by scripts/render_docs.py from results/; do not edit) -->"
 END = "<!-- results:end -->"
+FIELDS_START = "<!-- fields:start (rendered by scripts/render_docs.py from RECORD_FIELDS) -->"
+FIELDS_END = "<!-- fields:end -->"
 SETS = (("fer2013", "FER2013 PrivateTest"), ("taiwanese", "studio photos"),
         ("sfew", "film stills"))  # fmt: skip
 DOMAINS = (".venv/bin/python benchmarks/domains.py --part report --model fer2013 ferplus "
@@ -86,11 +89,24 @@ def results_section(domains: dict, speed: dict, cost: dict | None = None) -> str
     return "\n".join(lines)
 
 
+def fields_section() -> str:
+    """The README's table of record fields, one row per field of the schema."""
+    from mobilefer.results import RECORD_FIELDS
+
+    rows = [f"| `{f.name}` | {f.meaning} |" for f in RECORD_FIELDS]
+    return "\n".join([FIELDS_START, "| field | meaning |", "|---|---|", *rows, FIELDS_END])
+
+
+def replace_between(text: str, start: str, end: str, section: str) -> str:
+    if start not in text or end not in text:
+        sys.exit(f"{README}: the markers {start!r} and {end!r} are missing")
+    head, rest = text.split(start, 1)
+    return head + section + rest.split(end, 1)[1]
+
+
 def render_readme(text: str, section: str) -> str:
-    if START not in text or END not in text:
-        sys.exit(f"{README}: the results markers are missing")
-    head, rest = text.split(START, 1)
-    return head + section + rest.split(END, 1)[1]
+    text = replace_between(text, START, END, section)
+    return replace_between(text, FIELDS_START, FIELDS_END, fields_section())
 
 
 def card_of(name: str):

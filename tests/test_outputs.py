@@ -193,3 +193,33 @@ def test_ray_takes_every_option_of_predict_or_refuses_it(capsys, monkeypatch, tm
         else:
             key, value = forwarded
             assert code == 0 and calls[0][key] == value, (option, calls)
+
+
+def test_every_writer_takes_its_fields_from_the_one_record_schema(capsys, tmp_path, tiny_model,
+                                                                  photo_bytes):  # fmt: skip
+    """JSON Lines keys, the CSV header and (with the extra) Ray's Arrow schema follow
+    RECORD_FIELDS; so does the no-face record."""
+    import csv
+    import io
+
+    import cv2
+    import numpy as np
+
+    from mobilefer.results import RECORD_FIELDS, csv_columns
+    from mobilefer.sinks import records as build
+
+    names = [f.name for f in RECORD_FIELDS]
+    (tmp_path / "a.jpg").write_bytes(photo_bytes)
+    cv2.imwrite(str(tmp_path / "blank.png"), np.full((64, 64, 3), 200, np.uint8))
+    code, out, _ = predict(capsys, tiny_model, tmp_path)
+    assert code == 0 and [list(r) for r in records(out)] == [names, names]
+    assert list(build("x", [], detector="haar")[0]) == names
+    code, out, _ = predict(capsys, tiny_model, tmp_path, "--format", "csv")
+    header = next(csv.reader(io.StringIO(out)))
+    labels = list(records(predict(capsys, tiny_model, tmp_path)[1])[0]["scores"])
+    assert header == csv_columns(labels) and header[8:10] == ["label", "score"]
+    try:
+        from mobilefer.ray import FIELDS, schema
+    except ImportError:
+        return
+    assert list(FIELDS) == [*names, "error"] and schema(labels).names == list(FIELDS)

@@ -56,7 +56,8 @@ def test_analyze_astronaut(tiny_model, astronaut, detector):
     assert sum(face.scores.values()) == pytest.approx(1.0, abs=1e-6)
     d = face.to_dict()
     assert json.loads(json.dumps(d)) == d
-    assert set(d) == {"box", "label", "scores", "detector", "detector_score", "track_id"}
+    assert set(d) == {"box", "label", "scores", "detector", "detector_score", "track_id",
+                      "landmarks"}  # fmt: skip
     assert len(d["box"]) == 4
     with pytest.raises(AttributeError):
         face.label = "happy"  # frozen
@@ -149,3 +150,23 @@ def test_large_batches_run_in_chunks_with_the_same_result(tiny_model):
     whole = rec.predict_proba(faces)
     one_by_one = np.concatenate([rec.predict_proba([f]) for f in faces])
     assert whole.shape == (len(faces), 7) and np.allclose(whole, one_by_one, atol=1e-5)
+
+
+@pytest.mark.parametrize("detector", detectors_available())
+def test_landmarks_reach_faces_in_photos_and_tracked_frames(tiny_model, astronaut, detector):
+    """YuNet's five points reach each Face, inside its box, also on the frames where the
+    tracker found the face in a window; haar has none. Records leave them out."""
+    rec = Recognizer(tiny_model, detector=detector)
+    frames = [np.ascontiguousarray(np.roll(astronaut, 6 * i, axis=1)) for i in range(5)]
+    results = list(rec.stream(frames, detect_every=3))  # frames 1, 2 and 4 search a window
+    faces = [rec.analyze(astronaut)[0]] + [r.faces[0] for r in results]
+    for face in faces:
+        if detector == "haar":
+            assert face.landmarks is None
+            continue
+        x, y, w, h = face.box
+        assert len(face.landmarks) == 5
+        assert all(x <= px <= x + w and y <= py <= y + h for px, py in face.landmarks)
+        (rx, _), (lx, _) = face.landmarks[:2]
+        assert rx < lx  # the person's right eye is on the image's left
+    assert all("landmarks" not in r for res in results for r in res.records())

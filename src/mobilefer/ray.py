@@ -22,23 +22,25 @@ import tempfile
 from pathlib import Path
 
 from .errors import InputError
+from .results import RECORD_FIELDS
 
 #: Fields of every record: those of ``mobilefer predict``'s JSON Lines, and ``error``.
-FIELDS = ("source", "frame", "time", "face", "box", "label", "scores", "detector",
-          "detector_score", "track_id", "score", "error")  # fmt: skip
+FIELDS = (*(f.name for f in RECORD_FIELDS), "error")
 
 
 def schema(labels):
-    """The Arrow schema of the records of a model with these labels."""
+    """The Arrow schema of the records of a model with these labels (from the record's
+    fields, :data:`mobilefer.results.RECORD_FIELDS`, and ``error``)."""
     import pyarrow as pa
 
-    return pa.schema([
-        ("source", pa.string()), ("frame", pa.int64()), ("time", pa.float64()),
-        ("face", pa.int64()), ("box", pa.list_(pa.int64())), ("label", pa.string()),
-        ("scores", pa.struct([(k, pa.float64()) for k in labels])), ("detector", pa.string()),
-        ("detector_score", pa.float64()), ("track_id", pa.int64()), ("score", pa.float64()),
-        ("error", pa.string()),
-    ])  # fmt: skip
+    types = {
+        "str": pa.string(),
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "box": pa.list_(pa.int64()),
+        "scores": pa.struct([(k, pa.float64()) for k in labels]),
+    }
+    return pa.schema([(f.name, types[f.kind]) for f in RECORD_FIELDS] + [("error", pa.string())])
 
 
 class Recognize:

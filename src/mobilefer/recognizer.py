@@ -97,12 +97,13 @@ class Recognizer:
         """The model's probabilities for face crops (see :meth:`ExpressionModel.predict_proba`)."""
         return self.model.predict_proba(crops)
 
-    def _faces(self, probs: np.ndarray, boxes, detector, det_scores) -> list[Face]:
+    def _faces(self, probs: np.ndarray, boxes, detector, det_scores, marks=None) -> list[Face]:
         out = []
-        for p, box, s in zip(probs, boxes, det_scores, strict=True):
+        marks = marks or [None] * len(boxes)
+        for p, box, s, m in zip(probs, boxes, det_scores, marks, strict=True):
             scores = {name: float(v) for name, v in zip(self.labels, p, strict=True)}
             label = self.labels[int(np.argmax(p))]
-            out.append(Face(tuple(int(v) for v in box), label, scores, detector, s))
+            out.append(Face(tuple(int(v) for v in box), label, scores, detector, s, landmarks=m))
         return out
 
     def classify(self, crops: Sequence[np.ndarray]) -> list[Face]:
@@ -123,7 +124,8 @@ class Recognizer:
         return self._faces(self.predict_proba(crops), boxes, None, [None] * len(crops))
 
     def classify_boxes(self, image: np.ndarray, detections) -> list[Face]:
-        """Classify the faces at given detections of ``image`` in one batched call."""
+        """Classify the faces at given detections of ``image`` in one batched call; each
+        :class:`Face` keeps its detection's box, score and landmarks."""
         image = to_bgr(image)
         crops = [crop(image, d.box, self.margin) for d in detections]
         return self._faces(
@@ -131,6 +133,7 @@ class Recognizer:
             [d.box for d in detections],
             self.detector.name,
             [d.score for d in detections],
+            [getattr(d, "landmarks", None) for d in detections],
         )
 
     def analyze(self, image, detect_size: int | None = None) -> list[Face]:

@@ -1,6 +1,8 @@
 """The results types: :class:`Face` (one classified face) and :class:`Result` (the faces of
-one frame of one source), shared by the recognizer, the stream, the tracker and every front end.
-They import nothing of mobilefer's at load time, so no module needs the engine to get them.
+one frame of one source), shared by the recognizer, the stream, the tracker and every front end,
+and the record schema, :data:`RECORD_FIELDS`, from which the JSON Lines and CSV writers, Ray's
+Arrow schema and the README's field table are made. They import nothing of mobilefer's at load
+time, so no module needs the engine to get them.
 
 Conventions: boxes are ``(x, y, w, h)`` in input-image pixels; ``scores`` map each label of the
 model to a probability, summing to 1; images are BGR uint8 H x W x 3.
@@ -25,6 +27,8 @@ class Face:
     (they sum to 1); ``label`` is the most likely one; ``detector`` names the face detector
     (``None`` for crops given to :meth:`Recognizer.classify`) and ``detector_score`` its
     confidence (``None`` where it gives none); ``track_id`` identifies a face across video frames.
+    ``landmarks`` (yunet only): right eye, left eye, nose tip, right and left mouth corner, as
+    ``(x, y)`` in input pixels ("right" is the person's right); they are not in the records.
     """
 
     box: tuple[int, int, int, int]
@@ -33,6 +37,7 @@ class Face:
     detector: str | None = None
     detector_score: float | None = None
     track_id: int | None = None
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     @property
     def score(self) -> float:
@@ -40,8 +45,53 @@ class Face:
         return self.scores[self.label]
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready data."""
-        return asdict(self) | {"box": list(self.box)}
+        """Plain JSON-ready data (every field; landmarks as lists)."""
+        marks = None if self.landmarks is None else [list(p) for p in self.landmarks]
+        return asdict(self) | {"box": list(self.box), "landmarks": marks}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a record: its ``name``, its ``kind`` (``str``, ``int``, ``float``,
+    ``box``: ``[x, y, w, h]`` integers, or ``scores``: one probability per model label), what
+    it means (the README's field table) and its CSV columns: a box becomes ``x, y, w, h``,
+    scores one column per label (after the others), and ``csv_beside`` puts a field's column
+    next to another field's."""
+
+    name: str
+    kind: Literal["str", "int", "float", "box", "scores"]
+    meaning: str
+    csv_beside: str | None = None
+
+    def csv_columns(self) -> tuple[str, ...]:
+        """The CSV columns of this field (scores: none here; their columns come last)."""
+        return {"box": tuple("xywh"), "scores": ()}.get(self.kind, (self.name,))
+
+
+#: The record of one face, in JSON order (see :mod:`mobilefer.sinks`).
+RECORD_FIELDS: tuple[Field, ...] = (
+    Field("source", "str", "the file, or `webcam:N`"),
+    Field("frame", "int", "frame index, for video and webcams; `null` for images"),
+    Field("time", "float", "seconds from the start, for video and webcams; `null` for images"),
+    Field("face", "int", "0, 1, ... within the frame"),
+    Field("box", "box", "`[x, y, w, h]` in input pixels (CSV: columns `x`, `y`, `w`, `h`)"),
+    Field("label", "str", "the most likely label"),
+    Field("scores", "scores", "every label's probability, summing to 1 (CSV: one column each)"),
+    Field("detector", "str", "`haar` or `yunet`"),
+    Field("detector_score", "float", "YuNet's confidence in the face (`null` for Haar)"),
+    Field("track_id", "int", "the face's track in a video or webcam stream"),
+    Field("score", "float", "the probability of `label`", csv_beside="label"),
+)
+
+
+def csv_columns(labels=()) -> list[str]:
+    """The CSV header of records from a model with these labels."""
+    placed = [f for f in RECORD_FIELDS if f.csv_beside is None]
+    for f in RECORD_FIELDS:
+        if f.csv_beside is not None:
+            at = next(i for i, g in enumerate(placed) if g.name == f.csv_beside)
+            placed.insert(at + 1, f)
+    return [c for f in placed for c in f.csv_columns()] + list(labels)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,10 @@
 """Where results go: JSON Lines or CSV records, annotated images and videos.
 
-Records: one per face, with ``source``, ``frame`` and ``time`` (videos and webcams; ``None`` for
-images), ``face`` (0, 1, ... within the frame), ``box`` ``[x, y, w, h]`` in input pixels,
-``label``, ``scores`` (one per model label, summing to 1), ``detector``, ``detector_score`` and
-``track_id``. An image with no face, or a video with no face in any frame, gives one record
-whose ``face``, ``box``, ``label``, ``scores`` and ``score`` are ``None`` (empty in CSV), so that
-every input read appears in the output. CSV has the same fields, the box as x, y, w, h and one
-column per label.
+Records: one per face, with the fields of :data:`mobilefer.results.RECORD_FIELDS`, in that
+order. An image with no face, or a video frame with none, gives one record whose ``face``,
+``box``, ``label``, ``scores`` and ``score`` are ``None`` (empty in CSV), so that every input
+read appears in the output. CSV has the same fields, the box as x, y, w, h and one column per
+label (:func:`mobilefer.results.csv_columns`).
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ import numpy as np
 
 from .errors import InputError
 from .image import shown, utf8_safe
+from .results import RECORD_FIELDS, csv_columns
 
 #: Longest file name (bytes) where the system does not say: Linux's and macOS's NAME_MAX.
 NAME_MAX = 255
@@ -60,8 +59,10 @@ def video_is_whole(path: Path) -> bool:
         cap.release()
 
 
-CSV_FIELDS = ["source", "frame", "time", "face", "x", "y", "w", "h", "label", "score",
-              "detector", "detector_score", "track_id"]  # fmt: skip
+#: The CSV columns before the one-per-label ones.
+CSV_FIELDS = csv_columns()
+#: The record's field names, in order.
+FIELD_NAMES = tuple(f.name for f in RECORD_FIELDS)
 
 
 def records(source: str, faces, frame: int | None = None, t: float | None = None,
@@ -69,11 +70,12 @@ def records(source: str, faces, frame: int | None = None, t: float | None = None
     """The JSON-ready records of one frame's faces (module docstring); with ``empty``, one
     no-face record when there is no face."""
     base = {"source": source, "frame": frame, "time": None if t is None else round(t, 3)}
-    out = [base | {"face": i} | f.to_dict() | {"score": f.score} for i, f in enumerate(faces)]
+    out = []
+    for i, face in enumerate(faces):
+        values = base | {"face": i} | face.to_dict() | {"score": face.score}
+        out.append({name: values[name] for name in FIELD_NAMES})
     if not out and empty:
-        out.append(base | {"face": None, "box": None, "label": None, "scores": None,
-                           "detector": detector, "detector_score": None, "track_id": None,
-                           "score": None})  # fmt: skip
+        out.append(dict.fromkeys(FIELD_NAMES) | base | {"detector": detector})
     return out
 
 
@@ -83,7 +85,7 @@ class RecordWriter:
     def __init__(self, fmt: str, labels, stream) -> None:
         self.fmt, self.labels, self.stream = fmt, list(labels), stream
         if fmt == "csv":
-            self._csv = csv.DictWriter(self.stream, fieldnames=CSV_FIELDS + self.labels)
+            self._csv = csv.DictWriter(self.stream, fieldnames=csv_columns(self.labels))
             self._csv.writeheader()
 
     def write(self, recs: list[dict]) -> None:

@@ -46,6 +46,9 @@ class _Track:
 #: the past in each face's moving average of scores.
 DETECT_EVERY = 10
 SMOOTHING = 0.6
+#: Between full detections a face is searched for in its last box grown by this fraction of its
+#: size on each side: room for a face that moved by half its width in one frame.
+WINDOW_MARGIN = 0.5
 
 
 def check_options(detect_every: int = DETECT_EVERY, smoothing: float = SMOOTHING) -> None:
@@ -91,7 +94,7 @@ class FaceTracker:
     def _search_window(self, image: np.ndarray, det: Detection) -> Detection | None:
         """The detection nearest ``det`` inside a window around it, or None."""
         h, w = image.shape[:2]
-        x, y, bw, bh = expand_box(det.box, 0.5, w, h)
+        x, y, bw, bh = expand_box(det.box, WINDOW_MARGIN, w, h)
         small, scale = downscale(image[y : y + bh, x : x + bw], self.window_side)
         found = self.recognizer.detector.detect(np.ascontiguousarray(small))
         best, best_iou = None, 0.0
@@ -100,7 +103,10 @@ class FaceTracker:
             box = (int(round(fx + x)), int(round(fy + y)), int(round(fw)), int(round(fh)))
             overlap = iou(box, det.box)
             if overlap > best_iou:
-                best, best_iou = Detection(box, f.score), overlap
+                marks = None if f.landmarks is None else tuple(
+                    (px / scale + x, py / scale + y) for px, py in f.landmarks
+                )  # fmt: skip
+                best, best_iou = Detection(box, f.score, marks), overlap
         return best if best_iou >= self.iou_threshold else None
 
     def _match(self, detections: list[Detection]) -> None:
