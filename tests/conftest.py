@@ -165,6 +165,26 @@ def write_video(path, astronaut, frames=12, size=(640, 480)):
     return path
 
 
+class FakeCamera:
+    """Stands in for cv2.VideoCapture (put it in ``mobilefer.sources.open_camera``): these
+    frames, then the stream ends; ``opened`` False is a camera that is not there."""
+
+    def __init__(self, frames, opened: bool = True, fps: float = 0.0):
+        self.frames, self.opened, self.fps, self.released = list(frames), opened, fps, False
+
+    def isOpened(self):
+        return self.opened
+
+    def read(self):
+        return (True, self.frames.pop(0)) if self.frames else (False, None)
+
+    def get(self, prop):
+        return self.fps
+
+    def release(self):
+        self.released = True
+
+
 def tiff_header(width: int, height: int) -> bytes:
     """A little-endian TIFF whose one IFD declares ``width`` x ``height`` 8-bit gray (no data)."""
     tags = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),

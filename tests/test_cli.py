@@ -8,7 +8,7 @@ import pytest
 
 from mobilefer import EMOTIONS
 
-from conftest import records, run, write_video
+from conftest import FakeCamera, records, run, write_video
 
 
 @pytest.fixture()
@@ -205,67 +205,42 @@ def test_unreadable_video(capsys, tiny_model, tmp_path, photo):
     assert len(records(out)) == 1
 
 
-class FakeCamera:
-    """Stands in for cv2.VideoCapture: a few frames, then the stream ends."""
-
-    def __init__(self, frames):
-        self.frames = list(frames)
-
-    def isOpened(self):
-        return True
-
-    def read(self):
-        return (True, self.frames.pop(0)) if self.frames else (False, None)
-
-    def get(self, prop):
-        return 0.0
-
-    def release(self):
-        pass
-
-
-def test_webcam_path_with_fake_camera(capsys, tiny_model, tmp_path, astronaut):
-    from mobilefer.cli import build_parser, cmd_webcam
+def test_webcam_path_with_fake_camera(capsys, tiny_model, tmp_path, astronaut, monkeypatch):
+    """``mobilefer webcam`` goes through Recognizer.stream(index): its records name the camera
+    by themselves, and the saved video has every frame at the camera's rate."""
+    from mobilefer import sources
     from mobilefer.sources import video_info
 
     frames = [np.ascontiguousarray(np.roll(astronaut, 8 * i, axis=1)) for i in range(6)]
+    monkeypatch.setattr(sources, "open_camera", lambda index: FakeCamera(frames, fps=15.0))
     save = tmp_path / "cam.mp4"
-    args = build_parser().parse_args(
-        [
-            "webcam",
-            "0",
-            "--model",
-            str(tiny_model),
-            "--detector",
-            "haar",
-            "--save",
-            str(save),
-            "--print",
-        ]
-    )
-    assert cmd_webcam(args, capture=FakeCamera(frames)) == 0
-    out, err = capsys.readouterr()
-    assert [r["frame"] for r in records(out)] == list(range(6))
-    assert video_info(save)[0] == 6
+    code, out, err = run(capsys, "webcam", "0", "--model", tiny_model, "--detector", "haar",
+                         "--save", save, "--print")  # fmt: skip
+    assert code == 0, err
+    assert [(r["source"], r["frame"]) for r in records(out)] == [("webcam:0", i) for i in range(6)]
+    count, fps, _ = video_info(save)
+    assert count == 6 and fps == 15.0
     assert "frames/s" in err
 
 
-def test_webcam_that_does_not_exist(capsys, tiny_model):
-    code, _, err = run(capsys, "webcam", "97", "--model", tiny_model, "--detector", "haar")
+def test_webcam_that_does_not_exist(capsys, tiny_model, monkeypatch):
+    from mobilefer import sources
+
+    monkeypatch.setattr(sources, "open_camera", lambda index: FakeCamera([], opened=False))
+    code, _, err = run(capsys, "webcam", "97", "--model", tiny_model, "--detector", "haar",
+                       "--no-window", "--print")  # fmt: skip
     assert code == 1
-    assert "webcam 97: no camera found" in err
+    assert err.strip().splitlines() == [
+        "mobilefer: webcam 97: no camera found at this index (or it is busy); try another "
+        "index, or give the path of a recording"
+    ]
 
 
 def test_webcam_without_display(capsys, tiny_model, monkeypatch):
-    from mobilefer.cli import build_parser, cmd_webcam
-
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    args = build_parser().parse_args(
-        ["webcam", "0", "--model", str(tiny_model), "--detector", "haar"]
-    )
-    assert cmd_webcam(args, capture=FakeCamera([np.zeros((48, 64, 3), np.uint8)])) == 1
-    err = capsys.readouterr().err
+    code, _, err = run(capsys, "webcam", "0", "--model", tiny_model, "--detector", "haar")
+    assert code == 1
     assert "no display" in err and "--save" in err
 
 

@@ -206,7 +206,7 @@ def test_every_writer_takes_its_fields_from_the_one_record_schema(capsys, tmp_pa
     import numpy as np
 
     from mobilefer.results import RECORD_FIELDS, csv_columns
-    from mobilefer.sinks import records as build
+    from mobilefer.results import records as build
 
     names = [f.name for f in RECORD_FIELDS]
     (tmp_path / "a.jpg").write_bytes(photo_bytes)

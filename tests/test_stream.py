@@ -6,7 +6,7 @@ import pytest
 from mobilefer import Recognizer
 from mobilefer.errors import InputError, OptionError
 
-from conftest import write_video
+from conftest import FakeCamera, write_video
 
 
 @pytest.fixture(scope="module")
@@ -42,31 +42,27 @@ def test_stream_a_folder(rec, tmp_path, astronaut):
     assert {r.root for r in results.values()} == {str(tmp_path)}
 
 
-class FakeCamera:
-    """Stands in for cv2.VideoCapture: a few frames of the astronaut, then the end."""
+def test_stream_a_webcam_by_its_index(rec, astronaut, monkeypatch):
+    """The stream's webcam branch: records name the camera, frames are counted and timed, the
+    camera's rate is kept, and the camera is released."""
+    from mobilefer import sources
 
-    def __init__(self, frame, n=5):
-        self.frame, self.n = frame, n
-
-    def isOpened(self):
-        return True
-
-    def read(self):
-        self.n -= 1
-        return (self.n >= 0, self.frame.copy() if self.n >= 0 else None)
-
-    def release(self):
-        pass
-
-
-def test_stream_a_webcam_stand_in(rec, astronaut):
-    from mobilefer.sources import read_webcam
-
-    frames = (f.image for f in read_webcam(0, FakeCamera(astronaut)))
-    results = list(rec.stream(frames, max_frames=3))
-    assert len(results) == 3 and all(r.kind == "array" for r in results)
-    assert [r.frame for r in results] == [0, 1, 2]
+    camera = FakeCamera([astronaut.copy() for _ in range(5)], fps=30.0)
+    monkeypatch.setattr(sources, "open_camera", lambda index: camera)
+    results = list(rec.stream(0, max_frames=3))
+    assert [(r.source, r.kind, r.frame) for r in results] == [("webcam:0", "webcam", i)
+                                                              for i in range(3)]  # fmt: skip
     assert all(len(r.faces) == 1 and r.faces[0].track_id == 0 for r in results)
+    assert results[0].fps == 30.0 and results[0].records()[0]["source"] == "webcam:0"
+    assert camera.released
+
+
+def test_a_missing_webcam_is_one_error_result(rec, monkeypatch):
+    from mobilefer import sources
+
+    monkeypatch.setattr(sources, "open_camera", lambda index: FakeCamera([], opened=False))
+    (result,) = rec.stream(7)
+    assert result.source == "webcam:7" and "no camera found" in result.error
 
 
 def test_stream_arrays_and_one_array(rec, astronaut):

@@ -18,9 +18,11 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from .errors import InputError, MobileferError, OptionError
+from .faces import DETECTORS
 from .image import MAX_PIXELS
 from .preprocess import ZOOM_RANGE
 from .stream import IMAGE_DETECT_SIZE, STREAM_DETECT_SIZE
+from .tracking import DETECT_EVERY, SMOOTHING
 
 log = logging.getLogger("mobilefer")
 
@@ -87,47 +89,6 @@ def _stream_options(args: argparse.Namespace) -> dict:
             "max_pixels": args.max_pixels}  # fmt: skip
 
 
-class _Saver:
-    """Annotated images and videos of a predict run, written through a SaveFolder."""
-
-    def __init__(self, folder):
-        from .sinks import SaveFolder
-
-        self.folder = SaveFolder(folder)
-        self.folder.check()  # before any work: an unusable folder is a set-up error
-        self._video = None
-        self._video_key = None
-
-    def add(self, result, fps: float | None = None) -> None:
-        if result.image is None:
-            return
-        if result.frame is None:
-            path = self._path(result, ".png")
-            self.folder.write_image(path, result.draw())
-            return
-        key = result.source
-        if key != self._video_key:
-            self.close()
-            path = self._path(result, ".mp4")
-            h, w = result.image.shape[:2]
-            self._video = self.folder.video_writer(path, result.fps or 25.0, (w, h))
-            self._video_key = key
-        self._video.write(result.draw(fps))
-
-    def _path(self, result, suffix: str) -> Path:
-        from .image import shown
-
-        path, renamed = self.folder.path_for(result.source, result.root, suffix)
-        if renamed:
-            _err(f"{shown(result.source)}: saved as {shown(path)} (the first name was taken)")
-        return path
-
-    def close(self) -> None:
-        if self._video is not None:
-            video, self._video, self._video_key = self._video, None, None
-            video.close()
-
-
 # ----------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.engine == "ray":
@@ -136,10 +97,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _err("--out and --address go with --engine ray; without it, records go to stdout")
         return 2
     from .image import shown
-    from .sinks import RecordWriter
+    from .sinks import AnnotatedSaver, RecordWriter
     from .sources import SKIPPED
 
-    saver = _Saver(args.save) if args.save else None
+    saver = AnnotatedSaver(args.save) if args.save else None
     rec = _recognizer(args)
     out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout)
     failed, skipped, links = 0, {}, []
@@ -171,7 +132,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 frames.update()
             if saver:
                 try:
-                    saver.add(result, frames.rate if frames and result.frame is not None else None)
+                    rate = frames.rate if frames and result.frame is not None else None
+                    note = saver.add(result, rate)
+                    if note:
+                        _err(note)
                 except InputError as e:
                     _err(shown(str(e)))
                     failed += 1
@@ -201,6 +165,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_ray(args: argparse.Namespace) -> int:
+    from .sinks import RecordWriter
+
     try:
         import ray
 
@@ -249,7 +215,7 @@ def _predict_ray(args: argparse.Namespace) -> int:
                     errors += 1
                     _err(r["error"])
             if text is not None:
-                text.writelines(json.dumps(r, allow_nan=False) + "\n" for r in rows)
+                RecordWriter("jsonl", (), text).write(rows)
             else:
                 import pyarrow.parquet as pq
 
@@ -327,20 +293,14 @@ def has_display() -> bool:
         return False
 
 
-def cmd_webcam(args: argparse.Namespace, capture=None) -> int:
+def cmd_webcam(args: argparse.Namespace) -> int:
     import cv2
 
+    from .image import shown
     from .sinks import RecordWriter, VideoSink
-    from .sources import read_webcam
 
-    cap = capture if capture is not None else cv2.VideoCapture(args.index)
-    if not cap.isOpened():
-        _err(f"webcam {args.index}: no camera found at this index (or it is busy); "
-             "try another INDEX, or run 'mobilefer predict VIDEO' on a recording")  # fmt: skip
-        return 1
     show = not args.save and not args.no_window
     if show and not has_display():
-        cap.release()
         _err(
             "no display to show a window on (no DISPLAY, or OpenCV built without a GUI: "
             "pip install 'opencv-python<5'); use --save out.mp4 to record the annotated stream, "
@@ -349,30 +309,28 @@ def cmd_webcam(args: argparse.Namespace, capture=None) -> int:
         return 1
     rec = _recognizer(args)
     out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout) if args.print else None
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     writer = None
     progress = Progress(f"webcam {args.index}", "frames")
-    frames = (f.image for f in read_webcam(args.index, cap))
     try:
-        for result in rec.stream(frames, **_stream_options(args)):
-            if result.error:  # a frame the camera gave that is no image
-                _err(result.error)
-                continue
+        for result in rec.stream(args.index, **_stream_options(args)):
+            if result.error:  # no such camera, or one that gives no frames
+                _err(shown(result.error))
+                return 1
             progress.update()
             if out:
-                out.write([r | {"source": f"webcam:{args.index}"} for r in result.records()])
+                out.write(result.records())
             drawn = result.draw(progress.rate)
             if args.save:
                 if writer is None:
                     h, w = drawn.shape[:2]
-                    writer = VideoSink(Path(args.save), fps, (w, h))
+                    writer = VideoSink(Path(args.save), result.fps or 25.0, (w, h))
                 writer.write(drawn)
             if show:
                 cv2.imshow("mobilefer", drawn)
                 if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                     break
     finally:
-        progress.close()
+        progress.close(summary=progress.n > 0)
         if writer is not None:
             writer.close()
         if show:
@@ -603,7 +561,7 @@ def _add_inference_options(p: argparse.ArgumentParser, detector: bool = True) ->
     if not detector:
         p.set_defaults(margin=None, detect_size=None, yunet=None, detector="auto")
         return
-    p.add_argument("--detector", default="auto", choices=["auto", "haar", "yunet"],
+    p.add_argument("--detector", default="auto", choices=["auto", *DETECTORS],
                    help="face detector (auto: yunet when its file is at hand)")  # fmt: skip
     p.add_argument("--yunet", help="a local face_detection_yunet_2023mar.onnx")
     p.add_argument(
@@ -621,13 +579,13 @@ def _add_inference_options(p: argparse.ArgumentParser, detector: bool = True) ->
     p.add_argument(
         "--detect-every",
         type=_number(int, 1, what="must be >= 1"),
-        default=10,
+        default=DETECT_EVERY,
         help="video/webcam: full-frame detection every N frames, tracking between (1: always)",
     )
     p.add_argument(
         "--smoothing",
         type=_number(float, 0, 1, hi_open=True, what="must lie in [0, 1)"),
-        default=0.6,
+        default=SMOOTHING,
         help="video/webcam: weight of past scores per tracked face (0: off)",
     )
     p.add_argument("--max-frames", type=_number(int, 0, what="must be >= 0"), default=0,
@@ -679,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=_number(int, 1, 65535, what="must lie in 1-65535"),
                     default=8000, help="port to listen on")  # fmt: skip
     _add_inference_options(sv, detector=False)
-    sv.add_argument("--detector", default="auto", choices=["auto", "haar", "yunet"],
+    sv.add_argument("--detector", default="auto", choices=["auto", *DETECTORS],
                     help="face detector (auto: yunet when its file is at hand)")  # fmt: skip
     sv.add_argument("--yunet", help="a local face_detection_yunet_2023mar.onnx")
     sv.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",

@@ -160,3 +160,11 @@ class Recognizer:
         from .stream import stream
 
         return stream(self, source, **options)
+
+    def session(self, source: str = "array", kind: str = "array", **options):
+        """A :class:`mobilefer.stream.Session`: one tracked stream fed a frame at a time
+        (``session.update(image, frame, time)`` -> ``Result``), for live connections and
+        camera loops. Options: ``detect_every``, ``smoothing``, ``detect_size``, ``fps``."""
+        from .stream import Session
+
+        return Session(self, source, kind, **options)

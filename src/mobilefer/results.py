@@ -123,8 +123,6 @@ class Result:
     def records(self) -> list[dict]:
         """JSON-ready records, one per face, or one no-face record (see :mod:`mobilefer.sinks`).
         Errors and skipped files give none."""
-        from .sinks import records
-
         if self.error or self.kind == "skipped":
             return []
         return records(self.source, self.faces, self.frame, self.time, self.detector)
@@ -138,3 +136,22 @@ class Result:
 
             raise InputError(f"{self.source}: no image to draw ({self.error or self.kind})")
         return draw(self.image, list(self.faces), fps)
+
+
+#: The record's field names, in order.
+FIELD_NAMES = tuple(f.name for f in RECORD_FIELDS)
+
+
+def records(source: str, faces, frame: int | None = None, t: float | None = None,
+            detector: str | None = None, empty: bool = True) -> list[dict]:  # fmt: skip
+    """The JSON-ready records of one frame's faces, with the fields of :data:`RECORD_FIELDS` in
+    order; with ``empty``, one no-face record when there is no face (its ``face``, ``box``,
+    ``label``, ``scores`` and ``score`` are ``None``), so every input read appears."""
+    base = {"source": source, "frame": frame, "time": None if t is None else round(t, 3)}
+    out = []
+    for i, face in enumerate(faces):
+        values = base | {"face": i} | face.to_dict() | {"score": face.score}
+        out.append({name: values[name] for name in FIELD_NAMES})
+    if not out and empty:
+        out.append(dict.fromkeys(FIELD_NAMES) | base | {"detector": detector})
+    return out

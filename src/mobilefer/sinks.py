@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import InputError
 from .image import shown, utf8_safe
-from .results import RECORD_FIELDS, csv_columns
+from .results import csv_columns
 
 #: Longest file name (bytes) where the system does not say: Linux's and macOS's NAME_MAX.
 NAME_MAX = 255
@@ -61,22 +61,6 @@ def video_is_whole(path: Path) -> bool:
 
 #: The CSV columns before the one-per-label ones.
 CSV_FIELDS = csv_columns()
-#: The record's field names, in order.
-FIELD_NAMES = tuple(f.name for f in RECORD_FIELDS)
-
-
-def records(source: str, faces, frame: int | None = None, t: float | None = None,
-            detector: str | None = None, empty: bool = True) -> list[dict]:  # fmt: skip
-    """The JSON-ready records of one frame's faces (module docstring); with ``empty``, one
-    no-face record when there is no face."""
-    base = {"source": source, "frame": frame, "time": None if t is None else round(t, 3)}
-    out = []
-    for i, face in enumerate(faces):
-        values = base | {"face": i} | face.to_dict() | {"score": face.score}
-        out.append({name: values[name] for name in FIELD_NAMES})
-    if not out and empty:
-        out.append(dict.fromkeys(FIELD_NAMES) | base | {"detector": detector})
-    return out
 
 
 class RecordWriter:
@@ -210,3 +194,43 @@ class VideoSink:
             raise InputError(f"{shown(self.path)}: cannot save ({e.strerror or e})") from None
         if self.owner is not None:
             self.owner.written += 1
+
+
+class AnnotatedSaver:
+    """Annotated copies of a stream's results under one folder, named by :class:`SaveFolder`:
+    a PNG per image, an mp4 per video (frames/s drawn on it when given). :meth:`add` returns a
+    note to show the user when a name was taken, and raises :class:`InputError` naming the file
+    that cannot be written; :meth:`close` finishes the last video."""
+
+    def __init__(self, folder):
+        self.folder = SaveFolder(folder)
+        self.folder.check()  # before any work: an unusable folder is a set-up error
+        self._video = None
+        self._video_key = None
+
+    def add(self, result, fps: float | None = None) -> str | None:
+        if result.image is None:
+            return None
+        if result.frame is None:
+            path, note = self._path(result, ".png")
+            self.folder.write_image(path, result.draw())
+            return note
+        note = None
+        if result.source != self._video_key:
+            self.close()
+            path, note = self._path(result, ".mp4")
+            h, w = result.image.shape[:2]
+            self._video = self.folder.video_writer(path, result.fps or 25.0, (w, h))
+            self._video_key = result.source
+        self._video.write(result.draw(fps))
+        return note
+
+    def _path(self, result, suffix: str) -> tuple[Path, str | None]:
+        path, renamed = self.folder.path_for(result.source, result.root, suffix)
+        note = f"{shown(result.source)}: saved as {shown(path)} (the first name was taken)"
+        return path, note if renamed else None
+
+    def close(self) -> None:
+        if self._video is not None:
+            video, self._video, self._video_key = self._video, None, None
+            video.close()

@@ -39,12 +39,14 @@ class Source:
 
 @dataclass(frozen=True)
 class Frame:
-    """A BGR uint8 image from ``source``; ``index`` and ``time`` (s) count video frames."""
+    """A BGR uint8 image from ``source``; ``index`` and ``time`` (s) count video frames;
+    ``fps`` is the rate the camera or file states (``None`` where it states none)."""
 
     source: str
     image: np.ndarray
     index: int = 0
     time: float | None = None
+    fps: float | None = None
 
 
 def _kind(path: Path) -> str:
@@ -228,16 +230,26 @@ def video_info(path: str | Path) -> tuple[int, float, tuple[int, int]]:
         cap.release()
 
 
+def open_camera(index: int):
+    """``cv2.VideoCapture(index)``: the one place a camera is opened (tests put a stand-in
+    here)."""
+    import cv2
+
+    return cv2.VideoCapture(int(index))
+
+
 def read_webcam(index: int, capture=None) -> Iterator[Frame]:
     """Live frames of webcam ``index`` until it stops. ``capture``: a ready cv2.VideoCapture-like
-    object (tests pass a fake one). Raises InputError when the camera does not exist."""
+    object (default: :func:`open_camera`). Raises InputError when the camera does not exist."""
     import time
 
     import cv2
 
-    cap = capture if capture is not None else cv2.VideoCapture(int(index))
+    cap = capture if capture is not None else open_camera(index)
     if not cap.isOpened():
-        raise InputError(f"webcam {index}: no such camera (none found, or it is busy)")
+        raise InputError(f"webcam {index}: no camera found at this index (or it is busy); try "
+                         "another index, or give the path of a recording")  # fmt: skip
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or None
     t0 = time.perf_counter()
     try:
         i = 0
@@ -247,7 +259,7 @@ def read_webcam(index: int, capture=None) -> Iterator[Frame]:
                 if i == 0:
                     raise InputError(f"webcam {index}: the camera gives no frames")
                 return
-            yield Frame(f"webcam:{index}", image, i, time.perf_counter() - t0)
+            yield Frame(f"webcam:{index}", image, i, time.perf_counter() - t0, fps)
             i += 1
     finally:
         cap.release()

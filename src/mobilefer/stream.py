@@ -9,6 +9,7 @@ stream goes on; a file in a folder that is neither image nor video gives a ``ski
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 
 from .errors import InputError, OptionError
 from .image import MAX_PIXELS, check_regular, read_image_pages, to_bgr
-from .results import Result
+from .results import Kind, Result
 from .sources import SKIPPED, Source, expand, read_video, read_webcam, video_info
 from .tracking import DETECT_EVERY, SMOOTHING, FaceTracker, check_options
 from .validate import is_whole
@@ -26,7 +27,7 @@ from .validate import is_whole
 if TYPE_CHECKING:
     from .recognizer import Recognizer
 
-__all__ = ["Result", "stream", "image_detect_size"]
+__all__ = ["Result", "Session", "stream", "image_detect_size"]
 
 #: Detection size (longest side) for video, webcams and arrays: their faces are large and time
 #: is short. Images get :func:`image_detect_size`.
@@ -106,6 +107,45 @@ def stream(
     )
 
 
+class Session:
+    """One tracked stream fed a frame at a time (a live connection, a camera loop): each frame
+    in, its :class:`Result` out, faces tracked (``track_id``) and their scores smoothed, as
+    :func:`stream` does for video. ``source``, ``kind``, ``fps`` and ``root`` label the
+    results; ``detect_every``, ``smoothing`` and ``detect_size`` are :func:`stream`'s options.
+    Its tracks live as long as it does.
+    """
+
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        source: str = "array",
+        kind: Kind = "array",
+        *,
+        detect_every: int | None = None,
+        smoothing: float | None = None,
+        detect_size: int | None = None,
+        fps: float | None = None,
+        root: str | None = None,
+    ) -> None:
+        _check(detect_every, smoothing, detect_size, 0, MAX_PIXELS)
+        self.recognizer, self.source, self.kind = recognizer, source, kind
+        self.fps, self.root = fps, root
+        self._tracker = FaceTracker(
+            recognizer,
+            detect_every=detect_every or DETECT_EVERY,
+            smoothing=SMOOTHING if smoothing is None else smoothing,
+            detect_size=STREAM_DETECT_SIZE if detect_size is None else detect_size,
+        )
+
+    def update(self, image: np.ndarray, frame: int | None = None, time: float | None = None):
+        """The :class:`Result` of the next frame (a BGR image, or any image :func:`to_bgr`
+        takes); ``frame`` and ``time`` (s) are stored in it as given."""
+        image = to_bgr(image)
+        faces = self._tracker.update(image)
+        return Result(self.source, self.kind, tuple(faces), image, frame, time, self.root,
+                      fps=self.fps, detector=self.recognizer.detector.name)  # fmt: skip
+
+
 def _image(rec, name, image, detect_size, kind="image", root=None) -> Result:
     size = detect_size if detect_size is not None else image_detect_size(*image.shape[:2])
     faces = rec.analyze(image, detect_size=size)
@@ -146,15 +186,16 @@ def _source(rec, src: Source, max_pixels, opts) -> Iterator[Result]:
             result = replace(result, reason=f"page 1 of {pages} read; the others are not")
         yield result
         return
+    name = src.spec if src.kind == "video" else f"webcam:{src.spec}"
     try:
         if src.kind == "video":
-            _, fps, _ = video_info(src.spec)
-            frames = ((f.index, f.image, f.time) for f in read_video(src.spec))
-            name = src.spec
+            fps = video_info(src.spec)[1] or None
+            frames = read_video(src.spec)
         else:
-            fps, name = None, f"webcam:{src.spec}"
-            frames = ((f.index, f.image, f.time) for f in read_webcam(int(src.spec)))
-        yield from _tracked(rec, name, src.kind, frames, fps or None, src.root, opts)
+            frames = read_webcam(int(src.spec))
+            first = next(frames)  # opens the camera: its rate is known from here
+            fps, frames = first.fps, itertools.chain([first], frames)
+        yield from _tracked(rec, name, src.kind, frames, fps, src.root, opts)
     except InputError as e:
         yield Result(name, src.kind, root=src.root, error=str(e))
 
@@ -162,7 +203,7 @@ def _source(rec, src: Source, max_pixels, opts) -> Iterator[Result]:
 def _iterable(rec, items, max_pixels, opts) -> Iterator[Result]:
     """An iterable of arrays (frames of one tracked stream) that may hold paths too (read as
     specs are): an item that is no image gives an error result, and the stream goes on."""
-    tracker, n = None, 0
+    session, n = None, 0
     for i, item in enumerate(items):
         if isinstance(item, (str, Path, int)) and not isinstance(item, bool):
             yield from _spec(rec, item, max_pixels, opts)
@@ -172,28 +213,22 @@ def _iterable(rec, items, max_pixels, opts) -> Iterator[Result]:
         except InputError as e:
             yield Result("array", "array", frame=i, error=f"array frame {i}: {e}")
             continue
-        tracker = tracker or _tracker(rec, opts)
-        yield Result("array", "array", tuple(tracker.update(image)), image, i,
-                     detector=rec.detector.name)  # fmt: skip
+        session = session or _session(rec, opts)
+        yield session.update(image, i)
         n += 1
         if opts["max_frames"] and n >= opts["max_frames"]:
             return
 
 
-def _tracker(rec, opts) -> FaceTracker:
-    return FaceTracker(
-        rec,
-        detect_every=opts["detect_every"] or DETECT_EVERY,
-        smoothing=SMOOTHING if opts["smoothing"] is None else opts["smoothing"],
-        detect_size=STREAM_DETECT_SIZE if opts["detect_size"] is None else opts["detect_size"],
-    )
+def _session(rec, opts, source="array", kind="array", fps=None, root=None) -> Session:
+    return Session(rec, source, kind, detect_every=opts["detect_every"],
+                   smoothing=opts["smoothing"], detect_size=opts["detect_size"], fps=fps,
+                   root=root)  # fmt: skip
 
 
 def _tracked(rec, name, kind, frames, fps, root, opts) -> Iterator[Result]:
-    tracker = _tracker(rec, opts)
-    for n, (index, image, t) in enumerate(frames, start=1):
-        faces = tracker.update(image)
-        yield Result(name, kind, tuple(faces), image, index, t, root, fps=fps,
-                     detector=rec.detector.name)  # fmt: skip
+    session = _session(rec, opts, name, kind, fps, root)
+    for n, f in enumerate(frames, start=1):
+        yield session.update(f.image, f.index, f.time)
         if opts["max_frames"] and n >= opts["max_frames"]:
             return

@@ -40,10 +40,7 @@ from importlib import resources
 from ..errors import InputError
 from ..image import decode_image
 from ..recognizer import Recognizer
-from ..results import Result
-from ..sinks import records
-from ..stream import STREAM_DETECT_SIZE, image_detect_size
-from ..tracking import FaceTracker
+from ..results import records
 
 log = logging.getLogger(__name__)
 
@@ -140,15 +137,13 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
 
         with decoders:
             image = decode_image(data, name, LIMITS["upload_pixels"], SERVER_LIMIT)
-        with lock:
-            faces = rec.analyze(image, detect_size=image_detect_size(*image.shape[:2]))
-        from ..annotate import draw
-
+        with lock:  # a photo, searched at the size predict searches it (stream.image_detect_size)
+            (result,) = rec.stream(image)
         quality = [cv2.IMWRITE_JPEG_QUALITY, ANNOTATED_JPEG_QUALITY]
-        ok, jpg = cv2.imencode(".jpg", draw(image, faces), quality)
+        ok, jpg = cv2.imencode(".jpg", result.draw(), quality)
         return {
             "name": name, "width": image.shape[1], "height": image.shape[0],
-            "faces": records(name, faces, detector=rec.detector.name),
+            "faces": records(name, result.faces, detector=rec.detector.name),
             "annotated": "data:image/jpeg;base64," + base64.b64encode(jpg.tobytes()).decode(),
         }  # fmt: skip
 
@@ -244,7 +239,7 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
             await ws.close(code=1008)  # policy violation
             return
         await ws.accept()
-        tracker = FaceTracker(rec, detect_size=STREAM_DETECT_SIZE)
+        tracked = rec.session("webcam", "webcam")  # this connection's tracks and smoothing
         session = _live_session()  # what this connection's report is made of
         started = time.perf_counter()
 
@@ -255,13 +250,11 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
                 image = decode_image(data, f"frame {frame}", LIMITS["frame_pixels"], SERVER_LIMIT)
             t0 = time.perf_counter()
             with lock:
-                faces = tracker.update(image)
+                result = tracked.update(image, frame, t0 - started)
             ms = round(1000 * (time.perf_counter() - t0), 1)
             if session is not None:
-                t = time.perf_counter() - started
-                session.add(Result("webcam", "webcam", tuple(faces), image, frame, t,
-                                   detector=rec.detector.name))  # fmt: skip
-            recs = records("webcam", faces, frame, None, rec.detector.name, empty=False)
+                session.add(result)
+            recs = records("webcam", result.faces, frame, None, rec.detector.name, empty=False)
             return {"frame": frame, "width": image.shape[1], "height": image.shape[0],
                     "faces": recs, "ms": ms}  # fmt: skip
 
@@ -290,7 +283,7 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
                 await ws.send_text(json.dumps(reply))
                 frame += 1
         except (WebSocketDisconnect, asyncio.CancelledError):
-            pass  # the tracker (this client's tracks and smoothing) ends with this handler
+            pass  # the session (this client's tracks and smoothing) ends with this handler
 
     return Starlette(routes=[
         Route("/", page),
