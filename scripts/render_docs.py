@@ -167,7 +167,11 @@ def model_card(domains: dict, speed: dict) -> str:
             f"- Test time: flip TTA {'on' if card.flip_tta else 'off'}, class-prior correction "
             f"tau {card.prior_tau:g}.",
             "- Scores stored in the file: "
-            + ", ".join(f"{k} {v}" for k, v in card.metrics.items() if "private" in k)
+            + ", ".join(
+                f"{k} {v}"
+                for k, v in card.metrics.items()
+                if k.startswith(("private_fer2013_", "private_ferplus_"))
+            )  # fmt: skip
             + ".",
             "",
         ]

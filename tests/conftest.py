@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,14 @@ def astronaut() -> np.ndarray:
     """scikit-image's astronaut() (public-domain NASA portrait) as BGR uint8: one face."""
     skimage_data = pytest.importorskip("skimage.data")
     return np.ascontiguousarray(skimage_data.astronaut()[:, :, ::-1])
+
+
+@pytest.fixture()
+def jpg_bytes(astronaut) -> bytes:
+    """The astronaut photo as JPEG bytes."""
+    import cv2
+
+    return cv2.imencode(".jpg", astronaut)[1].tobytes()
 
 
 @pytest.fixture(scope="session")
@@ -137,6 +146,11 @@ def run(capsys, *argv):
     return code, out, err
 
 
+def cli_argv(*args) -> list[str]:
+    """The argv of ``mobilefer ARGS`` in a child process (this Python)."""
+    return [sys.executable, "-m", "mobilefer", *args]
+
+
 def predict(capsys, model, *args):
     """``mobilefer predict ARGS --model MODEL --detector haar``."""
     return run(capsys, "predict", *(os.fsdecode(a) for a in args), "--model", str(model),
@@ -208,7 +222,6 @@ def j2k_header(width: int, height: int) -> bytes:
 
 def png_header(width: int, height: int) -> bytes:
     """A PNG whose IHDR declares ``width`` x ``height`` RGB, with one byte of data."""
-    import struct
     import zlib
 
     def chunk(kind, data):

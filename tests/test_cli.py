@@ -1,5 +1,6 @@
 import csv
 import io
+import re
 import subprocess
 import sys
 
@@ -259,3 +260,71 @@ def test_missing_extra_is_one_line(capsys, monkeypatch, argv, what, module, extr
         f"mobilefer: {what} needs the [{extra}] extra ({module} is missing): "
         f"from a checkout of mobilefer, pip install -e '.[{extra}]'"
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["webcam", "-1"],
+        ["predict", "x.jpg", "--detect-every", "0"],
+        ["predict", "x.jpg", "--smoothing", "1"],
+        ["predict", "x.jpg", "--margin", "nan"],
+        ["predict", "x.jpg", "--margin", "-1"],
+        ["predict", "x.jpg", "--detect-size", "-5"],
+        ["predict", "x.jpg", "--threads", "0"],
+        ["predict", "x.jpg", "--max-frames", "-2"],
+        ["train", "--data", "x", "--out", "y", "--epochs", "0"],
+    ],
+)
+def test_bad_option_values_are_one_line_and_exit_2(capsys, argv):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "error: argument" in err
+
+
+@pytest.mark.parametrize("value", ["9", "x", "nan"])
+def test_export_zoom_is_checked_before_any_work(capsys, value):
+    pytest.importorskip("torch")
+    code, out, err = run(capsys, "export", "missing.pt", "--out", "m.onnx", "--zoom", value)
+    assert code == 2 and out == ""
+    assert err.strip() == f"mobilefer: --zoom {value}: expected a number from 0.5 to 2, or auto"
+
+
+def test_export_zoom_is_checked_in_the_api(tmp_path):
+    pytest.importorskip("torch")
+    from mobilefer.errors import OptionError
+    from mobilefer.train.export import export_checkpoint
+
+    ck = tmp_path / "best.pt"
+    ck.write_bytes(b"")
+    for bad in (3.0, "1.1", None):
+        with pytest.raises(OptionError, match="expected a number from 0.5 to 2"):
+            export_checkpoint(ck, tmp_path / "m.onnx", flip_tta=False, prior_tau=0, zoom=bad)
+
+
+def test_help_shows_defaults_and_version(capsys):
+    code, out, _ = run(capsys, "predict", "--help")
+    assert code == 0 and "(default: 10)" in out and "(default: 0.6)" in out
+    assert "(default: 0)" in " ".join(out.split())  # --max-frames: a zero default is shown
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("mobilefer ")
+
+
+@pytest.mark.parametrize("command", ["predict", "webcam", "serve", "evaluate", "export", "train"])
+def test_help_says_each_default_once_and_never_none(capsys, command):
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0 and "(default: None)" not in out and "(default: False)" not in out
+    for block in re.split(r"\n  (?=-)", out):  # one option's help text each
+        assert block.count("(default") <= 1, block
+
+
+def test_every_option_has_a_help_line():
+    import argparse
+
+    from mobilefer.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            assert action.help, f"mobilefer {name} {action.option_strings or action.dest}"

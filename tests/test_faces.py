@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mobilefer import faces
 from mobilefer.errors import WeightsError
@@ -75,3 +77,53 @@ def test_auto_falls_back_to_haar_with_one_warning(tmp_path, monkeypatch, caplog)
     assert len(warnings) == 1 and "haar" in warnings[0].getMessage()
     with pytest.raises(WeightsError, match="cannot download YuNet"):
         create_detector("yunet")
+
+
+@pytest.mark.parametrize("name", detectors_available())
+@pytest.mark.parametrize("shape", [(20, 20), (8, 1000), (1000, 8), (5, 5), (1, 1), (32, 32)])
+def test_tiny_images_give_stable_boxes_inside_the_image(name, shape):
+    det = create_detector(name)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    runs = [det.detect(img) for _ in range(20)]
+    assert all(r == runs[0] for r in runs)  # deterministic
+    for d in runs[0]:
+        x, y, w, h = d.box
+        assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= shape[1] and y + h <= shape[0]
+
+
+@pytest.mark.parametrize("name", detectors_available())
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(h=st.integers(1, 300), w=st.integers(1, 300), seed=st.integers(0, 2**16))
+def test_boxes_lie_inside_any_image(name, h, w, seed):
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    for d in create_detector(name).detect(img):
+        x, y, bw, bh = d.box
+        assert 0 <= x and 0 <= y and bw > 0 and bh > 0 and x + bw <= w and y + bh <= h
+
+
+def test_large_photos_are_searched_at_a_larger_size():
+    from mobilefer.stream import image_detect_size
+
+    assert image_detect_size(480, 640) == 640
+    assert image_detect_size(1080, 1920) == 960
+    assert image_detect_size(3024, 4032) == 2016  # a 40 px face stays 20 px
+
+
+def test_small_face_in_a_12_megapixel_photo_is_found(tiny_model, astronaut, has_yunet):
+    import cv2
+
+    from mobilefer import Recognizer
+
+    if not has_yunet:
+        pytest.skip("../shared/weights lacks YuNet")
+    photo = np.full((3024, 4032, 3), 120, np.uint8)
+    head = cv2.resize(astronaut[20:220, 130:320], None, fx=0.4, fy=0.4)  # the face: ~40 px
+    photo[1500 : 1500 + head.shape[0], 2000 : 2000 + head.shape[1]] = head
+    rec = Recognizer(tiny_model, detector="yunet")
+    (result,) = list(rec.stream(photo))
+    assert len(result.faces) == 1
+    x, y, w, h = result.faces[0].box
+    assert 2000 < x < 2000 + head.shape[1] and 1500 < y < 1500 + head.shape[0] and w < 60

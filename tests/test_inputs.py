@@ -6,14 +6,22 @@ under an alarm that fails the test instead of hanging the suite.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import j2k_header, predict, records, tiff_header
+from mobilefer.errors import InputError
+from mobilefer.faces import create_detector
+from mobilefer.image import read_image
+
+from conftest import cli_argv, j2k_header, png_header, predict, records, run, tiff_header
 
 
 @pytest.fixture()
@@ -30,20 +38,13 @@ def alarm():
     signal.signal(signal.SIGALRM, old)
 
 
-@pytest.fixture()
-def photo_bytes(astronaut) -> bytes:
-    import cv2
-
-    return cv2.imencode(".jpg", astronaut)[1].tobytes()
-
-
-def test_pipes_and_devices_are_refused_unopened(capsys, tmp_path, tiny_model, photo_bytes, alarm):
+def test_pipes_and_devices_are_refused_unopened(capsys, tmp_path, tiny_model, jpg_bytes, alarm):
     folder = tmp_path / "in"
     folder.mkdir()
     os.mkfifo(folder / "clip.mp4")
     os.mkfifo(folder / "still.jpg")
     os.symlink("/dev/zero", folder / "zero.png")
-    (folder / "z_good.jpg").write_bytes(photo_bytes)
+    (folder / "z_good.jpg").write_bytes(jpg_bytes)
     code, out, err = predict(capsys, tiny_model, folder)
     assert code == 1
     assert [r["source"] for r in records(out)] == [str(folder / "z_good.jpg")]
@@ -54,10 +55,10 @@ def test_pipes_and_devices_are_refused_unopened(capsys, tmp_path, tiny_model, ph
     assert code == 1 and len(records(out)) == 1 and "clip.mp4: not a regular file" in err
 
 
-def test_globs_never_follow_linked_folders(capsys, tmp_path, tiny_model, photo_bytes, alarm):
+def test_globs_never_follow_linked_folders(capsys, tmp_path, tiny_model, jpg_bytes, alarm):
     top = tmp_path / "photos"
     (top / "sub").mkdir(parents=True)
-    (top / "sub" / "a.jpg").write_bytes(photo_bytes)
+    (top / "sub" / "a.jpg").write_bytes(jpg_bytes)
     os.symlink(".", top / "self")  # one photo became 41 records
     os.symlink("..", top / "sub" / "up")  # a loop
     for spec in (f"{top}/**/*.jpg", str(top)):
@@ -104,13 +105,13 @@ def test_urls_say_how_to_read_them(capsys, tiny_model, url):
     ids=["tiff", "jpeg2000"],
 )
 def test_tiff_and_jpeg2000_bombs_are_refused_from_their_header(
-    capsys, tmp_path, tiny_model, photo_bytes, name, data, pixels
+    capsys, tmp_path, tiny_model, jpg_bytes, name, data, pixels
 ):
     from mobilefer.errors import InputError
     from mobilefer.image import read_image
 
     (tmp_path / name).write_bytes(data)
-    (tmp_path / "z.jpg").write_bytes(photo_bytes)
+    (tmp_path / "z.jpg").write_bytes(jpg_bytes)
     with pytest.raises(InputError, match=f"{pixels} pixels, over the limit"):
         read_image(tmp_path / name)
     code, out, err = predict(capsys, tiny_model, tmp_path)
@@ -130,12 +131,12 @@ def test_os2_bitmap_is_read(tmp_path):
 
 
 def test_a_huge_file_is_refused_by_its_size_before_reading(capsys, tmp_path, tiny_model,
-                                                           photo_bytes):  # fmt: skip
+                                                           jpg_bytes):  # fmt: skip
     from mobilefer.image import max_file_bytes
 
     with open(tmp_path / "sparse.jpg", "wb") as f:  # 2 GB on disk, no blocks: instant
         f.truncate(2 * 2**30)
-    (tmp_path / "z.jpg").write_bytes(photo_bytes)
+    (tmp_path / "z.jpg").write_bytes(jpg_bytes)
     code, out, err = predict(capsys, tiny_model, tmp_path)
     assert code == 1 and [r["source"] for r in records(out)] == [str(tmp_path / "z.jpg")]
     assert f"over the limit of {max_file_bytes():,}" in err and "--max-pixels" in err
@@ -168,11 +169,11 @@ def nan_model(tmp_path_factory, tiny_config):
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
-def test_a_model_giving_nan_is_one_error_naming_it(capsys, tmp_path, nan_model, photo_bytes, fmt):
+def test_a_model_giving_nan_is_one_error_naming_it(capsys, tmp_path, nan_model, jpg_bytes, fmt):
     from mobilefer import ModelError, Recognizer
 
     for i in range(3):
-        (tmp_path / f"{i}.jpg").write_bytes(photo_bytes)
+        (tmp_path / f"{i}.jpg").write_bytes(jpg_bytes)
     code, out, err = predict(capsys, nan_model, tmp_path, "--format", fmt)
     assert code == 2 and "nan" not in out.lower()
     (line,) = err.strip().splitlines()
@@ -250,7 +251,6 @@ def test_one_error_is_one_line_of_ours(tmp_path, tiny_model, astronaut):
     """Native libraries print nothing around our line (ffmpeg writes to fd 2 itself, so this
     runs in a process of its own), and a name with a newline stays on one line."""
     import subprocess
-    import sys
 
     from conftest import write_video
 
@@ -292,3 +292,128 @@ def test_a_failed_yunet_download_is_not_retried_every_run(monkeypatch, tmp_path)
     with pytest.raises(WeightsError, match="cannot download YuNet"):
         create_detector("yunet")  # asked for by name: it tries again
     assert len(calls) == 2
+
+
+def test_exif_orientation_is_applied(tmp_path, astronaut):
+    from PIL import Image
+
+    sideways = np.ascontiguousarray(np.rot90(astronaut, 1))  # stored turned 90 degrees left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(sideways[:, :, ::-1]).save(path, quality=95, exif=exif)
+    img = read_image(path)
+    assert img.shape == astronaut.shape
+    assert np.abs(img.astype(int) - astronaut).mean() < 8
+    assert len(create_detector("haar").detect(img)) == 1
+
+
+def test_motion_photo_with_trailing_video_is_read(tmp_path, jpg_bytes, astronaut):
+    path = tmp_path / "motion.jpg"
+    path.write_bytes(jpg_bytes + b"\x00\x00\x00\x18ftypmp42" + os.urandom(5000))
+    assert read_image(path).shape == astronaut.shape
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(jpg_bytes[: len(jpg_bytes) // 2])
+    with pytest.raises(InputError, match="truncated"):
+        read_image(cut)
+
+
+def test_png_with_trailing_bytes_is_read(tmp_path, astronaut):
+    import cv2
+
+    png = cv2.imencode(".png", astronaut)[1].tobytes()
+    (tmp_path / "x.png").write_bytes(png + b"trailing junk" * 10)
+    assert read_image(tmp_path / "x.png").shape == astronaut.shape
+
+
+def test_pixel_bomb_is_refused_from_its_header(capsys, tmp_path, tiny_model, jpg_bytes):
+    (tmp_path / "bomb.png").write_bytes(png_header(40000, 40000))
+    (tmp_path / "good.jpg").write_bytes(jpg_bytes)
+    with pytest.raises(InputError, match="1,600,000,000 pixels, over the limit"):
+        read_image(tmp_path / "bomb.png")
+    code, out, err = predict(capsys, tiny_model, str(tmp_path))
+    assert code == 1 and "--max-pixels" in err
+    assert [r["source"] for r in records(out)] == [str(tmp_path / "good.jpg")]
+
+
+def test_unreadable_file_is_one_failure(capsys, monkeypatch, tmp_path, tiny_model, jpg_bytes):
+    (tmp_path / "locked.jpg").write_bytes(jpg_bytes)
+    (tmp_path / "open.jpg").write_bytes(jpg_bytes)
+    real = Path.read_bytes
+
+    def read_bytes(self):  # root reads any file: stand in for a permission error
+        if self.name == "locked.jpg":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    code, out, err = predict(capsys, tiny_model, str(tmp_path))
+    assert code == 1 and "locked.jpg: cannot read the file (Permission denied)" in err
+    assert [r["source"] for r in records(out)] == [str(tmp_path / "open.jpg")]
+
+
+def test_empty_folder_is_an_error(capsys, tmp_path, tiny_model):
+    (tmp_path / "empty").mkdir()
+    code, out, err = run(capsys, "predict", str(tmp_path / "empty"), "--model", str(tiny_model))
+    assert code == 1 and "no input found" in err and out == ""
+
+
+def test_no_face_and_sidecars(capsys, tmp_path, tiny_model, jpg_bytes):
+    import cv2
+
+    d = tmp_path / "shoot"
+    d.mkdir()
+    (d / "face.jpg").write_bytes(jpg_bytes)
+    cv2.imwrite(str(d / "wall.png"), np.full((200, 300, 3), 128, np.uint8))
+    for name in ("face.xmp", "notes.txt", "meta.json", "anim.gif"):
+        (d / name).write_bytes(b"x")
+    code, out, err = predict(capsys, tiny_model, str(d), "--format", "jsonl")
+    assert code == 0, err
+    recs = records(out)
+    assert {Path(r["source"]).name for r in recs} == {"face.jpg", "wall.png"}
+    (wall,) = [r for r in recs if r["source"].endswith("wall.png")]
+    assert wall["face"] is None and wall["box"] is None and wall["detector"] == "haar"
+    assert "skipped 4 file(s) that are not images or videos" in err
+    code, out, _ = predict(capsys, tiny_model, str(d), "--format", "csv")
+    import csv
+
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 2 and {r["label"] for r in rows if "wall" in r["source"]} == {""}
+
+
+def _corpus(jpg: bytes, png: bytes, mp4: bytes, seed: int = 0) -> dict[str, bytes]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for kind, data in (("jpg", jpg), ("png", png), ("mp4", mp4)):
+        for i in range(6):
+            cut = int(rng.integers(1, len(data)))
+            out[f"cut{i}.{kind}"] = data[:cut]
+            flipped = bytearray(data)
+            for pos in rng.integers(0, min(len(data), 600), size=4):  # headers live up front
+                flipped[pos] ^= int(rng.integers(1, 256))
+            out[f"flip{i}.{kind}"] = bytes(flipped)
+        out[f"random.{kind}"] = rng.integers(0, 256, 2000, dtype=np.uint8).tobytes()
+    return out
+
+
+def test_fuzzed_files_never_lose_a_sibling(tmp_path, tiny_model, jpg_bytes, astronaut):
+    import cv2
+
+    from conftest import write_video
+
+    png = cv2.imencode(".png", astronaut)[1].tobytes()
+    mp4 = write_video(tmp_path / "v.mp4", astronaut, frames=3).read_bytes()
+    d = tmp_path / "fuzz"
+    d.mkdir()
+    for name, data in _corpus(jpg_bytes, png, mp4).items():
+        (d / name).write_bytes(data)
+    (d / "zz_good.jpg").write_bytes(jpg_bytes)
+    p = subprocess.run(
+        cli_argv("predict", str(d), "--model", str(tiny_model), "--detector", "haar"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode in (0, 1), p.stderr
+    assert "Traceback" not in p.stderr
+    assert any(r["source"].endswith("zz_good.jpg") for r in records(p.stdout))

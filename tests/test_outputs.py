@@ -3,28 +3,29 @@ nothing half-written left behind, and every other input still saved."""
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import stat
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import predict, records, write_video
+from mobilefer.errors import InputError
+
+from conftest import cli_argv, predict, records, run, write_video
 
 
-@pytest.fixture()
-def photo_bytes(astronaut) -> bytes:
-    import cv2
-
-    return cv2.imencode(".jpg", astronaut)[1].tobytes()
-
-
-def test_a_long_name_is_shortened_and_kept_unique(capsys, tmp_path, tiny_model, photo_bytes):
+def test_a_long_name_is_shortened_and_kept_unique(capsys, tmp_path, tiny_model, jpg_bytes):
     folder = tmp_path / "in"
     folder.mkdir()
     for first in "ab":
-        (folder / (first * 250 + ".jpg")).write_bytes(photo_bytes)  # 254 bytes: legal
-    (folder / "z.jpg").write_bytes(photo_bytes)
+        (folder / (first * 250 + ".jpg")).write_bytes(jpg_bytes)  # 254 bytes: legal
+    (folder / "z.jpg").write_bytes(jpg_bytes)
     code, out, err = predict(capsys, tiny_model, folder, "--save", tmp_path / "out")
     assert code == 0, err
     saved = sorted(p.name for p in (tmp_path / "out").iterdir())
@@ -34,12 +35,12 @@ def test_a_long_name_is_shortened_and_kept_unique(capsys, tmp_path, tiny_model, 
 
 
 def test_a_video_that_cannot_be_created_is_one_error(
-    capsys, monkeypatch, tmp_path, tiny_model, astronaut, photo_bytes
+    capsys, monkeypatch, tmp_path, tiny_model, astronaut, jpg_bytes
 ):
     folder = tmp_path / "in"
     folder.mkdir()
     write_video(folder / "a_clip.mp4", astronaut, frames=3)
-    (folder / "b.jpg").write_bytes(photo_bytes)
+    (folder / "b.jpg").write_bytes(jpg_bytes)
     real = tempfile.mkstemp
 
     def read_only(*args, **kw):
@@ -59,7 +60,7 @@ def test_a_video_that_cannot_be_created_is_one_error(
 
 
 def test_a_broken_video_is_not_counted_as_saved(
-    capsys, monkeypatch, tmp_path, tiny_model, astronaut, photo_bytes
+    capsys, monkeypatch, tmp_path, tiny_model, astronaut, jpg_bytes
 ):
     import cv2
 
@@ -78,7 +79,7 @@ def test_a_broken_video_is_not_counted_as_saved(
                 f.write(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
 
     write_video(tmp_path / "clip.mp4", astronaut, frames=3)
-    (tmp_path / "z.jpg").write_bytes(photo_bytes)
+    (tmp_path / "z.jpg").write_bytes(jpg_bytes)
     monkeypatch.setattr(cv2, "VideoWriter", FullDisk)
     out_dir = tmp_path / "out"
     code, out, err = predict(capsys, tiny_model, tmp_path / "clip.mp4", tmp_path / "z.jpg",
@@ -89,9 +90,9 @@ def test_a_broken_video_is_not_counted_as_saved(
 
 
 def test_saved_videos_and_images_get_the_umask_mode(capsys, tmp_path, tiny_model, astronaut,
-                                                     photo_bytes):  # fmt: skip
+                                                     jpg_bytes):  # fmt: skip
     write_video(tmp_path / "clip.mp4", astronaut, frames=3)
-    (tmp_path / "z.jpg").write_bytes(photo_bytes)
+    (tmp_path / "z.jpg").write_bytes(jpg_bytes)
     old = os.umask(0o022)
     try:
         code, _, err = predict(capsys, tiny_model, tmp_path / "clip.mp4", tmp_path / "z.jpg",
@@ -106,7 +107,6 @@ def test_saved_videos_and_images_get_the_umask_mode(capsys, tmp_path, tiny_model
 def test_a_failed_png_write_leaves_no_partial_file(monkeypatch, tmp_path, astronaut):
     from pathlib import Path
 
-    from mobilefer.errors import InputError
     from mobilefer.sinks import SaveFolder
 
     real = Path.write_bytes
@@ -125,11 +125,10 @@ def test_a_failed_png_write_leaves_no_partial_file(monkeypatch, tmp_path, astron
 
 @pytest.mark.parametrize("where", ["file-as-folder", "folder"])
 def test_ray_out_is_checked_before_ray_starts(capsys, monkeypatch, tmp_path, tiny_model,
-                                              photo_bytes, where):  # fmt: skip
+                                              jpg_bytes, where):  # fmt: skip
     ray = pytest.importorskip("ray")
-    from conftest import run
 
-    (tmp_path / "a.jpg").write_bytes(photo_bytes)
+    (tmp_path / "a.jpg").write_bytes(jpg_bytes)
     (tmp_path / "taken").write_text("a file")
     (tmp_path / "dir.jsonl").mkdir()
     out = tmp_path / "taken" / "r.jsonl" if where == "file-as-folder" else tmp_path / "dir.jsonl"
@@ -170,7 +169,6 @@ RAY_ONLY = {"--engine", "--address", "--out", "-h", "--help"}
 
 def test_ray_takes_every_option_of_predict_or_refuses_it(capsys, monkeypatch, tmp_path):
     ray = pytest.importorskip("ray")
-    import re
 
     import mobilefer.ray as mray
 
@@ -196,20 +194,18 @@ def test_ray_takes_every_option_of_predict_or_refuses_it(capsys, monkeypatch, tm
 
 
 def test_every_writer_takes_its_fields_from_the_one_record_schema(capsys, tmp_path, tiny_model,
-                                                                  photo_bytes):  # fmt: skip
+                                                                  jpg_bytes):  # fmt: skip
     """JSON Lines keys, the CSV header and (with the extra) Ray's Arrow schema follow
     RECORD_FIELDS; so does the no-face record."""
     import csv
-    import io
 
     import cv2
-    import numpy as np
 
     from mobilefer.results import RECORD_FIELDS, csv_columns
     from mobilefer.results import records as build
 
     names = [f.name for f in RECORD_FIELDS]
-    (tmp_path / "a.jpg").write_bytes(photo_bytes)
+    (tmp_path / "a.jpg").write_bytes(jpg_bytes)
     cv2.imwrite(str(tmp_path / "blank.png"), np.full((64, 64, 3), 200, np.uint8))
     code, out, _ = predict(capsys, tiny_model, tmp_path)
     assert code == 0 and [list(r) for r in records(out)] == [names, names]
@@ -223,3 +219,112 @@ def test_every_writer_takes_its_fields_from_the_one_record_schema(capsys, tmp_pa
     except ImportError:
         return
     assert list(FIELDS) == [*names, "error"] and schema(labels).names == list(FIELDS)
+
+
+def test_save_keeps_every_output(capsys, tmp_path, tiny_model, jpg_bytes, astronaut):
+    import cv2
+
+    for sub in ("a", "b"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        (tmp_path / "in" / sub / "x.jpg").write_bytes(jpg_bytes)
+    cv2.imwrite(str(tmp_path / "in" / "a" / "x.png"), astronaut)
+    out_dir = tmp_path / "out"
+    code, out, err = predict(
+        capsys,
+        tiny_model,
+        str(tmp_path / "in"),
+        str(tmp_path / "in" / "a" / "x.jpg"),
+        "--save",
+        str(out_dir),
+    )
+    assert code == 0, err
+    saved = sorted(p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*.png"))
+    assert len(saved) == 4 == len(records(out))
+    assert saved == [
+        "a/x_mobilefer-2.png",
+        "a/x_mobilefer.png",
+        "b/x_mobilefer.png",
+        "x_mobilefer.png",
+    ]
+    assert "saved as" in err and "annotated 4 file(s)" in err
+
+
+def test_save_target_is_checked_before_any_work(capsys, tmp_path, tiny_model, jpg_bytes):
+    (tmp_path / "a.jpg").write_bytes(jpg_bytes)
+    (tmp_path / "taken").write_text("a file")
+    for target in (tmp_path / "taken", tmp_path / "taken" / "sub"):
+        code, out, err = predict(capsys, tiny_model, str(tmp_path / "a.jpg"), "--save", str(target))
+        assert code == 2 and out == "" and "--save" in err and "Traceback" not in err
+
+
+def test_a_failed_write_is_reported(capsys, monkeypatch, tmp_path, tiny_model, jpg_bytes):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jpg").write_bytes(jpg_bytes)
+    (tmp_path / "in" / "b.jpg").write_bytes(jpg_bytes)
+    real = Path.write_bytes
+
+    def write_bytes(self, data):
+        if self.name.startswith("a_"):
+            raise OSError(28, "No space left on device", str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    code, out, err = predict(
+        capsys, tiny_model, str(tmp_path / "in"), "--save", str(tmp_path / "out")
+    )
+    assert code == 1 and "a_mobilefer.png: cannot save (No space left on device)" in err
+    assert len(records(out)) == 2 and (tmp_path / "out" / "b_mobilefer.png").is_file()
+
+
+def test_closed_pipe_ends_quietly(tmp_path, tiny_model, jpg_bytes):
+    for i in range(6):
+        (tmp_path / f"{i}.jpg").write_bytes(jpg_bytes)
+    cmd = " ".join(
+        cli_argv(
+            "predict",
+            *(str(tmp_path / f"{i}.jpg") for i in range(6)),
+            "--model",
+            str(tiny_model),
+            "--detector",
+            "haar",
+        )
+    )
+    p = subprocess.run(f"{cmd} | head -c 10", shell=True, capture_output=True, text=True)
+    assert len(p.stdout) == 10
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_full_disk_is_one_error_line(tmp_path, tiny_model, jpg_bytes):
+    (tmp_path / "a.jpg").write_bytes(jpg_bytes)
+    with open("/dev/full", "w") as full:
+        p = subprocess.run(
+            cli_argv(
+                "predict", str(tmp_path / "a.jpg"), "--model", str(tiny_model), "--detector", "haar"
+            ),
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert p.returncode == 1
+    assert "cannot write the results: No space left on device" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="macOS file systems refuse non-UTF-8 names")
+def test_non_utf8_names_with_save_and_video(capsys, tmp_path, tiny_model, jpg_bytes, astronaut):
+    from conftest import write_video
+
+    d = tmp_path / "in"
+    d.mkdir()
+    odd = os.fsencode(d) + b"/caf\xe9.jpg"
+    with open(odd, "wb") as f:
+        f.write(jpg_bytes)
+    write_video(tmp_path / "clip.mp4", astronaut, frames=3)
+    os.rename(tmp_path / "clip.mp4", os.fsencode(d) + b"/v\xe9.mp4")
+    code, out, err = predict(capsys, tiny_model, str(d), "--save", str(tmp_path / "out"))
+    assert code == 0, err
+    kinds = {r["frame"] is None for r in records(out)}
+    assert kinds == {True, False}  # the photo and the video's frames
+    saved = sorted(os.listdir(os.fsencode(tmp_path / "out")))
+    assert saved == [b"caf\xe9_mobilefer.png", b"v\xe9_mobilefer.mp4"]

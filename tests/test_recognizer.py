@@ -133,7 +133,7 @@ def test_shipped_model_is_the_default(astronaut):
         pytest.skip("no model shipped in this checkout")
     rec = Recognizer(detector="haar")
     assert rec.model_path == str(default_model_path())
-    assert rec.card.metrics["private_accuracy"] >= 0.68
+    assert rec.card.metrics["private_fer2013_accuracy"] >= 0.68
     assert rec.card.recipe["recipe"] == "default"
     (face,) = rec.analyze(astronaut)
     assert face.label == "happy"
@@ -170,3 +170,43 @@ def test_landmarks_reach_faces_in_photos_and_tracked_frames(tiny_model, astronau
         (rx, _), (lx, _) = face.landmarks[:2]
         assert rx < lx  # the person's right eye is on the image's left
     assert all("landmarks" not in r for res in results for r in res.records())
+
+
+def test_classify_refuses_a_bare_image(tiny_model):
+    from mobilefer import Recognizer
+
+    rec = Recognizer(tiny_model, detector="haar")
+    face = np.zeros((48, 48, 3), np.uint8)
+    with pytest.raises(InputError, match=r"pass \[crop\]"):
+        rec.classify(face)
+    with pytest.raises(InputError, match=r"pass \[crop\]"):
+        rec.classify(face[:, :, 0])
+    assert len(rec.classify(np.zeros((4, 48, 48), np.uint8))) == 4  # a batch of gray crops
+    assert len(rec.classify([face])) == 1
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"std": [0.0, 0.2, 0.2]}, "std must hold"),
+        ({"mean": [float("nan")] * 3}, "mean must be finite"),
+        ({"labels": []}, "labels must be"),
+        ({"input_size": "big"}, "ValueError"),
+        ({"format": 99}, "newer than this mobilefer reads"),
+        ({"prior": [1.0], "prior_tau": 0.5}, "prior must hold"),
+    ],
+)
+def test_tampered_metadata_is_a_clear_model_error(tmp_path, tiny_model, change, message):
+    pytest.importorskip("onnx")
+    import onnx
+
+    from mobilefer import Recognizer
+    from mobilefer.errors import ModelError
+
+    proto = onnx.load(str(tiny_model))
+    (prop,) = [p for p in proto.metadata_props if p.key == "mobilefer"]
+    prop.value = json.dumps(json.loads(prop.value) | change)
+    path = tmp_path / "tampered.onnx"
+    onnx.save(proto, str(path))
+    with pytest.raises(ModelError, match=message):
+        Recognizer(path, detector="haar")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
 if TYPE_CHECKING:
@@ -18,8 +19,6 @@ COLORS = {
 
 def draw(image: np.ndarray, faces: list[Face], fps: float | None = None) -> np.ndarray:
     """A copy of a BGR image with each face's box, label and score drawn (and frames/s)."""
-    import cv2
-
     out = image.copy()
     thick = max(1, round(max(out.shape[:2]) / 400))
     for f in faces:

@@ -11,11 +11,19 @@ import argparse
 import errno
 import json
 import logging
+import math
 import os
+import socket
 import sys
+import tempfile
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
+from urllib.error import URLError
+
+import cv2
+from tqdm import tqdm
 
 from .errors import InputError, MobileferError, OptionError
 from .faces import DETECTORS
@@ -23,8 +31,6 @@ from .image import MAX_PIXELS
 from .preprocess import ZOOM_RANGE
 from .stream import IMAGE_DETECT_SIZE, STREAM_DETECT_SIZE
 from .tracking import DETECT_EVERY, SMOOTHING
-
-log = logging.getLogger("mobilefer")
 
 
 def _err(msg: str) -> None:
@@ -43,8 +49,6 @@ class Progress:
     for the frames/s drawn on video."""
 
     def __init__(self, name: str, unit: str):
-        from tqdm import tqdm
-
         self.name, self.unit = name, unit
         self.t0 = time.perf_counter()
         self.n = 0
@@ -185,8 +189,6 @@ def _predict_ray(args: argparse.Namespace) -> int:
              "(.parquet or .jsonl) says the format")  # fmt: skip
         return 2
     try:  # before any work, as --save is checked: the results must have somewhere to go
-        import tempfile
-
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.is_dir():
             raise IsADirectoryError(21, "it is a folder")
@@ -284,7 +286,6 @@ def has_display() -> bool:
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     ):
         return False
-    import cv2
 
     try:
         cv2.namedWindow("mobilefer")
@@ -294,8 +295,6 @@ def has_display() -> bool:
 
 
 def cmd_webcam(args: argparse.Namespace) -> int:
-    import cv2
-
     from .image import shown
     from .sinks import RecordWriter, VideoSink
 
@@ -350,7 +349,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from .serve import create_app, is_loopback
     except ImportError as e:
         return _missing_extra("serve", "serve", e)
-    import socket
 
     try:  # bind first: a busy port or an unknown host is a set-up error, before any address
         family, kind, _, _, address = socket.getaddrinfo(
@@ -408,7 +406,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .train.report import epoch_header, epoch_row, write_report
     except ImportError as e:
         return _missing_extra("training", "train", e)
-    from dataclasses import replace
 
     from .data import load_fer2013, load_fer2013_with_ferplus
 
@@ -487,8 +484,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _float_in(text: str, lo: float, hi: float, name: str) -> float:
-    import math
-
     try:
         v = float(text)
     except ValueError:
@@ -500,7 +495,6 @@ def _float_in(text: str, lo: float, hi: float, name: str) -> float:
 
 def _number(kind, lo=None, hi=None, hi_open=False, what=""):
     """An argparse type: a finite ``kind`` (int or float) within [lo, hi] (or [lo, hi))."""
-    import math
 
     def parse(text: str):
         try:
@@ -734,8 +728,6 @@ def quiet_native_logs() -> None:
     for key, value in NATIVE_LOG_LEVELS.items():
         os.environ.setdefault(key, value)
     if "cv2" in sys.modules and os.environ["OPENCV_LOG_LEVEL"] == "SILENT":
-        import cv2
-
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
@@ -764,8 +756,6 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141
     except OSError as e:
-        from urllib.error import URLError
-
         if isinstance(e, URLError):  # a download (torch hub's ImageNet weights, say)
             _err(f"cannot download ({e.reason}); without a network, pass the local file "
                  "(--backbone-weights for training, --yunet for the detector)")  # fmt: skip

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .errors import DataError
@@ -167,8 +168,6 @@ def _read_csv(path: Path) -> FerData:
 
 
 def _read_folders(root: Path) -> FerData:
-    import cv2
-
     pixels, labels, usage = [], [], []
     split_dirs = [d for d in sorted(root.iterdir()) if d.is_dir()]
     known = [d for d in split_dirs if d.name.lower().replace("_", "") in _SPLIT_ALIASES]

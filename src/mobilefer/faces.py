@@ -14,10 +14,13 @@ import hashlib
 import logging
 import os
 import shutil
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import cv2
 import numpy as np
 
 from .errors import InputError, OptionError, WeightsError
@@ -33,6 +36,12 @@ YUNET_URL = (
 )
 #: Environment variable naming a local YuNet file, used before the cache.
 YUNET_ENV = "MOBILEFER_YUNET"
+#: YuNet's input size until the first frame sets its own (``setInputSize`` per frame size).
+YUNET_INPUT_SIZE = (320, 320)
+#: Candidate boxes YuNet keeps before non-maximum suppression (OpenCV's default).
+YUNET_TOP_K = 5000
+#: Frames are padded to at least this many pixels a side before YuNet sees them.
+YUNET_MIN_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -117,15 +126,12 @@ def yunet_path(path: str | Path | None = None, download: bool = True, retry: boo
         raise WeightsError(f"YuNet is not in the cache ({cached}); set {YUNET_ENV}")
     marker = cached.parent / FAILED_MARKER
     if not retry and marker.is_file():
-        import time
-
         hours = (time.time() - marker.stat().st_mtime) / 3600
         if hours * 3600 < RETRY_DOWNLOAD_AFTER:
             raise WeightsError(
                 f"its download failed {hours:.0f} h ago and is not retried for a day; "
                 f"set {YUNET_ENV} to a local {YUNET_FILE}, or pass --detector yunet to retry"
             )
-    import urllib.request
 
     tmp = cached.with_suffix(".part")
     try:
@@ -156,8 +162,6 @@ def _remember_failure(marker: Path) -> None:
 
 
 def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    import cv2
-
     h, w = image.shape[:2]
     scale = min(1.0, max_side / max(h, w)) if max_side else 1.0
     if scale < 1.0:
@@ -182,8 +186,6 @@ class HaarDetector:
     name = "haar"
 
     def __init__(self, max_side: int = 640, scale_factor: float = 1.1, min_neighbors: int = 5):
-        import cv2
-
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self._cascade = cv2.CascadeClassifier(str(path))
         if self._cascade.empty():
@@ -196,8 +198,6 @@ class HaarDetector:
 
     def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]:
         """Faces in a BGR image, found on a copy shrunk to ``max_side`` (None: the default)."""
-        import cv2
-
         _check_image(image)
         small, scale = downscale(image, self.max_side if max_side is None else max_side)
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
@@ -224,19 +224,15 @@ class YuNetDetector:
         nms_threshold: float = 0.3,
         retry_download: bool = True,
     ):
-        import cv2
-
         self.path = yunet_path(model, retry=retry_download)
         self.max_side = max_side
         self._net = cv2.FaceDetectorYN.create(
-            str(self.path), "", (320, 320), score_threshold, nms_threshold, 5000
+            str(self.path), "", YUNET_INPUT_SIZE, score_threshold, nms_threshold, YUNET_TOP_K
         )
-        self._size = (320, 320)
+        self._size = YUNET_INPUT_SIZE
 
     def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]:
         """Faces in a BGR image, found on a copy shrunk to ``max_side`` (None: the default)."""
-        import cv2
-
         _check_image(image)
         small, scale = downscale(image, self.max_side if max_side is None else max_side)
         h, w = small.shape[:2]
@@ -260,10 +256,6 @@ class YuNetDetector:
                 marks = tuple((float(x), float(y)) for x, y in pts)
                 out.append(Detection(_rescale(box, scale), float(np.clip(r[-1], 0, 1)), marks))
         return out
-
-
-#: Frames are padded to at least this many pixels a side before YuNet sees them.
-YUNET_MIN_SIDE = 64
 
 
 def inside(box, width: int, height: int, min_overlap: float = 0.5):

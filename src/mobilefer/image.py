@@ -9,14 +9,18 @@ Conventions: images come out as BGR uint8 H x W x 3 (:func:`to_bgr`) or 2-D gray
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 import tempfile
 import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from .errors import InputError
 
@@ -37,8 +41,6 @@ MULTIPAGE_FORMATS = frozenset({"TIFF", "MPO", "GIF"})
 def check_regular(path: str | Path) -> None:
     """Raise :class:`InputError` unless ``path`` is a regular file (after links): a pipe, a
     device or a socket is never opened, since reading one may block forever or never end."""
-    import stat
-
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -106,8 +108,6 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 def to_gray(image: np.ndarray) -> np.ndarray:
     """Return a 2-D uint8 gray copy of a gray, BGR or BGRA image (dtypes: :func:`to_uint8`)."""
-    import cv2
-
     img = to_uint8(image)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
@@ -130,8 +130,6 @@ def as_image(img, what: str) -> np.ndarray:
 def to_bgr(image: np.ndarray) -> np.ndarray:
     """A BGR uint8 H x W x 3 view or copy of a gray, BGR or BGRA image (H x W, H x W x 1, 3
     or 4), in any dtype that :func:`to_uint8` takes."""
-    import cv2
-
     img = to_uint8(as_image(image, "image"))
     if img.ndim == 2 or img.shape[2] == 1:
         return cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2BGR)
@@ -201,9 +199,6 @@ def header(data: bytes, name: str = "image") -> tuple[int, int, int]:
     """``(width, height, pages)`` of image bytes, read by Pillow from the header alone (nothing
     is decoded). Raises :class:`InputError` for data whose size cannot be read so: every image
     is measured before it is decoded, whatever its format."""
-    import io
-
-    from PIL import Image, UnidentifiedImageError
 
     try:
         # Pillow's own bomb check would hide the size; ours applies, to every format. The lock
@@ -297,8 +292,6 @@ def decode_pages(
     data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS, advice: str = RAISE_LIMIT
 ) -> tuple[np.ndarray, int]:
     """:func:`decode_image`, and the number of pages the header declares."""
-    import cv2
-
     if not data:
         raise InputError(f"{name}: empty file (0 bytes)")
     if _truncated(data):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .errors import InputError
@@ -78,8 +79,6 @@ def crop(
 
 def face_48(face: np.ndarray) -> np.ndarray:
     """Return a face crop as FER2013 stores faces: 48x48 gray uint8."""
-    import cv2
-
     gray = to_gray(face)
     if gray.shape == (SOURCE_SIZE, SOURCE_SIZE):
         return gray
@@ -105,8 +104,6 @@ def prepare(faces: Sequence[np.ndarray], pre: Preprocessing) -> np.ndarray:
     0-1 and normalised with ``pre.mean`` / ``pre.std``. With ``pre.zoom`` > 1 the S x S image
     shows only the central 1/zoom of the 48x48 face: a closer view.
     """
-    import cv2
-
     size = pre.input_size
     out = np.empty((len(faces), pre.channels, size, size), dtype=np.float32)
     mean = np.asarray(pre.mean, dtype=np.float32).reshape(-1, 1, 1)

@@ -15,8 +15,10 @@ from __future__ import annotations
 import base64
 import csv
 import html
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .summary import ClipSummary, summarize
@@ -33,8 +35,6 @@ COLOURS = {"angry": "#D55E00", "disgust": "#009E73", "fear": "#56B4E9", "happy":
 
 def _face(image: np.ndarray, box) -> np.ndarray:
     """The face at ``box`` with a little room, as a THUMB_SIDE-pixel square (BGR)."""
-    import cv2
-
     from .preprocess import crop
 
     return cv2.resize(crop(image, box, 0.15), (THUMB_SIDE, THUMB_SIDE),
@@ -43,14 +43,10 @@ def _face(image: np.ndarray, box) -> np.ndarray:
 
 def _sharpness(face: np.ndarray) -> float:
     """The variance of the Laplacian of a thumbnail: higher is sharper."""
-    import cv2
-
     return float(cv2.Laplacian(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY), cv2.CV_32F).var())
 
 
 def _jpeg(face: np.ndarray | None) -> str:
-    import cv2
-
     if face is None:
         return ""
     ok, jpg = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, THUMB_QUALITY])
@@ -68,8 +64,6 @@ class Collector:
 
     def add(self, result) -> None:
         """Take one :class:`mobilefer.stream.Result` (images are not kept, only thumbnails)."""
-        from dataclasses import replace
-
         self.results.append(replace(result, image=None))
         if result.image is None or result.frame is None:
             return

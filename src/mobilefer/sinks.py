@@ -17,6 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .errors import InputError
@@ -48,8 +49,6 @@ def umask_mode(mode: int = 0o666) -> int:
 def video_is_whole(path: Path) -> bool:
     """Whether a written video has bytes and opens with a readable first frame (a full disk
     leaves an mp4 without its index, which opens as nothing)."""
-    import cv2
-
     if not path.is_file() or path.stat().st_size == 0:
         return False
     cap = cv2.VideoCapture(str(path))
@@ -130,8 +129,6 @@ class SaveFolder:
 
     def write_image(self, path: Path, image: np.ndarray) -> None:
         """Write a BGR image as PNG; :class:`InputError` naming the file if that fails."""
-        import cv2
-
         ok, buf = cv2.imencode(".png", image)
         try:
             if not ok:
@@ -155,8 +152,6 @@ class VideoSink:
     renamed) and reports a failed write as :class:`InputError`."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int], owner=None) -> None:
-        import cv2
-
         self.path, self.owner = Path(path), owner
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import glob
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .errors import InputError
@@ -39,10 +41,9 @@ class Source:
 
 @dataclass(frozen=True)
 class Frame:
-    """A BGR uint8 image from ``source``; ``index`` and ``time`` (s) count video frames;
-    ``fps`` is the rate the camera or file states (``None`` where it states none)."""
+    """One BGR uint8 frame of a video or webcam; ``index`` and ``time`` (s) count frames;
+    ``fps`` is the rate the file or camera states (``None`` where it states none)."""
 
-    source: str
     image: np.ndarray
     index: int = 0
     time: float | None = None
@@ -175,8 +176,6 @@ def read_video(path: str | Path) -> Iterator[Frame]:
     stretch) are skipped up to the frame count the container states, so what follows them is
     still read; when frames are missing, InputError says how many, after the frames read.
     Raises InputError at once if the file cannot be opened or has no readable frame."""
-    import cv2
-
     p = Path(path)
     check_regular(p)
     with opencv_path(p) as name:
@@ -190,7 +189,7 @@ def read_video(path: str | Path) -> Iterator[Frame]:
         while True:
             ok, image = cap.read()
             if ok:
-                yield Frame(str(p), image, index, index / fps if fps > 0 else None)
+                yield Frame(image, index, index / fps if fps > 0 else None, fps or None)
                 read, run = read + 1, 0
             else:
                 if read == 0 and (count == 0 or index + 1 >= count):
@@ -215,8 +214,6 @@ def read_video(path: str | Path) -> Iterator[Frame]:
 def video_info(path: str | Path) -> tuple[int, float, tuple[int, int]]:
     """(frame count, frames/s, (width, height)) as the container states them; 0 if unknown.
     Raises InputError for a missing or irregular file (a pipe would block OpenCV)."""
-    import cv2
-
     check_regular(Path(path))
     with opencv_path(path) as name:
         cap = cv2.VideoCapture(name)
@@ -233,18 +230,12 @@ def video_info(path: str | Path) -> tuple[int, float, tuple[int, int]]:
 def open_camera(index: int):
     """``cv2.VideoCapture(index)``: the one place a camera is opened (tests put a stand-in
     here)."""
-    import cv2
-
     return cv2.VideoCapture(int(index))
 
 
 def read_webcam(index: int, capture=None) -> Iterator[Frame]:
     """Live frames of webcam ``index`` until it stops. ``capture``: a ready cv2.VideoCapture-like
     object (default: :func:`open_camera`). Raises InputError when the camera does not exist."""
-    import time
-
-    import cv2
-
     cap = capture if capture is not None else open_camera(index)
     if not cap.isOpened():
         raise InputError(f"webcam {index}: no camera found at this index (or it is busy); try "
@@ -259,7 +250,7 @@ def read_webcam(index: int, capture=None) -> Iterator[Frame]:
                 if i == 0:
                     raise InputError(f"webcam {index}: the camera gives no frames")
                 return
-            yield Frame(f"webcam:{index}", image, i, time.perf_counter() - t0, fps)
+            yield Frame(image, i, time.perf_counter() - t0, fps)
             i += 1
     finally:
         cap.release()

@@ -32,10 +32,14 @@ import base64
 import ipaddress
 import json
 import logging
+import os
+import tempfile
 import threading
 import time
 from dataclasses import replace
 from importlib import resources
+
+import cv2
 
 from ..errors import InputError
 from ..image import decode_image
@@ -133,8 +137,6 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
         return bytes(body)
 
     def analyze_photo(data: bytes, name: str) -> dict:
-        import cv2
-
         with decoders:
             image = decode_image(data, name, LIMITS["upload_pixels"], SERVER_LIMIT)
         with lock:  # a photo, searched at the size predict searches it (stream.image_detect_size)
@@ -167,9 +169,6 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
             return error(status, str(e))
 
     def analyze_clip(data: bytes, name: str) -> dict:
-        import os
-        import tempfile
-
         from ..report import Collector, render_report
         from ..sources import video_info
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -66,8 +67,6 @@ def jpeg_faces(pixels: np.ndarray, cfg: TrainConfig, epoch: int) -> tuple[np.nda
 
     Drawn from (seed, epoch) alone, so a resumed run compresses the same faces.
     """
-    import cv2
-
     rng = np.random.default_rng([cfg.seed, epoch])
     idx = np.flatnonzero(rng.random(len(pixels)) < cfg.jpeg_prob) if cfg.augment else []
     lo, hi = cfg.jpeg_quality

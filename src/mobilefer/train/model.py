@@ -10,6 +10,7 @@ one training run yields both shipped models.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import torch
@@ -127,8 +128,6 @@ def seed_hub_cache(source: str | Path) -> Path:
 
     Afterwards ``mobilenet_v2(weights=IMAGENET1K_V1)`` loads it without a download.
     """
-    import shutil
-
     src = Path(source).expanduser()
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
     if digest != IMAGENET_SHA256:
