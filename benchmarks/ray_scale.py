@@ -18,19 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-from skimage import data
-
-
-def make_images(folder: Path, n: int) -> None:
-    person = cv2.resize(np.ascontiguousarray(data.astronaut()[0:330, 90:360, ::-1]), (216, 264))
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        frame = np.full((480, 640, 3), int(rng.integers(40, 200)), np.uint8)
-        x, y = int(rng.integers(0, 640 - 216)), int(rng.integers(0, 480 - 264))
-        frame[y : y + 264, x : x + 216] = np.clip(person * rng.uniform(0.7, 1.2), 0, 255)
-        cv2.imwrite(str(folder / f"{i:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+from results import write
+from synthetic import make_images
 
 
 def main() -> None:
@@ -68,6 +57,12 @@ def main() -> None:
     print("|---|---|---|")
     for name, secs in rows:
         print(f"| {name} | {secs:.1f} | {args.images / secs:.1f} |")
+    path = write("ray_scale", {"images": args.images, "detector": args.detector,
+                               "ray_init_s": startup,
+                               "rows": [{"path": name, "seconds": secs,
+                                         "images_per_s": args.images / secs}
+                                        for name, secs in rows]})  # fmt: skip
+    print(f"written: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from mobilefer import Recognizer
 from mobilefer.report import Collector, write_report
 from mobilefer.sinks import RecordWriter
 from results import write
-from speed import make_video
+from synthetic import make_video
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from mobilefer.data import load_fer2013_with_ferplus
 from mobilefer.errors import MobileferError, OptionError
 from mobilefer.evaluate import evaluate_model
 from mobilefer.labels import FERPLUS_LABELS
+from results import write
 
 
 def affine(faces: np.ndarray, zoom: float = 1.0, angle: float = 0.0) -> np.ndarray:
@@ -140,6 +141,11 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
     worst = {m: min(100 * (r[c] - r["clean"]) for c in CONDITIONS) for m, r in results.items()}
     print("| worst drop | " + " | ".join(f"{worst[m]:+.1f}" for m in columns) + " |")
+    path = write(f"robustness-{args.split}", {
+        "split": args.split, "faces": len(data), "conditions": list(CONDITIONS),
+        "columns": [{"model": c, "target": targets[c], "accuracy": results[c]} for c in columns],
+    })  # fmt: skip
+    print(f"written: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

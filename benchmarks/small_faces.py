@@ -16,26 +16,13 @@ import statistics
 import sys
 import time
 
-import cv2
-import numpy as np
-from skimage import data
-
 from mobilefer.errors import MobileferError
 from mobilefer.faces import create_detector
 from mobilefer.stream import image_detect_size
+from results import write
+from synthetic import small_face_photo
 
 SIZES = (40, 60, 100, 300)
-HEAD = (slice(20, 220), slice(130, 320))  # astronaut()'s head; the face is ~100 px wide
-
-
-def photo(face_px: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    astronaut = np.ascontiguousarray(data.astronaut()[:, :, ::-1])
-    head = cv2.resize(astronaut[HEAD], None, fx=face_px / 100, fy=face_px / 100,
-                      interpolation=cv2.INTER_AREA)  # fmt: skip
-    img = np.full((3024, 4032, 3), 120, np.uint8)
-    y, x = 1200, 1800
-    img[y : y + head.shape[0], x : x + head.shape[1]] = head
-    return img, (x, y, head.shape[1], head.shape[0])
 
 
 def found(dets, region) -> bool:
@@ -48,13 +35,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     default = image_detect_size(3024, 4032)
-    rows = []
+    rows, found_rows = [], []
     for name in ("haar", "yunet"):
         det = create_detector(name)
         for size in (default, 640):
             cells = []
             for face_px in SIZES:
-                img, region = photo(face_px)
+                img, region = small_face_photo(face_px)
                 times, dets = [], []
                 for _ in range(args.repeat):
                     t0 = time.perf_counter()
@@ -64,11 +51,16 @@ def main() -> None:
                 cells.append(f"{mark}, {1000 * statistics.median(times):.0f} ms")
             label = "default" if size == default else "old default"
             rows.append((f"{name} at {size} px ({label})", cells))
+            faces = dict(zip(map(str, SIZES), cells, strict=True))
+            found_rows.append({"detector": name, "detect_size": size, "default": size == default,
+                               "faces": faces})  # fmt: skip
     print(f"4032x3024 photo, one face; {os.cpu_count()} CPU cores; median of {args.repeat}")
     print("| detector, detection size | " + " | ".join(f"{s} px face" for s in SIZES) + " |")
     print("|---" * (len(SIZES) + 1) + "|")
     for name, cells in rows:
         print(f"| {name} | " + " | ".join(cells) + " |")
+    path = write("small_faces", {"photo": "4032x3024", "repeat": args.repeat, "rows": found_rows})
+    print(f"written: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

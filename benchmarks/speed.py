@@ -27,26 +27,7 @@ from mobilefer import Recognizer
 from mobilefer.errors import MobileferError
 from mobilefer.tracking import FaceTracker
 from results import machine, write
-
-
-def make_video(path: Path, frames: int, size=(640, 480)) -> Path:
-    """The astronaut's head and shoulders sliding left to right and back over a plain backdrop."""
-    from skimage.data import astronaut
-
-    w, h = size
-    person = cv2.resize(np.ascontiguousarray(astronaut()[0:330, 90:360, ::-1]), (216, 264))
-    backdrop = np.tile(np.linspace(60, 160, w, dtype=np.uint8)[None, :, None], (h, 1, 3))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
-    span = w - person.shape[1]
-    for i in range(frames):
-        phase = (i / max(frames - 1, 1)) * 2
-        x = int(span * (phase if phase <= 1 else 2 - phase))
-        y = 100 + int(40 * np.sin(i / 15))
-        frame = backdrop.copy()
-        frame[y : y + person.shape[0], x : x + person.shape[1]] = person
-        writer.write(frame)
-    writer.release()
-    return path
+from synthetic import make_video
 
 
 def decode(path: Path) -> tuple[list[np.ndarray], float]:
@@ -135,7 +116,7 @@ def main() -> None:
     rows = [("decode only (OpenCV)", len(frames) / t_decode, "", "", "")]
     for name in args.detectors.split(","):
         for side in (640, 320):
-            rec = Recognizer(args.model, detector=name, threads=args.threads, detect_max_side=side)
+            rec = Recognizer(args.model, detector=name, threads=args.threads, detect_size=side)
             r = per_frame(rec, frames)
             e2e = end_to_end(video, rec.analyze)
             tta = " + flip TTA" if rec.flip_tta else ""

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 USER_FACING = ["README.md", "CHANGELOG.md", "src/mobilefer/MODEL_CARD.md", "NOTICE"]
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
-PATH = re.compile(r"`((?:src|tests|benchmarks|scripts|docs)/[\w./-]+)`")
+PATH = re.compile(r"`((?:src|tests|benchmarks|scripts|tools|docs)/[\w./-]+)`")
 
 
 def test_the_readme_is_short():
@@ -48,3 +48,22 @@ def test_the_model_card_ships_in_the_package():
     from importlib import resources
 
     assert (resources.files("mobilefer") / "MODEL_CARD.md").is_file()
+
+
+#: Benchmark files that are helpers, not benchmarks.
+HELPERS = {"fer_peer.py", "results.py", "synthetic.py"}
+
+
+def test_every_benchmark_writes_its_results_and_is_listed():
+    """Each script in benchmarks/ writes its figures with results.write (so tables are
+    rendered from files) and has a row in benchmarks/README.md."""
+    import ast
+
+    readme = (ROOT / "benchmarks" / "README.md").read_text()
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        assert f"`{path.name}`" in readme, f"{path.name} is not in benchmarks/README.md"
+        if path.name in HELPERS:
+            continue
+        calls = [n.func.id for n in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]  # fmt: skip
+        assert "write" in calls, f"{path.name} writes no results file"
