@@ -31,7 +31,7 @@ def test_downscaled_detection_maps_boxes_back(name, astronaut):
 
     big = cv2.resize(astronaut, (1536, 1536))
     (small_face,) = create_detector(name).detect(astronaut)
-    (big_face,) = create_detector(name, max_side=512).detect(big)
+    (big_face,) = create_detector(name, detect_size=512).detect(big)
     assert np.allclose(np.array(big_face.box) / 3, small_face.box, atol=12)
 
 

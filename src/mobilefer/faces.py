@@ -4,7 +4,7 @@ Conventions: images are BGR uint8 H x W x 3; boxes are ``(x, y, w, h)`` in input
 inside the image; ``score`` is the detector's confidence in 0-1 (``None`` for haar).
 
 A detector is anything that meets :class:`Detector`: a ``name`` and ``detect(image,
-max_side=None)`` returning a list of :class:`Detection`. The tracker searches inside a box by
+detect_size=None)`` returning a list of :class:`Detection`. The tracker searches inside a box by
 calling ``detect`` on a crop, so that one method serves both.
 """
 
@@ -28,6 +28,8 @@ from .errors import InputError, OptionError, WeightsError
 log = logging.getLogger(__name__)
 
 DETECTORS: tuple[str, ...] = ("haar", "yunet")
+#: A detector's own detection size (longest side, px) where a call gives none.
+DETECT_SIZE = 640
 
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
@@ -57,14 +59,14 @@ class Detection:
 
 @runtime_checkable
 class Detector(Protocol):
-    """The detector contract. ``name`` appears in every record. ``detect(image, max_side)``
+    """The detector contract. ``name`` appears in every record. ``detect(image, detect_size)``
     takes a BGR uint8 H x W x 3 image and returns its faces, boxes in that image's pixels;
-    ``max_side`` shrinks the image to that longest side before detection (0: never; ``None``:
+    ``detect_size`` shrinks the image to that longest side before detection (0: never; ``None``:
     the detector's own setting). :class:`HaarDetector` and :class:`YuNetDetector` meet it."""
 
     name: str
 
-    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]: ...
+    def detect(self, image: np.ndarray, detect_size: int | None = None) -> list[Detection]: ...
 
 
 def cache_dir() -> Path:
@@ -161,9 +163,10 @@ def _remember_failure(marker: Path) -> None:
         pass  # a read-only cache: the next run tries again
 
 
-def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+def downscale(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """``image`` shrunk to ``side`` pixels on its longest side (0: as is), and the scale."""
     h, w = image.shape[:2]
-    scale = min(1.0, max_side / max(h, w)) if max_side else 1.0
+    scale = min(1.0, side / max(h, w)) if side else 1.0
     if scale < 1.0:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
@@ -179,27 +182,29 @@ def _check_image(image: np.ndarray) -> None:
 class HaarDetector:
     """OpenCV's ``haarcascade_frontalface_default.xml``, as the paper uses.
 
-    Frames are shrunk to ``max_side`` pixels first (0: never), which makes detection much faster
+    Frames are shrunk to ``detect_size`` pixels first (0: never), which makes detection much faster
     and hardly changes it for faces larger than ~40 px in the shrunk frame.
     """
 
     name = "haar"
 
-    def __init__(self, max_side: int = 640, scale_factor: float = 1.1, min_neighbors: int = 5):
+    def __init__(
+        self, detect_size: int = DETECT_SIZE, scale_factor: float = 1.1, min_neighbors: int = 5
+    ):
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self._cascade = cv2.CascadeClassifier(str(path))
         if self._cascade.empty():
             raise WeightsError(
                 f"{path}: OpenCV's Haar cascade is missing; reinstall opencv-python-headless<5"
             )
-        self.max_side = max_side
+        self.detect_size = detect_size
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
 
-    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]:
-        """Faces in a BGR image, found on a copy shrunk to ``max_side`` (None: the default)."""
+    def detect(self, image: np.ndarray, detect_size: int | None = None) -> list[Detection]:
+        """Faces in a BGR image, found on a copy shrunk to ``detect_size`` (None: the default)."""
         _check_image(image)
-        small, scale = downscale(image, self.max_side if max_side is None else max_side)
+        small, scale = downscale(image, self.detect_size if detect_size is None else detect_size)
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         # 20 px: the cascade's own window. (It was 5% of the shorter side, which hid every face
         # under ~150 px of a 12-megapixel photo whatever the detection size.)
@@ -219,22 +224,22 @@ class YuNetDetector:
     def __init__(
         self,
         model: str | Path | None = None,
-        max_side: int = 640,
+        detect_size: int = DETECT_SIZE,
         score_threshold: float = 0.7,
         nms_threshold: float = 0.3,
         retry_download: bool = True,
     ):
         self.path = yunet_path(model, retry=retry_download)
-        self.max_side = max_side
+        self.detect_size = detect_size
         self._net = cv2.FaceDetectorYN.create(
             str(self.path), "", YUNET_INPUT_SIZE, score_threshold, nms_threshold, YUNET_TOP_K
         )
         self._size = YUNET_INPUT_SIZE
 
-    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]:
-        """Faces in a BGR image, found on a copy shrunk to ``max_side`` (None: the default)."""
+    def detect(self, image: np.ndarray, detect_size: int | None = None) -> list[Detection]:
+        """Faces in a BGR image, found on a copy shrunk to ``detect_size`` (None: the default)."""
         _check_image(image)
-        small, scale = downscale(image, self.max_side if max_side is None else max_side)
+        small, scale = downscale(image, self.detect_size if detect_size is None else detect_size)
         h, w = small.shape[:2]
         # YuNet's coarsest feature map has a stride of 32: below that size (a thumbnail, a
         # 1000x8 banner) it read past its input and returned random or infinite boxes. Padding
@@ -285,7 +290,7 @@ def create_detector(name: str = "auto", **options) -> HaarDetector | YuNetDetect
         except WeightsError as e:
             log.warning("YuNet unavailable, using haar: %s", e)
             options.pop("model", None)
-            return HaarDetector(max_side=options.get("max_side", 640))
+            return HaarDetector(detect_size=options.get("detect_size", DETECT_SIZE))
     if key == "haar":
         options.pop("model", None)
         return HaarDetector(**options)

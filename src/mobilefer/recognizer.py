@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, OptionError
-from .faces import Detector
+from .faces import DETECT_SIZE, Detector
 from .image import as_image, to_bgr
 from .model import ExpressionModel
 from .preprocess import MARGIN_RANGE, crop
@@ -32,7 +32,8 @@ class Recognizer:
     model (see :class:`ExpressionModel`; with a model object, set them there). ``margin``: grow
     detector boxes by this fraction of their size on each side before cropping, -0.4 to 1
     (below 0 they shrink: a closer view; ``None``: as the model file says).
-    ``detect_max_side`` and ``yunet`` (a local YuNet file) set up a detector given by name.
+    ``detect_size`` (the detector's own detection size: the longest side images are shrunk to
+    where a call gives none) and ``yunet`` (a local YuNet file) set up a detector given by name.
     """
 
     def __init__(
@@ -42,13 +43,13 @@ class Recognizer:
         threads: int | None = None,
         flip_tta: bool | None = None,
         margin: float | None = None,
-        detect_max_side: int = 640,
+        detect_size: int = DETECT_SIZE,
         yunet: str | Path | None = None,
         prior_tau: float | None = None,
     ) -> None:
         check_number("margin", margin, *MARGIN_RANGE)
-        if not (is_whole(detect_max_side) and detect_max_side >= 0):
-            raise OptionError(f"detect_max_side={detect_max_side!r}: expected a whole number >= 0")
+        if not (is_whole(detect_size) and detect_size >= 0):
+            raise OptionError(f"detect_size={detect_size!r}: expected a whole number >= 0")
         if isinstance(model, ExpressionModel):
             given = [n for n, v in (("threads", threads), ("flip_tta", flip_tta),
                                     ("prior_tau", prior_tau)) if v is not None]  # fmt: skip
@@ -63,13 +64,13 @@ class Recognizer:
         if isinstance(detector, str):
             from .faces import create_detector
 
-            options = {"max_side": detect_max_side}
+            options = {"detect_size": detect_size}
             if yunet and detector != "haar":
                 options["model"] = yunet
             detector = create_detector(detector, **options)
         elif not isinstance(detector, Detector):
             raise OptionError(f"detector {type(detector).__name__}: pass auto, haar, yunet, or "
-                              "an object with a name and detect(image, max_side)")  # fmt: skip
+                              "an object with a name and detect(image, detect_size)")  # fmt: skip
         #: The face detector.
         self.detector = detector
 
