@@ -77,17 +77,22 @@ class Progress:
 FLIP_TTA = {"auto": None, "on": True, "off": False}
 
 
+def _recognizer_options(args: argparse.Namespace) -> dict:
+    """The Recognizer's options from the command line: the one list every front end passes
+    on (the local engine, serve, and each Ray actor)."""
+    return {"model": args.model, "detector": args.detector, "threads": args.threads,
+            "flip_tta": FLIP_TTA[args.flip_tta], "margin": args.margin,
+            "yunet": args.yunet}  # fmt: skip
+
+
 def _recognizer(args: argparse.Namespace):
     from .recognizer import Recognizer
 
-    return Recognizer(
-        model=args.model, detector=args.detector, threads=args.threads,
-        flip_tta=FLIP_TTA[args.flip_tta],
-        margin=args.margin, yunet=args.yunet,
-    )  # fmt: skip
+    return Recognizer(**_recognizer_options(args))
 
 
 def _stream_options(args: argparse.Namespace) -> dict:
+    """Recognizer.stream's options from the command line (local engine and Ray alike)."""
     return {"detect_every": args.detect_every, "smoothing": args.smoothing,
             "detect_size": args.detect_size, "max_frames": args.max_frames,
             "max_pixels": args.max_pixels}  # fmt: skip
@@ -199,12 +204,8 @@ def _predict_ray(args: argparse.Namespace) -> int:
         return 2
     if not ray.is_initialized():
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
-    ds = mray.predict(
-        args.source, model=args.model, detector=args.detector, actors=args.actors,
-        detect_every=args.detect_every, smoothing=args.smoothing, detect_size=args.detect_size,
-        max_pixels=args.max_pixels, max_frames=args.max_frames, yunet=args.yunet,
-        threads=args.threads, flip_tta=FLIP_TTA[args.flip_tta], margin=args.margin,
-    )  # fmt: skip
+    ds = mray.predict(args.source, actors=args.actors, **_recognizer_options(args),
+                      **_stream_options(args))  # fmt: skip
     errors = n = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = None
