@@ -28,7 +28,7 @@ from tqdm import tqdm
 from .errors import InputError, MobileferError, OptionError
 from .faces import DETECTORS
 from .image import MAX_PIXELS
-from .preprocess import ZOOM_RANGE
+from .preprocess import MARGIN_RANGE, ZOOM_RANGE
 from .stream import IMAGE_DETECT_SIZE, STREAM_DETECT_SIZE
 from .tracking import DETECT_EVERY, SMOOTHING
 
@@ -539,6 +539,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+#: --margin's check, from the library's range.
+MARGIN = _number(float, *MARGIN_RANGE, what="must lie in {:g} to {:g}".format(*MARGIN_RANGE))
+
+
 def _add_inference_options(p: argparse.ArgumentParser, detector: bool = True) -> None:
     p.add_argument(
         "--model",
@@ -565,7 +569,7 @@ def _add_inference_options(p: argparse.ArgumentParser, detector: bool = True) ->
         help=f"shrink frames to this longest side before detection (default: photos by size, "
         f"{IMAGE_DETECT_SIZE} px or more; video and webcam {STREAM_DETECT_SIZE}; 0: never)",
     )
-    p.add_argument("--margin", type=_number(float, -0.4, 1, what="must lie in -0.4 to 1"),
+    p.add_argument("--margin", type=MARGIN,
                    help="grow face boxes by this fraction per side, below 0 shrink them "
                    "(default: as the model file says)")  # fmt: skip
     p.add_argument("--format", choices=["jsonl", "csv"],
@@ -676,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model sees the central 1/ZOOM of each 48x48 face, 0.5-2 (auto: chosen on "
         "PublicTest from 1-1.2 as --prior-tau is; needs --data)",
     )
-    x.add_argument("--margin", type=_number(float, -0.4, 1, what="must lie in -0.4 to 1"),
+    x.add_argument("--margin", type=MARGIN,
                    default=0.0, help="crop margin stored in the file")  # fmt: skip
     x.add_argument("--int8", action="store_true", help="static int8 quantization (needs --data)")
     x.add_argument("--report-private", action="store_true",
