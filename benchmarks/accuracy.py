@@ -17,9 +17,8 @@ import time
 from fer_peer import run_peer
 from mobilefer import EMOTIONS, ExpressionModel
 from mobilefer.data import load_fer2013, split_code
-from mobilefer.errors import MobileferError
 from mobilefer.evaluate import evaluate_model, scores
-from results import write
+from results import run, write
 
 
 def main() -> None:
@@ -63,15 +62,11 @@ def main() -> None:
     for name, r, _ in rows:
         cells = " | ".join(f"{r['per_class_recall'][k]:.3f}" for k in EMOTIONS)
         print(f"| {name} | {cells} |")
-    path = write(f"accuracy-{args.split}", {
+    write(f"accuracy-{args.split}", {
         "split": args.split, "model": args.model or "fer2013",
         "rows": [{"system": name, "seconds": secs, **r} for name, r, secs in rows],
     })  # fmt: skip
-    print(f"written: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except MobileferError as e:  # a missing weights file or bad input: its message, no traceback
-        sys.exit(f"{sys.argv[0]}: {e}")
+    run(main)

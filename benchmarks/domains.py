@@ -35,10 +35,9 @@ import numpy as np
 from fer_peer import run_peer
 from mobilefer import EMOTIONS, Recognizer
 from mobilefer.data import load_fer2013_with_ferplus
-from mobilefer.errors import MobileferError
 from mobilefer.evaluate import evaluate_model, scores
 from mobilefer.image import read_image
-from results import machine, write
+from results import machine, run, write
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
@@ -247,13 +246,9 @@ def main() -> None:
         "n": {"fer2013": len(data), "taiwanese": len(photo_paths), "sfew": len(sfew_paths)},
         "rows": rows,
     }  # fmt: skip
-    out = write(f"domains-{args.part}", result, out)
+    write(f"domains-{args.part}", result, out)
     print_tables(result)
-    print(f"\nwritten: {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except MobileferError as e:  # a missing model or bad input: its message, no traceback
-        sys.exit(f"{sys.argv[0]}: {e}")
+    run(main)

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results import write
+from results import run, write
 from synthetic import make_images
 
 
@@ -57,13 +57,12 @@ def main() -> None:
     print("|---|---|---|")
     for name, secs in rows:
         print(f"| {name} | {secs:.1f} | {args.images / secs:.1f} |")
-    path = write("ray_scale", {"images": args.images, "detector": args.detector,
+    write("ray_scale", {"images": args.images, "detector": args.detector,
                                "ray_init_s": startup,
                                "rows": [{"path": name, "seconds": secs,
                                          "images_per_s": args.images / secs}
                                         for name, secs in rows]})  # fmt: skip
-    print(f"written: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from mobilefer import Recognizer
 from mobilefer.report import Collector, write_report
 from mobilefer.sinks import RecordWriter
-from results import write
+from results import run, write
 from synthetic import make_video
 
 
@@ -50,11 +49,10 @@ def main() -> None:
     print(f"{args.frames} frames of 640x480 video: predict {predict_s:.2f} s, report "
           f"{report_s:.2f} s ({extra:+.1%}); page {made['bytes'] / 1e6:.2f} MB, "
           f"{made['tracks']} track(s)")  # fmt: skip
-    path = write("report_cost", {"frames": args.frames, "predict_s": predict_s,
+    write("report_cost", {"frames": args.frames, "predict_s": predict_s,
                                  "report_s": report_s, "extra": extra,
                                  "page_bytes": made["bytes"]})  # fmt: skip
-    print(f"written: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

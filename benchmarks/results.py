@@ -7,7 +7,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from mobilefer.errors import MobileferError
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -26,8 +30,19 @@ def machine() -> str:
 
 
 def write(name: str, data: dict, path: Path | None = None) -> Path:
-    """Write ``data`` (with the machine added) as ``results/NAME.json``, or ``path``."""
+    """Write ``data`` (with the machine added) as ``results/NAME.json``, or ``path``, and say
+    where on stderr."""
     out = path or RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": name, "machine": machine(), **data}, indent=1) + "\n")
+    print(f"written: {out}", file=sys.stderr)
     return out
+
+
+def run(main: Callable[[], None]) -> None:
+    """A benchmark's entry point: a :class:`MobileferError` (a missing weights file or model, a
+    bad input) ends it with its one-line message, not a traceback."""
+    try:
+        main()
+    except MobileferError as e:
+        sys.exit(f"{sys.argv[0]}: {e}")

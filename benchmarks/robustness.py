@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from dataclasses import replace
 
@@ -26,10 +25,10 @@ import numpy as np
 
 from mobilefer import ExpressionModel
 from mobilefer.data import load_fer2013_with_ferplus
-from mobilefer.errors import MobileferError, OptionError
+from mobilefer.errors import OptionError
 from mobilefer.evaluate import evaluate_model
 from mobilefer.labels import FERPLUS_LABELS
-from results import write
+from results import run, write
 
 
 def affine(faces: np.ndarray, zoom: float = 1.0, angle: float = 0.0) -> np.ndarray:
@@ -141,15 +140,11 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
     worst = {m: min(100 * (r[c] - r["clean"]) for c in CONDITIONS) for m, r in results.items()}
     print("| worst drop | " + " | ".join(f"{worst[m]:+.1f}" for m in columns) + " |")
-    path = write(f"robustness-{args.split}", {
+    write(f"robustness-{args.split}", {
         "split": args.split, "faces": len(data), "conditions": list(CONDITIONS),
         "columns": [{"model": c, "target": targets[c], "accuracy": results[c]} for c in columns],
     })  # fmt: skip
-    print(f"written: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except MobileferError as e:  # a missing weights file or bad input: its message, no traceback
-        sys.exit(f"{sys.argv[0]}: {e}")
+    run(main)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import cv2
 
-from results import write
+from results import run, write
 from speed import decode
 from synthetic import make_video
 
@@ -100,13 +100,12 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for n, fps, p50, p95, mb in rows:
         print(f"| {n} | {fps:.1f} | {p50:.0f} | {p95:.0f} | {mb:.0f} |")
-    path = write("serve_load", {"frames_per_client": len(frames), "detector": args.detector,
+    write("serve_load", {"frames_per_client": len(frames), "detector": args.detector,
                                 "server_mb_at_start": start_mb,
                                 "rows": [{"clients": n, "fps_per_client": fps, "p50_ms": p50,
                                           "p95_ms": p95, "server_mb_after": mb}
                                          for n, fps, p50, p95, mb in rows]})  # fmt: skip
-    print(f"written: {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

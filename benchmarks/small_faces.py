@@ -13,13 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 
-from mobilefer.errors import MobileferError
 from mobilefer.faces import create_detector
 from mobilefer.stream import image_detect_size
-from results import write
+from results import run, write
 from synthetic import small_face_photo
 
 SIZES = (40, 60, 100, 300)
@@ -59,12 +57,8 @@ def main() -> None:
     print("|---" * (len(SIZES) + 1) + "|")
     for name, cells in rows:
         print(f"| {name} | " + " | ".join(cells) + " |")
-    path = write("small_faces", {"photo": "4032x3024", "repeat": args.repeat, "rows": found_rows})
-    print(f"written: {path}", file=sys.stderr)
+    write("small_faces", {"photo": "4032x3024", "repeat": args.repeat, "rows": found_rows})
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except MobileferError as e:  # a missing weights file or bad input: its message, no traceback
-        sys.exit(f"{sys.argv[0]}: {e}")
+    run(main)

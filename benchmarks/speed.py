@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,9 +23,8 @@ import numpy as np
 
 from fer_peer import run_peer
 from mobilefer import Recognizer
-from mobilefer.errors import MobileferError
 from mobilefer.tracking import FaceTracker
-from results import machine, write
+from results import machine, run, write
 from synthetic import make_video
 
 
@@ -181,17 +179,13 @@ def main() -> None:
             classifier.append({"model": name, "flip_tta": flip, "as_shipped": flip == shipped,
                                "faces_per_s": per_batch})  # fmt: skip
             print(f"| {name} | " + " | ".join(f"{r:.0f}" for r in rates) + " |")
-    out = write("speed", {
+    write("speed", {
         "frames": len(frames), "threads": args.threads, "model": args.model or "fer2013",
         "video": [dict(zip(VIDEO_FIELDS, r, strict=True)) for r in rows],
         "stream_fps": stream_fps, "fer_fps": peer["fps"] if args.fer_python else None,
         "classifier": classifier,
     })  # fmt: skip
-    print(f"\nwritten: {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except MobileferError as e:  # a missing weights file or bad input: its message, no traceback
-        sys.exit(f"{sys.argv[0]}: {e}")
+    run(main)
