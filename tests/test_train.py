@@ -90,6 +90,9 @@ def test_train_export_evaluate_cli(tmp_path, fer_npz, capsys):
     assert saved["blur_prob"] == 0.4 and saved["zoom"] == [0.9, 1.1]
     for name in ("table.md", "curves.png", "confusion_public.png", "public_scores.json"):
         assert (run / name).is_file(), name
+    # the report's scores (TorchScorer through evaluate_model) are the training loop's own
+    best = json.loads((run / "metrics.json").read_text())["best"]["public_accuracy"]
+    assert json.loads((run / "public_scores.json").read_text())["accuracy"] == pytest.approx(best)
 
     model = tmp_path / "m.onnx"
     # candidates are judged on PublicTest only; PrivateTest is scored on request, for the winner

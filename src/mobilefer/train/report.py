@@ -96,17 +96,14 @@ def write_report(run_dir: str | Path, data=None) -> Path:
     (run / "table.md").write_text(epoch_table(metrics["history"]) + "\n")
     plot_curves(metrics["history"], run / "curves.png")
     if data is not None and (run / "best.pt").is_file():
-        import torch
-
         from ..data import FerData, load_fer2013
-        from ..evaluate import scores
+        from ..evaluate import evaluate_model
         from .loop import load_checkpoint
-        from .predict import predict_probs
+        from .predict import TorchScorer
 
         public = (data if isinstance(data, FerData) else load_fer2013(data)).split("public")
-        model, cfg = load_checkpoint(run / "best.pt")
-        probs = predict_probs(model, public.pixels, cfg, torch.device("cpu"))
-        result = scores(public.labels, probs.argmax(1).numpy())
+        scorer = TorchScorer([load_checkpoint(run / "best.pt")])  # one view, as training scores
+        result = evaluate_model(scorer, public)["fer2013"]
         (run / "public_scores.json").write_text(json.dumps(result, indent=2))
         title = f"PublicTest, best epoch: accuracy {result['accuracy']:.3f}"
         plot_confusion(np.array(result["confusion_matrix"]), run / "confusion_public.png", title)
