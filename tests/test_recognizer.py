@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mobilefer import EMOTIONS, Face, Recognizer
-from mobilefer.errors import InputError, ModelError
+from mobilefer.errors import InputError, ModelError, OptionError
 
 from conftest import detectors_available
 
@@ -210,3 +210,32 @@ def test_tampered_metadata_is_a_clear_model_error(tmp_path, tiny_model, change, 
     onnx.save(proto, str(path))
     with pytest.raises(ModelError, match=message):
         Recognizer(path, detector="haar")
+
+
+class OneBox:
+    """A detector of our own (the Detector contract): one fixed box in every image."""
+
+    name = "one-box"
+
+    def detect(self, image, detect_size=None):
+        from mobilefer.faces import Detection
+
+        return [Detection((10, 20, 60, 60), 0.5)]
+
+
+def test_a_recognizer_is_a_model_and_any_detector(tiny_model, astronaut):
+    from mobilefer import ExpressionModel
+    from mobilefer.faces import Detector
+
+    model = ExpressionModel(tiny_model, flip_tta=True)
+    assert isinstance(OneBox(), Detector)
+    rec = Recognizer(model, detector=OneBox())
+    (face,) = rec.analyze(astronaut)
+    assert rec.model is model and rec.flip_tta
+    assert face.box == (10, 20, 60, 60) and face.detector == "one-box"
+    crop = astronaut[20:80, 10:70]
+    assert np.allclose(list(face.scores.values()), model.predict_proba([crop])[0], atol=1e-6)
+    with pytest.raises(OptionError, match="set them on the ExpressionModel"):
+        Recognizer(model, detector=OneBox(), threads=2)
+    with pytest.raises(OptionError, match="detect\\(image, detect_size\\)"):
+        Recognizer(model, detector=object())

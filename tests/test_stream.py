@@ -90,3 +90,16 @@ def test_analyze_takes_a_path(rec):
     photo = Path(__file__).parent / "data" / "astronaut.jpg"
     (face,) = rec.analyze(photo)
     assert face.box[2] > 50
+
+
+def test_a_session_fed_frame_by_frame_gives_what_the_stream_gives(rec, astronaut):
+    """Recognizer.session (the live socket's) and stream over an iterable are one path."""
+    frames = [np.ascontiguousarray(np.roll(astronaut, 5 * i, axis=1)) for i in range(6)]
+    session = rec.session("webcam", "webcam", detect_every=3)
+    live = [session.update(f, i, i / 10) for i, f in enumerate(frames)]
+    streamed = list(rec.stream(frames, detect_every=3))
+    assert [r.faces for r in live] == [r.faces for r in streamed]
+    assert [(r.source, r.kind, r.frame, r.time) for r in live[:2]] == [
+        ("webcam", "webcam", 0, 0.0), ("webcam", "webcam", 1, 0.1)]  # fmt: skip
+    with pytest.raises(OptionError, match="smoothing"):
+        rec.session(smoothing=1.5)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, OptionError
-from .faces import DETECT_SIZE, Detector
+from .faces import DETECT_SIZE, Detector, create_detector
 from .image import as_image, to_bgr
 from .model import ExpressionModel
 from .preprocess import MARGIN_RANGE, crop
@@ -62,8 +62,6 @@ class Recognizer:
         self.model = model
         self.margin = self.card.preprocessing.margin if margin is None else margin
         if isinstance(detector, str):
-            from .faces import create_detector
-
             options = {"detect_size": detect_size}
             if yunet and detector != "haar":
                 options["model"] = yunet
