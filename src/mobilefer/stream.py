@@ -5,6 +5,8 @@ these, one BGR image array, or any iterable of BGR arrays (frames of one stream)
 classified one by one; videos, webcams and iterables of arrays are tracked (a track id per face)
 and their scores smoothed. An input that cannot be read gives a result with ``error`` set and the
 stream goes on; a file in a folder that is neither image nor video gives a ``skipped`` result.
+A :class:`Session` is one tracked stream fed a frame at a time (a live connection): videos,
+webcams and iterables go through one each.
 """
 
 from __future__ import annotations
