@@ -1,5 +1,6 @@
 import csv
 import io
+import os
 import re
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import pytest
 
 from mobilefer import EMOTIONS
 
-from conftest import FakeCamera, records, run, write_video
+from conftest import ROOT, FakeCamera, cli_argv, records, run, write_video
 
 
 @pytest.fixture()
@@ -328,3 +329,19 @@ def test_every_option_has_a_help_line():
     for name, p in sub.choices.items():
         for action in p._actions:
             assert action.help, f"mobilefer {name} {action.option_strings or action.dest}"
+
+
+def test_library_warnings_are_the_cli_s_own_one_line(tmp_path, tiny_model):
+    """Without YuNet (its download failed earlier), auto falls back to haar with one line in
+    the CLI's own voice, and the records still come."""
+    from mobilefer.faces import FAILED_MARKER
+
+    (tmp_path / FAILED_MARKER).write_text("failed\n")
+    env = {k: v for k, v in os.environ.items() if k != "MOBILEFER_YUNET"}
+    env |= {"MOBILEFER_CACHE": str(tmp_path), "PYTHONPATH": str(ROOT / "src")}
+    photo = ROOT / "tests" / "data" / "astronaut.jpg"
+    p = subprocess.run(cli_argv("predict", str(photo), "--model", str(tiny_model)),
+                       capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert p.returncode == 0 and len(records(p.stdout)) == 1
+    (line,) = p.stderr.splitlines()
+    assert line.startswith("mobilefer: warning: YuNet unavailable, using haar: ")

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from .errors import InputError, MobileferError, OptionError
 from .faces import DETECTORS
-from .image import MAX_PIXELS
+from .image import MAX_PIXELS, shown
 from .preprocess import MARGIN_RANGE, ZOOM_RANGE
 from .stream import IMAGE_DETECT_SIZE, STREAM_DETECT_SIZE
 from .tracking import DETECT_EVERY, SMOOTHING
@@ -105,7 +105,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out or args.address:
         _err("--out and --address go with --engine ray; without it, records go to stdout")
         return 2
-    from .image import shown
     from .sinks import AnnotatedSaver, RecordWriter
     from .sources import SKIPPED
 
@@ -238,8 +237,6 @@ def cmd_report(args: argparse.Namespace) -> int:
         from .report import Collector, write_report
     except ImportError as e:
         return _missing_extra("report", "report", e)
-    from .image import shown
-
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
         _err(f"--out {shown(out)}: the report is one HTML file; name it report.html")
@@ -296,7 +293,6 @@ def has_display() -> bool:
 
 
 def cmd_webcam(args: argparse.Namespace) -> int:
-    from .image import shown
     from .sinks import RecordWriter, VideoSink
 
     show = not args.save and not args.no_window
@@ -736,14 +732,22 @@ def quiet_native_logs() -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
+class LogLine(logging.Formatter):
+    """The library's log records as the CLI's own lines: ``mobilefer: warning: ...`` (no level
+    for info; debug lines, with -v, name their module)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        where = f"{record.name}: " if record.levelno < logging.INFO else ""
+        return shown(f"mobilefer: {level}{where}{record.getMessage()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     quiet_native_logs()
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogLine())
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     try:
         code = args.func(args)
         sys.stdout.flush()
