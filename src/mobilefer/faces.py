@@ -128,10 +128,10 @@ def yunet_path(path: str | Path | None = None, download: bool = True, retry: boo
         raise WeightsError(f"YuNet is not in the cache ({cached}); set {YUNET_ENV}")
     marker = cached.parent / FAILED_MARKER
     if not retry and marker.is_file():
-        hours = (time.time() - marker.stat().st_mtime) / 3600
-        if hours * 3600 < RETRY_DOWNLOAD_AFTER:
+        age = time.time() - marker.stat().st_mtime
+        if age < RETRY_DOWNLOAD_AFTER:
             raise WeightsError(
-                f"its download failed {hours:.0f} h ago and is not retried for a day; "
+                f"its download failed {age / 3600:.0f} h ago and is not retried for a day; "
                 f"set {YUNET_ENV} to a local {YUNET_FILE}, or pass --detector yunet to retry"
             )
 

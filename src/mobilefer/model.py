@@ -88,6 +88,18 @@ def read_card(session, path: str) -> ModelCard:
     return card
 
 
+def mirror_views(
+    run: Callable[[np.ndarray], np.ndarray], x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The probabilities of a prepared batch ``x`` (N x C x H x W, as
+    :func:`mobilefer.preprocess.prepare` makes it) and of its mirror image, through ``run`` (a
+    batch -> N x classes probabilities) in one call. The flip comes after preprocessing, so
+    both views see the same pixels."""
+    n = len(x)
+    both = np.asarray(run(np.concatenate([x, x[..., ::-1]])))
+    return both[:n], both[n:]
+
+
 def tta_proba(
     run: Callable[[np.ndarray], np.ndarray],
     x: np.ndarray,
@@ -95,21 +107,24 @@ def tta_proba(
     weights: np.ndarray | None,
     name: str,
 ) -> np.ndarray:
-    """The one scoring path: probabilities for a prepared batch ``x`` (N x C x H x W, as
-    :func:`mobilefer.preprocess.prepare` makes it) through ``run`` (a batch -> N x classes
-    probabilities). With ``flip``, each face is averaged with its mirror image (flipped after
-    preprocessing, so both views see the same pixels); ``weights`` (the card's class-prior
-    correction) multiply the probabilities before they are renormalised to sum to 1.
+    """The one scoring path: probabilities for a prepared batch ``x`` through ``run``, each
+    face averaged with its mirror image when ``flip`` (:func:`mirror_views`), then
+    :func:`combine`."""
+    plain, mirror = mirror_views(run, x) if flip else (np.asarray(run(x)), None)
+    return combine(plain, mirror, weights, name)
+
+
+def combine(
+    plain: np.ndarray, mirror: np.ndarray | None, weights: np.ndarray | None, name: str
+) -> np.ndarray:
+    """Probabilities from the views of a batch: ``plain`` alone, or its mean with ``mirror``;
+    ``weights`` (the card's class-prior correction) multiply them before they are renormalised
+    to sum to 1.
 
     Raises :class:`ModelError` naming ``name`` when the probabilities are not finite, negative
     or all zero: a broken model must not give labels.
     """
-    if flip:
-        n = len(x)
-        both = np.asarray(run(np.concatenate([x, x[..., ::-1]])))
-        probs = (both[:n] + both[n:]) / 2
-    else:
-        probs = np.asarray(run(x))
+    probs = plain if mirror is None else (plain + mirror) / 2
     probs = probs.astype(np.float64)
     if weights is not None:
         probs = probs * weights

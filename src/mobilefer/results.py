@@ -150,8 +150,9 @@ def records(source: str, faces, frame: int | None = None, t: float | None = None
     base = {"source": source, "frame": frame, "time": None if t is None else round(t, 3)}
     out = []
     for i, face in enumerate(faces):
-        values = base | {"face": i} | face.to_dict() | {"score": face.score}
-        out.append({name: values[name] for name in FIELD_NAMES})
+        values = base | {"face": i, "box": list(face.box), "scores": dict(face.scores),
+                         "score": face.score}  # fmt: skip
+        out.append({n: values[n] if n in values else getattr(face, n) for n in FIELD_NAMES})
     if not out and empty:
         out.append(dict.fromkeys(FIELD_NAMES) | base | {"detector": detector})
     return out

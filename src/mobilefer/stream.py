@@ -22,7 +22,7 @@ import numpy as np
 from .errors import InputError, OptionError
 from .image import MAX_PIXELS, check_regular, read_image_pages, to_bgr
 from .results import Kind, Result
-from .sources import SKIPPED, Source, expand, read_video, read_webcam, video_info
+from .sources import SKIPPED, Source, expand, read_video, read_webcam
 from .tracking import DETECT_EVERY, SMOOTHING, FaceTracker, check_options
 from .validate import is_whole
 
@@ -190,14 +190,10 @@ def _source(rec, src: Source, max_pixels, opts) -> Iterator[Result]:
         return
     name = src.spec if src.kind == "video" else f"webcam:{src.spec}"
     try:
-        if src.kind == "video":
-            fps = video_info(src.spec)[1] or None
-            frames = read_video(src.spec)
-        else:
-            frames = read_webcam(int(src.spec))
-            first = next(frames)  # opens the camera: its rate is known from here
-            fps, frames = first.fps, itertools.chain([first], frames)
-        yield from _tracked(rec, name, src.kind, frames, fps, src.root, opts)
+        frames = read_video(src.spec) if src.kind == "video" else read_webcam(int(src.spec))
+        first = next(frames)  # opens the file or camera (or raises): its rate is known from here
+        frames = itertools.chain([first], frames)
+        yield from _tracked(rec, name, src.kind, frames, first.fps, src.root, opts)
     except InputError as e:
         yield Result(name, src.kind, root=src.root, error=str(e))
 

@@ -22,7 +22,7 @@ from torch import nn
 from ..data import FerData, ferplus_targets
 from ..errors import ModelError, OptionError
 from ..evaluate import evaluate_model, scores
-from ..model import ExpressionModel
+from ..model import ExpressionModel, combine
 from ..modelcard import METADATA_KEY, ModelCard
 from ..preprocess import ZOOM_RANGE, prepare
 from .config import TrainConfig
@@ -299,9 +299,6 @@ def export_checkpoint(
     models, configs = [m for m, _ in loaded], [c for _, c in loaded]
     check_members(configs)  # before any work
 
-    def probs_of(pixels, flip, zoom):  # as the written file will give them, before the prior
-        return TorchScorer(loaded, head, zoom=zoom, flip_tta=flip).predict_proba(list(pixels))
-
     report: dict = {"head": head}
     faces, prior = None, None
     if data is not None:
@@ -316,8 +313,10 @@ def export_checkpoint(
         floor = MIN_RECALL if fer else 0
         views = []
         for z in ZOOM_GRID if zoom == "auto" else (float(zoom),):
-            plain = probs_of(public.pixels, False, z)[keep]
-            both = probs_of(public.pixels, True, z)[keep]
+            # as the written file will give them, before the prior: single view and flip TTA
+            single, mirror = TorchScorer(loaded, head, zoom=z).views(list(public.pixels))
+            plain = combine(single, None, None, "checkpoint")[keep]
+            both = combine(single, mirror, None, "checkpoint")[keep]
             acc_plain = scores(y, plain.argmax(1), labels=HEAD_LABELS[head])["accuracy"]
             acc_flip = scores(y, both.argmax(1), labels=HEAD_LABELS[head])["accuracy"]
             flip = acc_flip > acc_plain if flip_tta == "auto" else bool(flip_tta)

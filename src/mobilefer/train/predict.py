@@ -14,7 +14,7 @@ import torch
 
 from ..errors import OptionError
 from ..labels import EMOTIONS, FERPLUS_LABELS
-from ..model import tta_proba
+from ..model import mirror_views, tta_proba
 from ..preprocess import prepare
 from .config import TrainConfig
 
@@ -109,3 +109,17 @@ class TorchScorer:
             x = prepare(list(crops[start : start + SCORE_BATCH]), self.preprocessing)
             out.append(tta_proba(self._run, x, self.flip_tta, self.weights, "checkpoint"))
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)))
+
+    def views(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The raw probabilities of the crops and of their mirror images
+        (:func:`mobilefer.model.mirror_views`), before flip TTA, weights and checks: for
+        choosing flip TTA without scoring the plain view twice (:func:`mobilefer.model.combine`
+        makes :meth:`predict_proba`'s figures of them)."""
+        plain, mirror = [], []
+        for start in range(0, len(crops), SCORE_BATCH):
+            x = prepare(list(crops[start : start + SCORE_BATCH]), self.preprocessing)
+            p, m = mirror_views(self._run, x)
+            plain.append(p)
+            mirror.append(m)
+        empty = np.zeros((0, len(self.labels)))
+        return (np.concatenate(plain), np.concatenate(mirror)) if plain else (empty, empty)
