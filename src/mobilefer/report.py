@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .preprocess import crop
 from .summary import ClipSummary, summarize
 
 #: Points per plotted series at most: a 10-minute clip at 30 frames/s has 18,000 frames.
@@ -35,8 +36,6 @@ COLOURS = {"angry": "#D55E00", "disgust": "#009E73", "fear": "#56B4E9", "happy":
 
 def _face(image: np.ndarray, box) -> np.ndarray:
     """The face at ``box`` with a little room, as a THUMB_SIDE-pixel square (BGR)."""
-    from .preprocess import crop
-
     return cv2.resize(crop(image, box, 0.15), (THUMB_SIDE, THUMB_SIDE),
                       interpolation=cv2.INTER_AREA)  # fmt: skip
 
