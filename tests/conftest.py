@@ -20,27 +20,15 @@ YUNET_SRC = WEIGHTS / "face_detection_yunet_2023mar.onnx"
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _isolated_caches(tmp_path_factory):
-    """A fresh mobilefer cache seeded from ../shared (as CI does), never a download."""
-    cache = tmp_path_factory.mktemp("cache")
-    os.environ["MOBILEFER_CACHE"] = str(cache)
+def _packaged_yunet():
+    """Every test uses the YuNet file inside the package, never a user's own."""
     os.environ.pop("MOBILEFER_YUNET", None)
-    if YUNET_SRC.is_file():
-        from mobilefer.faces import install_yunet
-
-        install_yunet(YUNET_SRC)
-    yield cache
-
-
-@pytest.fixture(scope="session")
-def has_yunet() -> bool:
-    return YUNET_SRC.is_file()
+    yield
 
 
 def detectors_available() -> list:
-    """haar always; yunet only where ../shared holds its file."""
-    marks = pytest.mark.skipif(not YUNET_SRC.is_file(), reason="../shared/weights lacks YuNet")
-    return ["haar", pytest.param("yunet", marks=marks)]
+    """Both detectors: YuNet ships inside the package."""
+    return ["haar", "yunet"]
 
 
 @pytest.fixture(scope="session")

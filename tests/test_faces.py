@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from mobilefer import faces
 from mobilefer.errors import WeightsError
-from mobilefer.faces import create_detector, install_yunet, yunet_path
+from mobilefer.faces import create_detector, yunet_path
 
 from conftest import YUNET_SRC, detectors_available
 
@@ -40,16 +40,16 @@ def test_unknown_detector_lists_choices():
         create_detector("hog")
 
 
-@pytest.mark.skipif(not YUNET_SRC.is_file(), reason="../shared/weights lacks YuNet")
-def test_yunet_cache_seeded_and_checked(tmp_path, monkeypatch):
-    monkeypatch.setenv("MOBILEFER_CACHE", str(tmp_path / "cache"))
-    cached = install_yunet(YUNET_SRC)
-    assert cached == tmp_path / "cache" / faces.YUNET_FILE
-    assert yunet_path(download=False) == cached
-    # a corrupted cache file is rejected, not used
-    cached.write_bytes(b"not yunet")
-    with pytest.raises(WeightsError, match="sha256"):
-        yunet_path(download=False)
+def test_yunet_ships_inside_the_package(monkeypatch):
+    import hashlib
+
+    monkeypatch.delenv(faces.YUNET_ENV, raising=False)
+    path = yunet_path()
+    assert path.parent.name == "models" and path.name == faces.YUNET_FILE
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == faces.YUNET_SHA256
+    # a given file wins over the packaged one
+    monkeypatch.setenv(faces.YUNET_ENV, str(YUNET_SRC))
+    assert yunet_path() == YUNET_SRC
 
 
 def test_yunet_env_path_must_match_sha256(tmp_path, monkeypatch):
@@ -63,19 +63,15 @@ def test_yunet_env_path_must_match_sha256(tmp_path, monkeypatch):
         yunet_path()
 
 
-def test_auto_falls_back_to_haar_with_one_warning(tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv("MOBILEFER_CACHE", str(tmp_path / "empty"))
-
-    def no_network(*a, **k):
-        raise OSError("network is unreachable")
-
-    monkeypatch.setattr("urllib.request.urlopen", no_network)
+def test_auto_falls_back_to_haar_with_one_warning(monkeypatch, caplog):
+    monkeypatch.delenv(faces.YUNET_ENV, raising=False)
+    monkeypatch.setattr(faces, "YUNET_FILE", "missing.onnx")  # as an install without the file
     with caplog.at_level("WARNING"):
         det = create_detector("auto")
     assert det.name == "haar"
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "haar" in warnings[0].getMessage()
-    with pytest.raises(WeightsError, match="cannot download YuNet"):
+    with pytest.raises(WeightsError, match="missing from the package; reinstall"):
         create_detector("yunet")
 
 
@@ -112,13 +108,11 @@ def test_large_photos_are_searched_at_a_larger_size():
     assert image_detect_size(3024, 4032) == 2016  # a 40 px face stays 20 px
 
 
-def test_small_face_in_a_12_megapixel_photo_is_found(tiny_model, astronaut, has_yunet):
+def test_small_face_in_a_12_megapixel_photo_is_found(tiny_model, astronaut):
     import cv2
 
     from mobilefer import Recognizer
 
-    if not has_yunet:
-        pytest.skip("../shared/weights lacks YuNet")
     photo = np.full((3024, 4032, 3), 120, np.uint8)
     head = cv2.resize(astronaut[20:220, 130:320], None, fx=0.4, fy=0.4)  # the face: ~40 px
     photo[1500 : 1500 + head.shape[0], 2000 : 2000 + head.shape[1]] = head

@@ -271,29 +271,6 @@ def test_one_error_is_one_line_of_ours(tmp_path, tiny_model, astronaut):
     assert lines[2] == "mobilefer: 2 input(s) failed"
 
 
-def test_a_failed_yunet_download_is_not_retried_every_run(monkeypatch, tmp_path):
-    import urllib.error
-    import urllib.request
-
-    from mobilefer.errors import WeightsError
-    from mobilefer.faces import create_detector
-
-    monkeypatch.setenv("MOBILEFER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("MOBILEFER_YUNET", raising=False)
-    calls = []
-
-    def offline(*a, **kw):
-        calls.append(a)
-        raise urllib.error.URLError("Name or service not known")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    assert [create_detector("auto").name for _ in range(3)] == ["haar"] * 3
-    assert len(calls) == 1  # the first run tried; the next ones did not wait for the network
-    with pytest.raises(WeightsError, match="cannot download YuNet"):
-        create_detector("yunet")  # asked for by name: it tries again
-    assert len(calls) == 2
-
-
 def test_exif_orientation_is_applied(tmp_path, astronaut):
     from PIL import Image
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from mobilefer.cli import main  # noqa: E402
 from mobilefer.data import load_fer2013  # noqa: E402
-from mobilefer.errors import OptionError  # noqa: E402
+from mobilefer.errors import DataError, OptionError, WeightsError  # noqa: E402
 from mobilefer.train.config import RECIPES, recipe  # noqa: E402
 from mobilefer.train.loop import fit, load_checkpoint  # noqa: E402
 
@@ -476,31 +477,164 @@ def test_an_ensemble_file_averages_its_members(tmp_path, tiny_config, fer_npz):
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_distillation_learns_the_teachers_targets_and_extra_faces(
+def write_table_source(root: Path, rows: list[tuple[str, str, str]], photos: bool = False) -> Path:
+    """A folder with images/ and labels.csv (file,label,part,fold): ``rows`` of (label, part,
+    fold); whole photos (the astronaut's face pasted) where ``photos``, else random crops."""
+    import cv2
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    lines = ["file,label,part,fold"]
+    face = cv2.imread(str(Path(__file__).parent / "data" / "astronaut.jpg"))
+    for i, (label, part, fold) in enumerate(rows):
+        img = face if photos else rng.integers(0, 256, (96, 80), np.uint8)
+        cv2.imwrite(str(root / "images" / f"{i}.jpg"), img)
+        lines.append(f"images/{i}.jpg,{label},{part},{fold}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_a_table_source_reads_its_fold_and_never_the_report_rows(tmp_path):
+    from mobilefer.train.sources import Source, list_images
+
+    rows = [("0", "choose", "train"), ("3", "choose", "val"), ("4", "report", ""),
+            ("-1", "choose", "train"), ("happy", "choose", "train")]  # fmt: skip
+    src = Source("t", str(write_table_source(tmp_path / "t", rows)))
+    train = list_images(src, "train")
+    assert [(p.name, y) for p, y in train] == [("0.jpg", 0), ("4.jpg", 3)]  # -1: unlabelled
+    assert [(p.name, y) for p, y in list_images(src, "val")] == [("1.jpg", 3)]
+    assert list_images(src, "report") == []  # there is no such fold to ask for
+
+
+def test_a_folder_source_is_read_as_imagefolder_and_set_with_extra(tmp_path):
+    import cv2
+
+    from mobilefer.train.config import apply_settings, recipe
+    from mobilefer.train.sources import list_images, source_of
+
+    for name in ("happy", "3", "sad"):
+        (tmp_path / "mine" / name).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "mine" / name / "a.png"), np.zeros((60, 60), np.uint8))
+    (tmp_path / "mine" / "sad" / "notes.txt").write_text("not an image")
+    cfg = apply_settings(recipe("mixture"), [f"extra={tmp_path / 'mine'}", "extra_weight=2.5",
+                                             "source.sfew.weight=0.5", "epochs=3"])  # fmt: skip
+    extra = source_of(cfg.sources[-1])
+    assert (extra.name, extra.reader, extra.weight, cfg.epochs) == ("extra", "folder", 2.5, 3)
+    assert next(s for s in cfg.sources if s["name"] == "sfew")["weight"] == 0.5
+    assert recipe("mixture").sources[1]["weight"] == 2.0  # the recipe itself is unchanged
+    assert sorted(y for _, y in list_images(extra, "train")) == [3, 3, 4]
+    assert list_images(extra, "val") == []  # a user's folder is for training only
+    with pytest.raises(OptionError, match="NAME one of taiwanese, sfew"):
+        apply_settings(recipe("mixture"), ["source.lfw.weight=1"])
+    with pytest.raises(OptionError, match="targets 'votes'; choose from labels, teacher"):
+        apply_settings(recipe("mixture"), ["source.sfew.targets=votes"])
+    (tmp_path / "mine" / "grumpy").mkdir()
+    with pytest.raises(DataError, match="grumpy.*expected 0-6 or one of angry"):
+        list_images(extra, "train")
+
+
+def test_each_source_is_seen_weight_times_an_epoch():
+    from mobilefer.train.sources import epoch_indices
+
+    gen = torch.Generator().manual_seed(0)
+    order = epoch_indices([10, 4, 6], [1.0, 2.0, 0.5], gen)
+    counts = np.bincount(order.numpy(), minlength=20)
+    assert (counts[:10] == 1).all() and (counts[10:14] == 2).all()
+    assert counts[14:].sum() == 3 and counts[14:].max() == 1  # a fresh half of the third
+    assert not torch.equal(order, torch.sort(order).values)  # shuffled
+
+
+def test_a_network_of_a_model_file_is_loaded_as_it_computes(tmp_path, tiny_config):
+    """Fine-tuning starts from an exported file: its folded convolutions come back into a
+    FerNet that gives the file's probabilities, for every member of an ensemble."""
+    import onnxruntime as ort
+
+    from mobilefer.preprocess import prepare
+    from mobilefer.train.export import export_onnx
+    from mobilefer.train.model import FerNet, onnx_state_dict
+
+    c = tiny_config
+    torch.manual_seed(1)
+    nets = [FerNet(hidden=c.hidden, width_mult=c.width_mult, backbone=None).eval()
+            for _ in range(2)]  # fmt: skip
+    for net in nets:
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.05, 0.5)
+    path = tmp_path / "pair.onnx"
+    export_onnx(nets, [c, c], path)
+    x = prepare(list(np.random.default_rng(0).integers(0, 256, (8, 48, 48), np.uint8)),
+                c.preprocessing())  # fmt: skip
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"input": x})[0]
+    got = []
+    for member in (0, 1):
+        net = FerNet(hidden=c.hidden, width_mult=c.width_mult, backbone=None)
+        state, heads = onnx_state_dict(path, net, member)
+        assert heads == ["head"]
+        net.load_state_dict(state)
+        with torch.no_grad():
+            got.append(torch.softmax(net.eval()(torch.from_numpy(x)), 1).numpy())
+    assert np.abs((got[0] + got[1]) / 2 - want).max() < 1e-5
+    with pytest.raises(WeightsError, match="no network 2"):
+        onnx_state_dict(path, net, 2)
+
+
+def test_training_on_sources_chooses_by_the_domain_score(
+    tmp_path, fer_npz, tiny_config, tiny_model
+):
+    """A run with a table source of whole photos (cut by the detector, cached in the run) and
+    val sources: every epoch is scored on them, best.pt is the best domain score, the FER+
+    head learns the sources' labels as one-hot votes, and the run may start from a file."""
+    from dataclasses import replace
+
+    from mobilefer.data import load_fer2013_with_ferplus
+    from mobilefer.train.loop import make_train_set
+    from mobilefer.train.sources import Source, load_source
+
+    rows = [(str(i % 7), "choose", "train") for i in range(6)] + [("3", "choose", "val")] * 2
+    root = write_table_source(tmp_path / "photos", rows, photos=True)
+    spec = {"name": "photos", "path": str(root), "weight": 2.0, "detect": True}
+    whole = {**spec, "name": "whole", "detect": False}
+    cfg = replace(tiny_config, sources=(spec,), val_sources=(spec, whole), ferplus_weight=1.0,
+                  init=str(tiny_model), epochs=2)  # fmt: skip
+    result = fit(cfg, load_fer2013_with_ferplus(fer_npz), tmp_path / "run")
+    faces = load_source(Source(**spec), "train", 0.0, tmp_path / "run")
+    assert faces.found.all() and (tmp_path / "run" / "faces-photos-train.npz").is_file()
+    assert faces.pixels.std() > 10  # the face, cut out, not a blank
+    rows = result["history"]
+    assert set(rows[0]["val_macro_f1"]) == {"public", "photos", "whole"}
+    assert rows[0]["domain_score"] == pytest.approx(np.mean(list(rows[0]["val_macro_f1"].values())))
+    best = max(rows, key=lambda r: r["domain_score"])
+    assert result["best"]["epoch"] == best["epoch"] and "ferplus_domain_score" in rows[0]
+
+    data = load_fer2013_with_ferplus(fer_npz).split("train")
+    ts = make_train_set(data, cfg, torch.device("cpu"), [(Source(**spec), faces)])
+    n = len(data)
+    assert ts.groups == (n, 6) and ts.weights == (1.0, 2.0)
+    assert (ts.labels[n:].numpy() == faces.labels).all()
+    assert (ts.soft[n:].argmax(1).numpy() == faces.labels).all() and ts.soft_mask[n:].all()
+
+
+def test_distillation_learns_the_teachers_targets_on_teacher_sources(
     tmp_path, fer_npz, tiny_config, tiny_model
 ):
     from dataclasses import replace
 
-    import cv2
-
     from mobilefer.model import ExpressionModel
-    from mobilefer.train.distill import load_extra_faces, teacher_probs
+    from mobilefer.train.distill import teacher_probs
     from mobilefer.train.loop import distill_loss, make_train_set
+    from mobilefer.train.sources import Source, load_source
 
-    extra = tmp_path / "extra"
-    (extra / "images").mkdir(parents=True)
-    rng = np.random.default_rng(3)
-    rows = ["file,label"]
-    for i in range(5):
-        cv2.imwrite(str(extra / "images" / f"{i}.jpg"), rng.integers(0, 256, (96, 96), np.uint8))
-        rows.append(f"images/{i}.jpg,{i % 7}")
-    (extra / "labels.csv").write_text("\n".join(rows) + "\n")
-    faces = load_extra_faces(extra)
-    assert faces.shape == (5, 48, 48) and faces.dtype == np.uint8
+    root = write_table_source(tmp_path / "extra", [(str(i), "choose", "train") for i in range(5)])
+    spec = {"name": "extra", "path": str(root), "targets": "teacher"}
+    faces = load_source(Source(**spec), "train", 0.0, None)
+    assert faces.pixels.shape == (5, 48, 48) and faces.pixels.dtype == np.uint8
 
     # the teacher's targets are its own probabilities (no prior correction on this file)
-    want = ExpressionModel(tiny_model).predict_proba(list(faces))
-    assert np.allclose(teacher_probs(tiny_model, faces), want, atol=1e-6)
+    want = ExpressionModel(tiny_model).predict_proba(list(faces.pixels))
+    assert np.allclose(teacher_probs(tiny_model, faces.pixels), want, atol=1e-6)
 
     # the loss is zero where the student already gives the teacher's distribution
     p = torch.tensor([[0.7, 0.1, 0.1, 0.05, 0.02, 0.02, 0.01]])
@@ -509,16 +643,16 @@ def test_distillation_learns_the_teachers_targets_and_extra_faces(
     assert distill_loss(torch.zeros(1, 7), p, cfg).item() > 0.1
 
     data = load_fer2013(fer_npz)
-    ts = make_train_set(data.split("train"), cfg, torch.device("cpu"), faces)
+    ts = make_train_set(data.split("train"), cfg, torch.device("cpu"), [(Source(**spec), faces)])
     n = len(data.split("train"))
     assert ts.faces.shape[0] == n + 5 and (ts.labels[n:] == -1).all()
-    assert ts.teacher.shape == (n + 5, 7)
-    result = fit(replace(cfg, extra_faces=str(extra)), fer_npz, tmp_path / "run")
+    assert ts.teacher.shape == (n + 5, 7) and ts.teacher_mask.all()
+    result = fit(replace(cfg, sources=(spec,)), fer_npz, tmp_path / "run")
     assert np.isfinite(result["history"][0]["train_loss"])
     with pytest.raises(OptionError, match="teacher"):
         fit(replace(tiny_config, distill_weight=0.5), fer_npz, tmp_path / "no_teacher")
     with pytest.raises(OptionError, match="distill_weight"):
-        fit(replace(tiny_config, extra_faces=str(extra)), fer_npz, tmp_path / "no_weight")
+        fit(replace(tiny_config, sources=(spec,)), fer_npz, tmp_path / "no_weight")
 
 
 def test_torch_scorer_scores_as_the_exported_file(tmp_path, tiny_config):

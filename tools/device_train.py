@@ -122,7 +122,7 @@ def run_job(args: argparse.Namespace) -> None:
         epochs, timing = plan_epochs(cfg, data, args.deadline, args.max_epochs, args.device)
         cfg = replace(cfg, epochs=epochs)
     gpu = torch.cuda.get_device_name() if args.device == "cuda" else args.device
-    cfg = replace(cfg, extra={**cfg.extra, "device": gpu, **timing})
+    cfg = replace(cfg, notes={**cfg.notes, "device": gpu, **timing})
     print(f"{name}: {json.dumps(timing)}", flush=True)
 
     def show(row: dict) -> None:

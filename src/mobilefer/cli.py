@@ -398,7 +398,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- train / export
 def cmd_train(args: argparse.Namespace) -> int:
     try:
-        from .train.config import parse_setting, read_run_config, recipe
+        from .train.config import apply_settings, read_run_config, recipe
         from .train.loop import fit
         from .train.report import epoch_header, epoch_row, write_report
     except ImportError as e:
@@ -411,8 +411,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "lr": args.lr, "seed": args.seed, "threads": args.threads, "limit_train": args.limit_train,
         "ferplus_weight": args.ferplus_weight, "logit_adjust": args.logit_adjust,
     }  # fmt: skip
-    overrides = dict(parse_setting(text) for text in args.set)
-    overrides |= {k: v for k, v in given.items() if v is not None}
+    overrides = {k: v for k, v in given.items() if v is not None}
     if args.no_amp:
         overrides["amp"] = False
     if args.init:
@@ -427,9 +426,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved, _ = read_run_config(args.out)
         if args.recipe is not None:
             overrides["recipe"] = args.recipe
-        cfg = replace(saved, **overrides)
+        cfg = apply_settings(replace(saved, **overrides), args.set)
     else:
-        cfg = recipe(args.recipe or "default", **overrides)
+        cfg = apply_settings(recipe(args.recipe or "default", **overrides), args.set)
     if cfg.ferplus_weight > 0:
         data = load_fer2013_with_ferplus(args.data, args.ferplus)
     else:
@@ -711,7 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit-train", type=positive, help="use only the first N training faces")
     t.add_argument("--backbone-weights", help="a local mobilenet_v2-b0353104.pth")
     t.add_argument("--no-pretrained", action="store_true", help="random backbone (tests)")
-    t.add_argument("--init", help="start from this checkpoint's weights (best.pt of a run)")
+    t.add_argument("--init", help="start from a checkpoint (best.pt of a run), a model file "
+                   "or a shipped model name (fer2013, ferplus; one network of it)")
     t.add_argument("--no-amp", action="store_true", help="no bf16 autocast (GPU, bf16 CPUs)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any other recipe setting, e.g. --set blur_prob=0.3 --set zoom=0.8,1.3 "

@@ -13,10 +13,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
-import time
-import urllib.request
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -33,10 +31,7 @@ DETECT_SIZE = 640
 
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
-YUNET_URL = (
-    "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/" + YUNET_FILE
-)
-#: Environment variable naming a local YuNet file, used before the cache.
+#: Environment variable naming a local YuNet file, used before the packaged one.
 YUNET_ENV = "MOBILEFER_YUNET"
 #: YuNet's input size until the first frame sets its own (``setInputSize`` per frame size).
 YUNET_INPUT_SIZE = (320, 320)
@@ -69,14 +64,6 @@ class Detector(Protocol):
     def detect(self, image: np.ndarray, detect_size: int | None = None) -> list[Detection]: ...
 
 
-def cache_dir() -> Path:
-    """Where mobilefer keeps downloaded files: ``$MOBILEFER_CACHE``, else the XDG cache."""
-    if os.environ.get("MOBILEFER_CACHE"):
-        return Path(os.environ["MOBILEFER_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mobilefer"
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -86,81 +73,26 @@ def _verified(path: Path) -> Path:
     if digest != YUNET_SHA256:
         raise WeightsError(
             f"{path}: sha256 {digest[:12]}... does not match {YUNET_FILE}; "
-            "delete it, or point at the file from the OpenCV model zoo"
+            "point at the file from the OpenCV model zoo"
         )
     return path
 
 
-def install_yunet(source: str | Path) -> Path:
-    """Copy a local YuNet file into the cache after checking its sha256; returns the cached path."""
-    src = _verified(Path(source).expanduser())
-    dest = cache_dir() / YUNET_FILE
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.exists() or _sha256(dest) != YUNET_SHA256:
-        shutil.copyfile(src, dest)
-    return dest
-
-
-#: After a failed YuNet download, ``auto`` does not try again for this long (seconds): on a
-#: machine whose network drops traffic every run waited 15 s for it.
-RETRY_DOWNLOAD_AFTER = 24 * 3600
-#: The file in the cache that remembers a failed download.
-FAILED_MARKER = "yunet-download-failed"
-
-
-def yunet_path(path: str | Path | None = None, download: bool = True, retry: bool = True) -> Path:
-    """The YuNet model file: ``path``, else ``$MOBILEFER_YUNET``, else the cache (downloaded once).
-
-    Every file is checked by sha256. A failed download is remembered in the cache: with
-    ``retry`` False it is not tried again for :data:`RETRY_DOWNLOAD_AFTER` seconds. Raises
-    :class:`WeightsError` when no file can be had.
-    """
+def yunet_path(path: str | Path | None = None) -> Path:
+    """The YuNet model file: ``path``, else ``$MOBILEFER_YUNET``, else the copy that ships inside
+    the package (MIT, 228 KB; NOTICE). A file given is checked by sha256. Raises
+    :class:`WeightsError` when no file can be had."""
     given = path or os.environ.get(YUNET_ENV)
     if given:
         p = Path(given).expanduser()
         if not p.is_file():
             raise WeightsError(f"{p}: no such YuNet file (from {'--yunet' if path else YUNET_ENV})")
         return _verified(p)
-    cached = cache_dir() / YUNET_FILE
-    if cached.is_file():
-        return _verified(cached)
-    if not download:
-        raise WeightsError(f"YuNet is not in the cache ({cached}); set {YUNET_ENV}")
-    marker = cached.parent / FAILED_MARKER
-    if not retry and marker.is_file():
-        age = time.time() - marker.stat().st_mtime
-        if age < RETRY_DOWNLOAD_AFTER:
-            raise WeightsError(
-                f"its download failed {age / 3600:.0f} h ago and is not retried for a day; "
-                f"set {YUNET_ENV} to a local {YUNET_FILE}, or pass --detector yunet to retry"
-            )
-
-    tmp = cached.with_suffix(".part")
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        log.debug("downloading %s to %s", YUNET_URL, cached)
-        with urllib.request.urlopen(YUNET_URL, timeout=15) as r, open(tmp, "wb") as f:
-            shutil.copyfileobj(r, f)
-        _verified(tmp).replace(cached)
-    except (OSError, ValueError) as e:
-        tmp.unlink(missing_ok=True)
-        _remember_failure(marker)
-        raise WeightsError(
-            f"cannot download YuNet ({getattr(e, 'reason', e)}); set {YUNET_ENV} to a local "
-            f"{YUNET_FILE} (the OpenCV model zoo's), or pass --detector haar"
-        ) from None
-    except WeightsError:
-        tmp.unlink(missing_ok=True)
-        raise
-    marker.unlink(missing_ok=True)
-    return cached
-
-
-def _remember_failure(marker: Path) -> None:
-    try:
-        marker.write_text("the last YuNet download failed; delete this file to retry\n")
-    except OSError:
-        pass  # a read-only cache: the next run tries again
+    packaged = Path(str(resources.files("mobilefer") / "models" / YUNET_FILE))
+    if not packaged.is_file():
+        raise WeightsError(f"{packaged}: YuNet is missing from the package; reinstall mobilefer, "
+                           f"or set {YUNET_ENV} to a local {YUNET_FILE}")  # fmt: skip
+    return packaged
 
 
 def downscale(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
@@ -227,9 +159,8 @@ class YuNetDetector:
         detect_size: int = DETECT_SIZE,
         score_threshold: float = 0.7,
         nms_threshold: float = 0.3,
-        retry_download: bool = True,
     ):
-        self.path = yunet_path(model, retry=retry_download)
+        self.path = yunet_path(model)
         self.detect_size = detect_size
         self._net = cv2.FaceDetectorYN.create(
             str(self.path), "", YUNET_INPUT_SIZE, score_threshold, nms_threshold, YUNET_TOP_K
@@ -286,7 +217,7 @@ def create_detector(name: str = "auto", **options) -> HaarDetector | YuNetDetect
     key = name.strip().lower()
     if key == "auto":
         try:
-            return YuNetDetector(**options, retry_download=False)
+            return YuNetDetector(**options)
         except WeightsError as e:
             log.warning("YuNet unavailable, using haar: %s", e)
             options.pop("model", None)

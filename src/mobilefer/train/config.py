@@ -42,7 +42,11 @@ class TrainConfig:
     teacher: str | None = None  # a model file whose probabilities are soft targets (distill.py)
     distill_weight: float = 0.0  # share of the loss on the teacher's targets, 0-1; 0: no teacher
     distill_temperature: float = 2.0  # both sides' logits divided by it; the loss is scaled by T^2
-    extra_faces: str | None = None  # a folder of faces (labels.csv) trained on the teacher only
+    # Faces beyond FER2013 Training (sources.py): dicts of Source fields, read once, cut once.
+    sources: tuple = ()  # trained on, each face `weight` times an epoch; fold=train rows only
+    val_sources: tuple = ()  # chosen by: fold=val rows; with them best.pt has the best domain score
+    fer2013_weight: float = 1.0  # each FER2013 Training face's expected times per epoch
+    margin: float = 0.0  # crop margin of whole photos (as the card's, which export writes)
     # Augmentation (augment.py reads these and nothing else): everything up to freeze_blocks,
     # batched on tensors. Ranges are (low, high), drawn uniformly unless a comment says else.
     augment: bool = True
@@ -67,15 +71,30 @@ class TrainConfig:
     channels_last: bool = True
     width_mult: float = 1.0  # <1 only for tests (no ImageNet weights then)
     backbone: str | None = "imagenet"  # "imagenet" (torch hub cache), a file path, or None
-    init: str | None = None  # start from this checkpoint's weights (fine-tune a finished run)
+    init: str | None = None  # start from a checkpoint, a model file or a shipped model's name
+    init_member: int = 0  # which network of a model file (an ensemble holds several)
     seed: int = 0
     threads: int = 0  # torch threads; 0 keeps torch's default
     limit_train: int = 0  # use only the first N training faces (tests, smoke runs); 0 = all
-    extra: dict = field(default_factory=dict)  # free-form notes kept with the run
+    notes: dict = field(default_factory=dict)  # free-form notes kept with the run
 
     def preprocessing(self) -> Preprocessing:
         return Preprocessing(input_size=self.input_size, mean=self.mean, std=self.std)
 
+
+OOD = "{shared}/data/ood/"
+LFW = "{shared}/data/lfw-expressions"
+#: Sources of the mixture recipes ({shared}: $MOBILEFER_SHARED, else ../shared).
+MIXTURE_SOURCES = (
+    {"name": "taiwanese", "path": OOD + "taiwanese", "weight": 4.0, "detect": True},
+    {"name": "sfew", "path": OOD + "sfew", "weight": 2.0},
+)
+#: The val folds: studio photos through the detector; film stills whole and through the detector.
+VAL_SOURCES = (
+    {"name": "taiwanese", "path": OOD + "taiwanese", "detect": True},
+    {"name": "sfew", "path": OOD + "sfew"},
+    {"name": "sfew_detected", "path": OOD + "sfew", "detect": True},
+)
 
 RECIPES: dict[str, TrainConfig] = {
     # The paper: 224 px, x/255 only, no augmentation, Adam, 25 epochs, head 128-64-7.
@@ -93,14 +112,37 @@ RECIPES: dict[str, TrainConfig] = {
     "ferplus": TrainConfig(recipe="ferplus", epochs=60, threads=2, seed=7, ferplus_weight=3.0,
                            freeze_blocks=0),
     # One network learning a teacher file's probabilities (give it with --set teacher=FILE) on
-    # Training faces and on extra real-photo faces (--set extra_faces=FOLDER), over a wider
-    # range of framings; docs/experiments.md says how it was chosen.
-    "distill": TrainConfig(recipe="distill", distill_weight=0.7, zoom=(0.65, 1.3), epochs=24),
+    # Training faces and on the LFW faces (their crowd labels unused), over a wider range of
+    # framings; docs/experiments.md says how it was chosen.
+    "distill": TrainConfig(recipe="distill", distill_weight=0.7, zoom=(0.65, 1.3), epochs=24,
+                           sources=({"name": "lfw", "path": LFW, "targets": "teacher"},)),
+    # One network of the shipped pair fine-tuned on every labelled face we may train on:
+    # FER2013 Training, the studio photos (cut by the detector) and film stills of
+    # ood/ fold=train, and the LFW pool; chosen each epoch by the domain score on the val
+    # folds and PublicTest. docs/experiments.md gives the runs and the rule.
+    "mixture": TrainConfig(
+        recipe="mixture", init="fer2013", backbone=None, epochs=6, lr=1e-4, warmup_epochs=0.3,
+        threads=2, seed=30, ferplus_weight=0.0, sources=MIXTURE_SOURCES, val_sources=VAL_SOURCES,
+    ),
+    # The FER+ head by the same rule, from the shipped FER+ network.
+    "mixture_ferplus": TrainConfig(
+        recipe="mixture_ferplus", init="ferplus", backbone=None, epochs=6, lr=1e-4,
+        warmup_epochs=0.3, threads=2, seed=31, ferplus_weight=3.0, freeze_blocks=0,
+        sources=MIXTURE_SOURCES, val_sources=VAL_SOURCES,
+    ),
 }  # fmt: skip
 
 
 def config_from_dict(d: dict) -> TrainConfig:
-    """A config back from JSON (lists become tuples again)."""
+    """A config back from JSON (lists become tuples again); configs of older runs are read
+    with their renamed fields (``extra`` notes, ``extra_faces`` as a teacher source)."""
+    d = dict(d)
+    if "extra" in d:
+        d["notes"] = d.pop("extra")
+    folder = d.pop("extra_faces", None)
+    if folder:
+        d["sources"] = [*d.get("sources", ()), {"name": "extra_faces", "path": folder,
+                                                  "targets": "teacher"}]  # fmt: skip
     return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
@@ -112,7 +154,7 @@ def recipe(name: str, **overrides) -> TrainConfig:
 
 
 #: Settings that ``--set`` does not reach: the run's identity, or named options of their own.
-NOT_SETTABLE = ("recipe", "mean", "std", "extra")
+NOT_SETTABLE = ("recipe", "mean", "std", "notes", "sources", "val_sources")
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -183,3 +225,56 @@ def read_run_config(out_dir: str | Path) -> tuple[TrainConfig, int]:
 
     ck = torch.load(last, map_location="cpu", weights_only=True)
     return config_from_dict(ck["config"]), int(ck["epoch"])
+
+
+def apply_settings(cfg: TrainConfig, texts: list[str]) -> TrainConfig:
+    """``cfg`` with each ``--set`` applied in order: a field (:func:`parse_setting`);
+    ``extra=DIR``, a folder of class-named subfolders trained on with its labels (a source
+    named ``extra``; ``extra_weight=W`` sets how often); or ``source.NAME.FIELD=VALUE``, one
+    field of a training source of the recipe (``weight``, ``targets``, ``path``, ``detect``)."""
+    from .sources import source_of
+
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        key = key.strip().replace("-", "_")
+        if key in ("extra", "extra_weight") and sep:
+            sources = [dict(s) for s in cfg.sources]
+            found = next((s for s in sources if s["name"] == "extra"), None)
+            if found is None:
+                found = {"name": "extra", "path": "", "reader": "folder"}
+                sources.append(found)
+            try:
+                found.update({"path": raw} if key == "extra" else {"weight": float(raw)})
+            except ValueError:
+                raise OptionError(f"--set {text!r}: {raw!r} is not a number") from None
+            cfg = replace(cfg, sources=tuple(sources))
+        elif key.startswith("source.") and sep:
+            _, name, attr = (key.split(".") + ["", ""])[:3]
+            sources = [dict(s) for s in cfg.sources]
+            found = next((s for s in sources if s["name"] == name), None)
+            if found is None or attr not in ("weight", "targets", "path", "detect"):
+                names = ", ".join(s["name"] for s in sources) or "none in this recipe"
+                raise OptionError(
+                    f"--set {text!r}: expected source.NAME.FIELD=VALUE with NAME "
+                    f"one of {names} and FIELD weight, targets, path or detect"
+                )
+            try:
+                value: object = (
+                    float(raw)
+                    if attr == "weight"
+                    else raw.lower() in ("true", "1")
+                    if attr == "detect"
+                    else raw
+                )
+            except ValueError:
+                raise OptionError(f"--set {text!r}: {raw!r} is not a number") from None
+            found[attr] = value
+            source_of(found)
+            cfg = replace(cfg, sources=tuple(sources))
+        else:
+            k, v = parse_setting(text)
+            cfg = replace(cfg, **{k: v})
+    for s in cfg.sources:
+        if not source_of(s).path:
+            raise OptionError(f"source {s['name']}: no path; give it with --set extra=DIR")
+    return cfg

@@ -25,11 +25,14 @@ import torch.nn.functional as F
 
 from ..data import FerData, ferplus_majority, ferplus_targets, load_fer2013
 from ..errors import OptionError
+from ..evaluate import scores
 from ..labels import EMOTIONS, FERPLUS_LABELS
+from ..model import MODELS, model_path
 from .augment import augment, jpeg_faces, normalise
 from .config import TrainConfig, check_resume, config_from_dict
-from .model import FerNet
-from .predict import predict_heads
+from .model import FerNet, onnx_state_dict
+from .predict import HEAD_LABELS, predict_heads, predict_probs
+from .sources import Faces, Source, epoch_indices, load_source, source_of
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +62,33 @@ def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
 
 def set_train_mode(model: FerNet, cfg: TrainConfig) -> None:
     """Train mode, except the frozen backbone blocks: their BatchNorm layers keep ImageNet's
-    running statistics, as their weights keep ImageNet's values."""
+    running statistics, as their weights keep ImageNet's values. A network started from a
+    model file keeps every BatchNorm in eval mode: the file's statistics were folded away."""
     model.train()
     model.features[: cfg.freeze_blocks].eval()
+    if init_is_model_file(cfg):
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+
+
+def init_is_model_file(cfg: TrainConfig) -> bool:
+    """Whether ``cfg.init`` names a model file (or a shipped model) rather than a checkpoint."""
+    return bool(cfg.init) and (cfg.init in MODELS or str(cfg.init).endswith(".onnx"))
+
+
+def initial_weights(model: FerNet, cfg: TrainConfig, device) -> None:
+    """Load ``cfg.init`` into ``model``: a checkpoint's weights, or one network
+    (``cfg.init_member``) of a model file or shipped model (:func:`.model.onnx_state_dict`)."""
+    if init_is_model_file(cfg):
+        path = model_path(cfg.init)
+        weights, heads = onnx_state_dict(path, model, cfg.init_member)
+        log.info("started from network %d of %s (heads: %s)", cfg.init_member, path,
+                 ", ".join(heads))  # fmt: skip
+    else:
+        weights = torch.load(cfg.init, map_location=device, weights_only=True)["model"]
+    missing, _ = model.load_state_dict(weights, strict=False)
+    log.info("started from %s (new: %s)", cfg.init, ", ".join(missing) or "nothing")
 
 
 @dataclass
@@ -75,6 +102,9 @@ class TrainSet:
     soft_mask: torch.Tensor | None = None
     log_prior: torch.Tensor | None = None  # FER2013 Training prior, for the logit-adjusted loss
     teacher: torch.Tensor | None = None  # N x 7 teacher probabilities, for distillation
+    teacher_mask: torch.Tensor | None = None  # N: faces that learn the teacher's targets
+    groups: tuple[int, ...] = ()  # faces per source, laid end to end (FER2013 first)
+    weights: tuple[float, ...] = ()  # each group's expected times per epoch
 
 
 def train_one_epoch(model, optimizer, scheduler, data: TrainSet, cfg, device, gen) -> dict:
@@ -83,8 +113,11 @@ def train_one_epoch(model, optimizer, scheduler, data: TrainSet, cfg, device, ge
     Nothing in the loop waits for the device: the running sums stay tensors until the end.
     """
     set_train_mode(model, cfg)
-    n = len(data.labels)
-    order = torch.randperm(n, generator=gen, device=device)
+    if data.groups:
+        order = epoch_indices(list(data.groups), list(data.weights), gen)
+    else:
+        order = torch.randperm(len(data.labels), generator=gen, device=device)
+    n = len(order)
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = torch.zeros((), device=device, dtype=torch.long)  # labelled faces
@@ -108,8 +141,10 @@ def train_one_epoch(model, optimizer, scheduler, data: TrainSet, cfg, device, ge
         hard = F.cross_entropy(adjusted, y.clamp_min(0), label_smoothing=cfg.label_smoothing,
                                reduction="none") * labelled  # fmt: skip
         if data.teacher is not None and cfg.distill_weight > 0:
-            loss = ((1 - cfg.distill_weight) * hard).sum() / labelled.sum().clamp_min(1)
-            loss = loss + cfg.distill_weight * distill_loss(logits, data.teacher[idx], cfg)
+            taught = data.teacher_mask[idx]
+            loss = ((1 - cfg.distill_weight * taught) * hard).sum() / labelled.sum().clamp_min(1)
+            soft = distill_loss(logits, data.teacher[idx], cfg) * taught
+            loss = loss + cfg.distill_weight * soft.sum() / taught.sum().clamp_min(1)
         else:
             loss = hard.sum() / labelled.sum().clamp_min(1)
         if ferplus_logits is not None and data.soft is not None:
@@ -131,13 +166,14 @@ def train_one_epoch(model, optimizer, scheduler, data: TrainSet, cfg, device, ge
 
 
 def distill_loss(logits: torch.Tensor, teacher: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """Mean KL divergence of the student's tempered softmax from the teacher's tempered
-    probabilities, times T^2 (Hinton et al. 2015), so its gradients keep their size across T."""
+    """Per face, the KL divergence of the student's tempered softmax from the teacher's
+    tempered probabilities, times T^2 (Hinton et al. 2015), so its gradients keep their size
+    across T."""
     t = cfg.distill_temperature
     target = teacher.clamp_min(1e-8).log() / t
     target = torch.softmax(target, 1)
     student = F.log_softmax(logits / t, 1)
-    return F.kl_div(student, target, reduction="batchmean") * t * t
+    return F.kl_div(student, target, reduction="none").sum(1) * t * t
 
 
 def evaluate(model, data: FerData, cfg: TrainConfig, device) -> dict:
@@ -147,11 +183,14 @@ def evaluate(model, data: FerData, cfg: TrainConfig, device) -> dict:
     y = torch.from_numpy(data.labels)
     loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), y).item()
     acc = (probs.argmax(1) == y).float().mean().item()
-    out = {"loss": loss, "accuracy": acc, "probs": probs.numpy()}
+    out = {"loss": loss, "accuracy": acc, "probs": probs.numpy(),
+           "macro_f1": scores(data.labels, probs.argmax(1).numpy())["macro_f1"]}  # fmt: skip
     if aux is not None and data.votes is not None:
         majority = torch.from_numpy(ferplus_majority(data.votes))
         keep = majority >= 0
         out["ferplus_accuracy"] = (aux.argmax(1)[keep] == majority[keep]).float().mean().item()
+        out["ferplus_macro_f1"] = scores(majority[keep].numpy(), aux.argmax(1)[keep].numpy(),
+                                         labels=FERPLUS_LABELS)["macro_f1"]  # fmt: skip
     return out
 
 
@@ -191,19 +230,32 @@ def build(cfg: TrainConfig, steps_per_epoch: int, device):
 
 
 def make_train_set(
-    train: FerData, cfg: TrainConfig, device, extra: np.ndarray | None = None
+    train: FerData, cfg: TrainConfig, device, extra: list[tuple[Source, Faces]] | None = None
 ) -> TrainSet:
-    """The training tensors: ``train``'s faces, then the ``extra`` faces (N x 48 x 48), which
-    get label -1, no FER+ votes and, like every face, the teacher's targets when there is one."""
-    extra = np.zeros((0, 48, 48), np.uint8) if extra is None else extra
-    pixels = np.concatenate([train.pixels, extra])
-    labels = np.concatenate([train.labels, np.full(len(extra), -1, dtype=train.labels.dtype)])
+    """The training tensors: ``train``'s faces, then each source's faces (found ones only).
+    A source's faces learn its labels (and, for a FER+ head, the one-hot vote of that class) or,
+    with ``targets="teacher"``, the teacher's targets alone (label -1). FER2013's faces learn
+    the teacher too when the recipe distils."""
+    extra = extra or []
+    parts = [(src, f.pixels[f.found], f.labels[f.found]) for src, f in extra]
+    pixels = np.concatenate([train.pixels, *(p for _, p, _ in parts)])
+    own = [y if src.targets == "labels" else np.full(len(y), -1, np.int64) for src, _, y in parts]
+    labels = np.concatenate([train.labels.astype(np.int64), *own])
+    taught = np.concatenate(
+        [
+            np.full(len(train), cfg.distill_weight > 0),
+            *(np.full(len(y), src.targets == "teacher") for src, _, y in parts),
+        ]
+    )
     prior = np.bincount(train.labels, minlength=len(EMOTIONS)) / max(len(train.labels), 1)
     out = TrainSet(
         faces=torch.from_numpy(pixels).to(device),
         labels=torch.from_numpy(labels).to(device),
         log_prior=torch.from_numpy(np.log(np.maximum(prior, 1e-8))).float().to(device),
-    )
+        teacher_mask=torch.from_numpy(taught).float().to(device),
+        groups=(len(train), *(len(y) for _, _, y in parts)),
+        weights=(cfg.fer2013_weight, *(src.weight for src, _, _ in parts)),
+    )  # fmt: skip
     if cfg.ferplus_weight > 0:
         if train.votes is None:
             raise OptionError(
@@ -211,17 +263,38 @@ def make_train_set(
                 "given: pass --ferplus ferplus.npz, or --ferplus-weight 0"
             )
         soft, mask = ferplus_targets(train.votes)
-        soft = np.concatenate([soft, np.zeros((len(extra), soft.shape[1]), soft.dtype)])
-        mask = np.concatenate([mask, np.zeros(len(extra), dtype=bool)])
+        extra_soft = np.zeros((len(pixels) - len(train), soft.shape[1]), soft.dtype)
+        extra_labels = labels[len(train) :]
+        rows = np.flatnonzero(extra_labels >= 0)
+        extra_soft[rows, extra_labels[rows]] = 1  # FER+'s first seven classes are FER2013's
+        soft = np.concatenate([soft, extra_soft])
+        mask = np.concatenate([mask, extra_labels >= 0])
         out.soft = torch.from_numpy(soft).to(device)
         out.soft_mask = torch.from_numpy(mask).to(device)
-    if cfg.distill_weight > 0:
+    if taught.any():
         from .distill import teacher_probs
 
-        if not cfg.teacher:
-            raise OptionError("distill_weight > 0 needs a teacher: --set teacher=MODEL.onnx")
+        if not cfg.teacher or cfg.distill_weight <= 0:
+            raise OptionError("teacher targets need a teacher and a weight: "
+                              "--set teacher=MODEL.onnx --set distill_weight=0.7")  # fmt: skip
         probs = teacher_probs(cfg.teacher, pixels, threads=cfg.threads or None)
         out.teacher = torch.from_numpy(probs).to(device)
+    return out
+
+
+def evaluate_sources(model, val: list[tuple[Source, Faces]], public: dict, cfg, device) -> dict:
+    """Macro-F1 of each head on each val source (a photo with no face found counts wrong),
+    beside PublicTest's, and their mean: the domain score of the rule in docs/experiments.md.
+    ``public`` holds PublicTest's macro-F1 per head (``fer2013``, ``ferplus``)."""
+    out: dict = {}
+    for head in public:
+        labels = HEAD_LABELS[head]
+        f1s = {"public": public[head]}
+        for src, faces in val:
+            probs = predict_probs(model, faces.pixels, cfg, device, head=head).numpy()
+            pred = np.where(faces.found, probs.argmax(1), len(labels))
+            f1s[src.name] = scores(faces.labels, pred, labels=[*labels, "no face"])["macro_f1"]
+        out[head] = {"macro_f1": f1s, "domain_score": float(np.mean(list(f1s.values())))}
     return out
 
 
@@ -259,25 +332,21 @@ def fit(
     train, public = data.split("train"), data.split("public")
     if cfg.limit_train:
         train = train.head(cfg.limit_train)
-    extra = None
-    if cfg.extra_faces:
-        from .distill import load_extra_faces
-
-        if cfg.distill_weight <= 0:
-            raise OptionError("extra_faces learn from a teacher alone: set distill_weight > 0")
-        extra = load_extra_faces(cfg.extra_faces)
-        if cfg.limit_train:
-            extra = extra[: cfg.limit_train]
+    extra = [(source_of(d), None) for d in cfg.sources]
+    extra = [(src, load_source(src, "train", cfg.margin, out)) for src, _ in extra]
+    val = [(s, load_source(s, "val", cfg.margin, out)) for s in map(source_of, cfg.val_sources)]
+    if cfg.limit_train:
+        extra = [(src, Faces(f.pixels[: cfg.limit_train], f.labels[: cfg.limit_train],
+                             f.found[: cfg.limit_train])) for src, f in extra]  # fmt: skip
     train_set = make_train_set(train, cfg, dev, extra)
     pixels = train_set.faces.cpu().numpy()
-    steps = math.ceil(len(pixels) / cfg.batch_size)
+    steps = math.ceil(sum(n * w for n, w in zip(train_set.groups, train_set.weights, strict=True))
+                      / cfg.batch_size)  # fmt: skip
 
     seed_everything(cfg.seed)
     model, opt, sched = build(cfg, steps, dev)
     if cfg.init and ck is None:
-        weights = torch.load(cfg.init, map_location=dev, weights_only=True)["model"]
-        missing, _ = model.load_state_dict(weights, strict=False)
-        log.info("started from %s (new: %s)", cfg.init, ", ".join(missing) or "nothing")
+        initial_weights(model, cfg, dev)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     history: list[dict] = []
     best = {"epoch": 0, "public_accuracy": -1.0}
@@ -320,14 +389,24 @@ def fit(
         }
         if "ferplus_accuracy" in ev:
             row["public_ferplus_accuracy"] = ev["ferplus_accuracy"]
+        if val and len(public):  # the domain score chooses the epoch (one per head)
+            f1 = {"fer2013": ev["macro_f1"]}
+            if "ferplus_macro_f1" in ev:
+                f1["ferplus"] = ev["ferplus_macro_f1"]
+            for head, d in evaluate_sources(model, val, f1, cfg, dev).items():
+                prefix = "" if head == "fer2013" else "ferplus_"
+                row[prefix + "domain_score"] = d["domain_score"]
+                row[prefix + "val_macro_f1"] = d["macro_f1"]
         history.append(row)
-        if not ev["accuracy"] <= best["public_accuracy"]:  # also true for the first NaN
-            best = {"epoch": epoch, "public_accuracy": ev["accuracy"]}
+        score = row.get("domain_score", ev["accuracy"])
+        if not score <= best.get("score", best["public_accuracy"]):  # true for the first NaN
+            best = {"epoch": epoch, "public_accuracy": ev["accuracy"], "score": score}
             _save({"model": model.state_dict(), "epoch": epoch, "config": asdict(cfg)},
                   out / "best.pt")  # fmt: skip
-        fp = ev.get("ferplus_accuracy")
-        if fp is not None and fp > best_ferplus["public_ferplus_accuracy"]:
-            best_ferplus = {"epoch": epoch, "public_ferplus_accuracy": fp}
+        fp = row.get("ferplus_domain_score", ev.get("ferplus_accuracy"))
+        if fp is not None and fp > best_ferplus.get("score", -1.0):
+            best_ferplus = {"epoch": epoch, "public_ferplus_accuracy": ev["ferplus_accuracy"],
+                            "score": fp}  # fmt: skip
             _save({"model": model.state_dict(), "epoch": epoch, "config": asdict(cfg)},
                   out / "best_ferplus.pt")  # fmt: skip
         ck = {

@@ -137,3 +137,66 @@ def seed_hub_cache(source: str | Path) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)
     return dest
+
+
+def onnx_state_dict(path: str | Path, net: FerNet, member: int = 0) -> tuple[dict, list[str]]:
+    """The weights of one network of an exported model file (``mobilefer export`` writes each
+    member's convolutions with its BatchNorm folded in) as a state dict for ``net``, and the
+    names of the heads found (``head``, ``ferplus_head``).
+
+    Each folded convolution ``W x + c`` becomes ``net``'s convolution ``W`` and a BatchNorm
+    that adds ``c`` (mean 0, variance 1 - eps, scale 1): the same function in eval mode. Such a
+    network is fine-tuned with every BatchNorm kept in eval mode (``TrainConfig.init`` of an
+    ``.onnx`` file does so), as the file's statistics are gone.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise WeightsError(f"{p}: no such model file")
+    graph = onnx.load(str(p)).graph
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:  # constants and identities of initializers, as exported
+        if node.op_type == "Constant":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        elif node.op_type == "Identity" and node.input[0] in values:
+            values[node.output[0]] = values[node.input[0]]
+    prefix = f"/members.{member}/"
+    convs = [n for n in graph.node if n.op_type == "Conv" and n.name.startswith(prefix)]
+    if not convs:
+        raise WeightsError(f"{p}: no network {member} in this file")
+    pairs = []
+    modules = list(net.features.named_modules())
+    for (name, m), (_, nxt) in zip(modules, modules[1:], strict=False):
+        if isinstance(m, nn.Conv2d):
+            pairs.append((name, m, nxt))
+    if len(pairs) != len(convs):
+        raise WeightsError(f"{p}: network {member} has {len(convs)} convolutions, the model "
+                           f"{len(pairs)}; not a MobileNetV2 of this width")  # fmt: skip
+    state: dict[str, torch.Tensor] = {}
+    for (name, conv, bn), node in zip(pairs, convs, strict=True):
+        w, c = values[node.input[1]], values[node.input[2]]
+        if tuple(w.shape) != tuple(conv.weight.shape) or not isinstance(bn, nn.BatchNorm2d):
+            raise WeightsError(f"{p}: {node.name} does not fit features.{name}")
+        bn_name = name.rsplit(".", 1)[0] + "." + str(int(name.rsplit(".", 1)[1]) + 1)
+        state[f"features.{name}.weight"] = torch.from_numpy(w.copy())
+        state[f"features.{bn_name}.weight"] = torch.ones(len(c))
+        state[f"features.{bn_name}.bias"] = torch.from_numpy(c.copy())
+        state[f"features.{bn_name}.running_mean"] = torch.zeros(len(c))
+        state[f"features.{bn_name}.running_var"] = torch.full((len(c),), 1 - bn.eps)
+    heads = []
+    for head in ("head", "ferplus_head"):
+        gemms = [n for n in graph.node
+                 if n.op_type == "Gemm" and n.name.startswith(f"{prefix}{head}/")]  # fmt: skip
+        if not gemms:
+            continue
+        linears = [(k, m) for k, m in getattr(net, head).named_children()
+                   if isinstance(m, nn.Linear)]  # fmt: skip
+        if getattr(net, head) is None or len(linears) != len(gemms):
+            raise WeightsError(f"{p}: its {head} does not fit the model's")
+        for (k, _), node in zip(linears, gemms, strict=True):
+            state[f"{head}.{k}.weight"] = torch.from_numpy(values[node.input[1]].copy())
+            state[f"{head}.{k}.bias"] = torch.from_numpy(values[node.input[2]].copy())
+        heads.append(head)
+    return state, heads
