@@ -101,7 +101,7 @@ def test_boxes_lie_inside_any_image(name, h, w, seed):
 
 
 def test_large_photos_are_searched_at_a_larger_size():
-    from mobilefer.stream import image_detect_size
+    from mobilefer.faces import image_detect_size
 
     assert image_detect_size(480, 640) == 640
     assert image_detect_size(1080, 1920) == 960

@@ -239,3 +239,24 @@ def test_a_recognizer_is_a_model_and_any_detector(tiny_model, astronaut):
         Recognizer(model, detector=OneBox(), threads=2)
     with pytest.raises(OptionError, match="detect\\(image, detect_size\\)"):
         Recognizer(model, detector=object())
+
+
+@pytest.mark.parametrize("detector", ["haar", "yunet"])
+def test_analyze_and_predict_find_the_same_faces_on_a_large_photo(
+    tmp_path, capsys, astronaut, tiny_model, detector
+):
+    """A 512 px portrait on a 4032x3024 canvas: analyze searches a photo as predict does
+    (haar at 640 px found no face here, predict at 2016 px one)."""
+    import cv2
+
+    from conftest import records, run
+
+    canvas = np.full((3024, 4032, 3), 200, np.uint8)
+    canvas[1200:1712, 1800:2312] = astronaut
+    path = tmp_path / "canvas.jpg"
+    cv2.imwrite(str(path), canvas)
+    faces = Recognizer(tiny_model, detector=detector).analyze(path)
+    code, out, err = run(capsys, "predict", path, "--model", tiny_model, "--detector", detector)
+    assert code == 0, err
+    assert len(faces) == 1
+    assert [f.box for f in faces] == [tuple(r["box"]) for r in records(out)]

@@ -26,10 +26,10 @@ import cv2
 from tqdm import tqdm
 
 from .errors import InputError, MobileferError, OptionError
-from .faces import DETECTORS
+from .faces import DETECTORS, IMAGE_DETECT_SIZE
 from .image import MAX_PIXELS, shown
 from .preprocess import MARGIN_RANGE, ZOOM_RANGE
-from .stream import IMAGE_DETECT_SIZE, STREAM_DETECT_SIZE
+from .stream import STREAM_DETECT_SIZE
 from .tracking import DETECT_EVERY, SMOOTHING
 
 

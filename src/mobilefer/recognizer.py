@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, OptionError
-from .faces import DETECT_SIZE, Detector, create_detector
+from .faces import DETECT_SIZE, Detector, create_detector, image_detect_size
 from .image import as_image, to_bgr
 from .model import ExpressionModel
 from .preprocess import MARGIN_RANGE, crop
@@ -149,6 +149,8 @@ class Recognizer:
 
             image = read_image(image)
         image = to_bgr(image)
+        if detect_size is None:
+            detect_size = image_detect_size(*image.shape[:2])
         return self.classify_boxes(image, self.detector.detect(image, detect_size))
 
     def stream(self, source, **options):

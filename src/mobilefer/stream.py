@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import InputError, OptionError
+from .faces import image_detect_size
 from .image import MAX_PIXELS, check_regular, read_image_pages, to_bgr
 from .results import Kind, Result
 from .sources import SKIPPED, Source, expand, read_video, read_webcam
@@ -32,28 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["Result", "Session", "stream", "image_detect_size"]
 
 #: Detection size (longest side) for video, webcams and arrays: their faces are large and time
-#: is short. Images get :func:`image_detect_size`.
+#: is short. Photos get :func:`mobilefer.faces.image_detect_size`, as ``Recognizer.analyze``.
 STREAM_DETECT_SIZE = 320
-#: Smallest detection size for photos.
-IMAGE_DETECT_SIZE = 640
-#: How much a photo may be shrunk for detection: a 40 px face stays 20 px, which YuNet finds
-#: (at 2.5x it missed 40 px faces on a 12-megapixel photo; benchmarks/small_faces.py).
-IMAGE_MAX_SHRINK = 2.0
-#: Largest detection size for photos: it bounds the detector's memory. A 100-megapixel photo
-#: searched at half its side (5000 px) peaked at 2.3 GB; at 2048 px, 0.77 GB.
-IMAGE_MAX_DETECT_SIZE = 2048
-
-
-def image_detect_size(height: int, width: int) -> int:
-    """The detection size of a photo: shrunk at most 2x, never below 640 px nor above 2048.
-
-    A 4032x3024 phone photo is searched at 2016 px, so faces of about 40 px are found (yunet;
-    haar needs about 50 px); photos up to 1280 px are searched at 640 px; in larger photos
-    than 4096 px faces need to be about side / 100 px.
-    """
-    side = max(height, width)
-    size = min(IMAGE_MAX_DETECT_SIZE, max(IMAGE_DETECT_SIZE, round(side / IMAGE_MAX_SHRINK)))
-    return int(min(side, size))
 
 
 def _check(detect_every, smoothing, detect_size, max_frames, max_pixels) -> None:

@@ -139,7 +139,7 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
     def analyze_photo(data: bytes, name: str) -> dict:
         with decoders:
             image = decode_image(data, name, LIMITS["upload_pixels"], SERVER_LIMIT)
-        with lock:  # a photo, searched at the size predict searches it (stream.image_detect_size)
+        with lock:  # a photo, searched at the size predict searches it (faces.image_detect_size)
             (result,) = rec.stream(image)
         quality = [cv2.IMWRITE_JPEG_QUALITY, ANNOTATED_JPEG_QUALITY]
         ok, jpg = cv2.imencode(".jpg", result.draw(), quality)
