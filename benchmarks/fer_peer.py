@@ -81,16 +81,18 @@ def domains(npz: str, split: int, list_file: str) -> dict:
         pixels = z["pixels"][z["usage"] == split]
     lists = json.loads(open(list_file).read())
     model = fer_model()
-    photos = []
-    for path in lists["taiwanese"]:
+
+    def largest_face(path: str) -> int:
         faces = model.detect_emotions(cv2.imread(path))
         if not faces:
-            photos.append(-1)
-            continue
+            return -1
         top = max(faces, key=lambda f: f["box"][2] * f["box"][3])
-        photos.append(order.index(max(top["emotions"], key=top["emotions"].get)))
+        return order.index(max(top["emotions"], key=top["emotions"].get))
+
     crops = [cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in lists["sfew"]]
-    return {"fer2013": classify(model, pixels), "taiwanese": photos, "sfew": classify(model, crops)}
+    return {"fer2013": classify(model, pixels), "sfew": classify(model, crops),
+            "taiwanese": [largest_face(p) for p in lists["taiwanese"]],
+            "sfew_detected": [largest_face(p) for p in lists["sfew"]]}  # fmt: skip
 
 
 def speed(video: str) -> dict:

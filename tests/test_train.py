@@ -171,18 +171,43 @@ def test_checkpoint_roundtrip(tmp_path, fer_npz, tiny_config):
     assert not model.training
 
 
-def test_int8_quantization_keeps_metadata(tmp_path, tiny_model):
+def test_int8_quantization_keeps_the_card_and_marks_it(tmp_path, tiny_model):
     from mobilefer import Recognizer
-    from mobilefer.train.export import quantize_int8
+    from mobilefer.quantize import quantize_file
 
     faces = np.random.default_rng(0).integers(0, 256, (64, 48, 48), dtype=np.uint8)
-    rep = quantize_int8(tiny_model, tmp_path / "q.onnx", faces)
+    rep = quantize_file(tiny_model, tmp_path / "q.onnx", faces, "entropy")
     assert rep["bytes"] < tiny_model.stat().st_size
     fp32, int8 = Recognizer(tiny_model, detector="haar"), Recognizer(rep["path"], detector="haar")
     assert int8.card.preprocessing == fp32.card.preprocessing
     assert int8.card.recipe == fp32.card.recipe
+    assert (fp32.card.precision, int8.card.precision) == ("float32", "int8")
+    assert int8.card.quantization["calibration"] == "entropy"
+    assert int8.card.quantization["faces"] == 64
     p = int8.predict_proba(list(faces[:8]))
     assert np.allclose(p.sum(1), 1) and np.abs(p - fp32.predict_proba(list(faces[:8]))).max() < 0.1
+    with pytest.raises(OptionError, match="choose from minmax, entropy, percentile"):
+        quantize_file(tiny_model, tmp_path / "x.onnx", faces, "kl")
+
+
+def test_quantize_command_writes_each_calibration_and_its_parity(tmp_path, capsys, fer_npz,
+                                                                 tiny_model):  # fmt: skip
+    out = tmp_path / "q.onnx"
+    argv = ["quantize", str(tiny_model), "--data", str(fer_npz), "--out", str(out), "--no-val",
+            "--faces", "16"]  # fmt: skip
+    code = main([*argv, "--calibration", "all"])
+    out_text, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out_text.splitlines()[-1])
+    assert sorted(report["files"]) == ["distribution", "entropy", "minmax", "percentile"]
+    assert all(Path(f["path"]).is_file() for f in report["files"].values())
+    rows = report["parity"]
+    assert [r["file"] for r in rows][0] == "float" and len(rows) == 5
+    assert all(0 <= r["public"] <= 1 for r in rows) and rows[0]["worst_change"] == 0
+    assert main(argv) == 0 and out.is_file()
+    assert main(argv) == 2  # exists: not replaced without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*argv[:5], str(tiny_model), *argv[6:]]) == 2
 
 
 def test_imagenet_weights_through_the_torch_hub_cache(tmp_path, monkeypatch):

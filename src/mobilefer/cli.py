@@ -479,6 +479,49 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quantize(args: argparse.Namespace) -> int:
+    try:
+        import onnx  # noqa: F401  (ONNX Runtime's quantization tool needs it)
+
+        from .quantize import CALIBRATIONS, calibration_faces, parity, quantize_file
+        from .train.config import VAL_SOURCES
+        from .train.sources import load_source, source_of
+    except ImportError as e:
+        return _missing_extra("quantization", "train", e)
+    from .data import load_fer2013_with_ferplus
+
+    src, out = Path(args.model), Path(args.out)
+    methods = CALIBRATIONS if args.calibration == "all" else (args.calibration,)
+    targets = {m: out if len(methods) == 1 else out.with_suffix(f".{m}.onnx") for m in methods}
+    for path in targets.values():
+        if path.resolve() == src.resolve():
+            raise OptionError(f"--out {path}: that is the model being quantized; name a new file")
+        if path.exists() and not args.overwrite:
+            raise OptionError(f"--out {path}: exists; pass --overwrite to replace it")
+    data = load_fer2013_with_ferplus(args.data, args.ferplus)
+    faces = calibration_faces(data.split("train").pixels, args.faces)
+    report = {"model": str(src), "calibration_faces": len(faces), "files": {}}
+    for method, path in targets.items():
+        report["files"][method] = quantize_file(src, path, faces, method)
+    val = []
+    if not args.no_val:
+        for spec in VAL_SOURCES:
+            source = source_of(spec)
+            if source.root().is_dir():
+                val.append((source.name, load_source(source, "val", 0.0, None)))
+    files = {"float": src, **{f"int8 {m}": p for m, p in targets.items()}}
+    report["parity"] = rows = parity(files, data.split("public"), val)
+    sets = [k for k in rows[0] if k not in ("file", "path")]
+    print("| file | " + " | ".join(sets) + " | worst change |", file=sys.stderr)
+    for row in rows:
+        worst = min(row[k] - rows[0][k] for k in sets)
+        row["worst_change"] = worst
+        cells = " | ".join(f"{row[k]:.2%}" for k in sets)
+        print(f"| {row['file']} | {cells} | {worst * 100:+.2f} pt |", file=sys.stderr)
+    print(json.dumps(report))
+    return 0
+
+
 def _float_in(text: str, lo: float, hi: float, name: str) -> float:
     try:
         v = float(text)
@@ -682,6 +725,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score PrivateTest into the file: once, for the file you ship, "
                    "after every choice was made on PublicTest (needs --data)")  # fmt: skip
     x.set_defaults(func=cmd_export)
+
+    q = sub.add_parser("quantize", help="model file -> static int8 model file, with its "
+                       "accuracy beside the float file's (needs [train])")  # fmt: skip
+    q.add_argument("model", help="a model file from 'mobilefer export' (or a shipped name's file)")
+    q.add_argument("--out", required=True, help="the int8 .onnx file to write (with --calibration "
+                   "all: OUT.METHOD.onnx each)")  # fmt: skip
+    q.add_argument("--data", required=True, help="FER2013: Training faces calibrate, PublicTest "
+                   "scores")  # fmt: skip
+    q.add_argument("--ferplus", help="FER+ votes (default: a ferplus.npz beside --data, if any)")
+    q.add_argument("--calibration", default="minmax", choices=["minmax", "entropy", "percentile",
+                   "distribution", "all"], help="ONNX Runtime's calibration method")  # fmt: skip
+    q.add_argument("--faces", type=_number(int, 1, 28709, what="must lie in 1-28709"),
+                   default=512, help="Training faces to calibrate on (each with its mirror)")
+    q.add_argument("--no-val", action="store_true", help="score PublicTest only, not the val "
+                   "folds of $MOBILEFER_SHARED/data/ood (default ../shared)")  # fmt: skip
+    q.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    q.set_defaults(func=cmd_quantize)
 
     t = sub.add_parser("train", help="fine-tune MobileNetV2 on FER2013 (needs the [train] extra)")
     t.add_argument("--recipe", help="paper, default or distill (default: default)")

@@ -19,8 +19,11 @@ from .preprocess import MARGIN_RANGE, ZOOM_RANGE, Preprocessing
 
 #: The key under which a model file keeps its card (ONNX metadata_props), as JSON.
 METADATA_KEY = "mobilefer"
-#: The card format this version writes; it reads every format up to this one. 3 added ``zoom``.
-FORMAT = 3
+#: The card format this version writes; it reads every format up to this one. 3 added ``zoom``,
+#: 4 ``precision`` and ``quantization``.
+FORMAT = 4
+#: The precisions a model file may declare.
+PRECISIONS = ("float32", "int8")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class ModelCard:
     prior_tau: float = 0.0
     recipe: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    precision: str = "float32"  # of the weights and activations: float32 or int8
+    quantization: dict = field(default_factory=dict)  # for int8: how it was calibrated
     format: int = FORMAT
 
     def class_weights(self) -> np.ndarray | None:
@@ -93,6 +98,8 @@ class ModelCard:
                 prior_tau=float(m.get("prior_tau", 0.0)),
                 recipe=dict(m.get("recipe") or {}),
                 metrics=dict(m.get("metrics") or {}),
+                precision=str(m.get("precision", "float32")),
+                quantization=dict(m.get("quantization") or {}),
                 format=version,
             )
         except ModelError:
@@ -129,4 +136,6 @@ class ModelCard:
             return "prior must hold one finite value > 0 per label"
         if not (math.isfinite(self.prior_tau) and 0 <= self.prior_tau <= 2):
             return f"prior_tau {self.prior_tau} is outside 0-2"
+        if self.precision not in PRECISIONS:
+            return f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}"
         return None

@@ -151,43 +151,6 @@ def parity(net: nn.Module, cfg: TrainConfig, path: Path, faces: np.ndarray | Non
     return float(np.abs(got - want).max())
 
 
-def quantize_int8(src: str | Path, dst: str | Path, calibration_faces: np.ndarray) -> dict:
-    """Static int8 quantization (QDQ, per-channel weights) of an exported model file.
-
-    ``calibration_faces`` (N x 48 x 48 uint8, Training faces only) set the activation ranges.
-    Weights use 7 bits (reduce_range), which avoids overflow in the u8 x s8 kernels of CPUs
-    without VNNI. The card of ``src`` is copied over. Returns ``{"path", "bytes"}``.
-    """
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    src, dst = Path(src), Path(dst)
-    card = read_card_file(src)
-    batches = [
-        prepare(list(calibration_faces[i : i + 32]), card.preprocessing)
-        for i in range(0, len(calibration_faces), 32)
-    ]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self._it = iter(batches)
-
-        def get_next(self):
-            x = next(self._it, None)
-            return None if x is None else {"input": x}
-
-    quantize_static(
-        str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-    )  # fmt: skip
-    write_card(dst, card)
-    return {"path": str(dst), "bytes": dst.stat().st_size}
-
-
 def update_card(path: str | Path, **changes) -> ModelCard:
     """Replace some fields of a model file's card in place; returns the new card."""
     card = replace(read_card_file(path), **changes)
@@ -340,7 +303,9 @@ def export_checkpoint(
     if int8:
         fp32 = Path(out).with_suffix(".fp32.onnx")
         Path(out).replace(fp32)
-        report |= quantize_int8(fp32, out, data.split("train").pixels[::28][:1024])
+        from ..quantize import calibration_faces, quantize_file
+
+        report |= quantize_file(fp32, out, calibration_faces(data.split("train").pixels))
         fp32.unlink()
     report |= {"flip_tta": flip_tta, "prior_tau": prior_tau if prior is not None else 0.0,
                "zoom": zoom}  # fmt: skip
