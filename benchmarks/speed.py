@@ -84,6 +84,78 @@ def tracked(rec: Recognizer, frames) -> dict:
 
 
 VIDEO_FIELDS = ("pipeline", "fps", "fps_with_decoding", "stages_ms", "found")
+STAGES = ("decode", "full-frame detection", "window search (tracker)", "crop and preprocess",
+          "model (ONNX Runtime)", "tracker, smoothing, results (the rest)")  # fmt: skip
+
+
+def stream_stages(rec: Recognizer, video: Path) -> dict:
+    """Where a frame's time goes in ``rec.stream(video)`` with its defaults: ms per frame for
+    each of :data:`STAGES`, timed by wrapping the functions that do each (the rest is the
+    loop's own time less theirs). The wrappers cost a little; the headline frames/s is taken
+    without them."""
+    from collections import defaultdict
+
+    import mobilefer.model as model_module
+    import mobilefer.recognizer as recognizer_module
+    import mobilefer.stream as stream_module
+    from mobilefer.tracking import FaceTracker
+
+    spent: dict[str, float] = defaultdict(float)
+    in_window = [False]
+
+    def timed(stage, fn):
+        def wrapper(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[stage] += time.perf_counter() - t0
+
+        return wrapper
+
+    def frames(path):
+        it = read_video(path)
+        while True:
+            t0 = time.perf_counter()
+            frame = next(it, None)
+            spent["decode"] += time.perf_counter() - t0
+            if frame is None:
+                return
+            yield frame
+
+    def window(tracker, image, det):
+        in_window[0] = True
+        try:
+            return search(tracker, image, det)
+        finally:
+            in_window[0] = False
+
+    def detect(image, detect_size=None):
+        t0 = time.perf_counter()
+        out = plain_detect(image, detect_size)
+        stage = "window search (tracker)" if in_window[0] else "full-frame detection"
+        spent[stage] += time.perf_counter() - t0
+        return out
+
+    read_video, search = stream_module.read_video, FaceTracker._search_window
+    prepare, crop = model_module.prepare, recognizer_module.crop
+    plain_detect, run_model = rec.detector.detect, rec.model._run
+    stream_module.read_video, FaceTracker._search_window = frames, window
+    model_module.prepare = timed("crop and preprocess", prepare)
+    recognizer_module.crop = timed("crop and preprocess", crop)
+    rec.detector.detect, rec.model._run = detect, timed("model (ONNX Runtime)", run_model)
+    try:
+        t0, n = time.perf_counter(), 0
+        for _ in rec.stream(str(video)):
+            n += 1
+        total = time.perf_counter() - t0
+    finally:
+        stream_module.read_video, FaceTracker._search_window = read_video, search
+        model_module.prepare, recognizer_module.crop = prepare, crop
+        del rec.detector.detect, rec.model._run
+    spent[STAGES[-1]] = total - sum(spent.values())
+    return {stage: 1e3 * spent[stage] / n for stage in STAGES}
+
 
 
 def classifier_alone(rec: Recognizer, batch: int, seconds: float = 2.0) -> float:
@@ -137,6 +209,7 @@ def main() -> None:
     stream_fps = n / (time.perf_counter() - t0)
     rows.append((f"mobilefer Recognizer().stream(video), defaults ({rec.detector.name})",
                  stream_fps, f"{stream_fps:.1f}", "", f"{found / n:.1%}"))  # fmt: skip
+    stages = stream_stages(rec, video)
     if args.fer_python:
         peer = run_peer(args.fer_python, "speed", str(video))
         rows.append(
@@ -162,6 +235,12 @@ def main() -> None:
         print(f"\nRecognizer().stream(video) with its defaults: {stream_fps / peer['fps']:.2f}x "
               "the frames/s of fer's detect_emotions, same run")  # fmt: skip
     print()
+    print("| Recognizer().stream(video), where a frame's time goes | ms per frame | share |")
+    print("|---|---|---|")
+    whole = sum(stages.values())
+    for stage, ms in stages.items():
+        print(f"| {stage} | {ms:.2f} | {ms / whole:.0%} |")
+    print()
     print("| classifier alone, faces/s | batch 1 | batch 32 | batch 256 |")
     print("|---|---|---|---|")
     classifier = []
@@ -183,6 +262,7 @@ def main() -> None:
         "frames": len(frames), "threads": args.threads, "model": args.model or "fer2013",
         "video": [dict(zip(VIDEO_FIELDS, r, strict=True)) for r in rows],
         "stream_fps": stream_fps, "fer_fps": peer["fps"] if args.fer_python else None,
+        "stream_stages_ms": stages,
         "classifier": classifier,
     })  # fmt: skip
 
