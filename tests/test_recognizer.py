@@ -260,3 +260,26 @@ def test_analyze_and_predict_find_the_same_faces_on_a_large_photo(
     assert code == 0, err
     assert len(faces) == 1
     assert [f.box for f in faces] == [tuple(r["box"]) for r in records(out)]
+
+
+def test_a_device_without_its_provider_falls_back_to_the_cpu_with_one_warning(caplog):
+    from mobilefer.model import execution_providers
+
+    cpu = ["CPUExecutionProvider"]
+    assert execution_providers("cpu", ["CUDAExecutionProvider", *cpu]) == cpu
+    cuda = ["CUDAExecutionProvider", *cpu]
+    assert execution_providers("auto", cuda) == cuda
+    with caplog.at_level("WARNING"):
+        assert execution_providers("auto", cpu) == cpu
+        assert not caplog.records  # auto is silent
+        assert execution_providers("cuda", cpu) == cpu
+    (record,) = caplog.records
+    assert "running on the CPU" in record.getMessage() and "mobilefer[gpu]" in record.getMessage()
+    with pytest.raises(OptionError, match="choose from cpu, cuda, auto"):
+        execution_providers("tpu", cpu)
+
+
+def test_the_cpu_path_runs_when_cuda_is_asked_for(tiny_model):
+    rec = Recognizer(tiny_model, detector="haar", device="auto")
+    assert rec.model.device in ("cpu", "cuda")
+    assert np.allclose(rec.predict_proba([np.zeros((48, 48), np.uint8)]).sum(), 1)

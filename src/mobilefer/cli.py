@@ -82,7 +82,7 @@ def _recognizer_options(args: argparse.Namespace) -> dict:
     on (the local engine, serve, and each Ray actor)."""
     return {"model": args.model, "detector": args.detector, "threads": args.threads,
             "flip_tta": FLIP_TTA[args.flip_tta], "margin": args.margin,
-            "yunet": args.yunet}  # fmt: skip
+            "yunet": args.yunet, "device": args.device}  # fmt: skip
 
 
 def _recognizer(args: argparse.Namespace):
@@ -377,7 +377,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_model, format_report
     from .model import ExpressionModel
 
-    model = ExpressionModel(args.model, threads=args.threads, flip_tta=FLIP_TTA[args.flip_tta])
+    model = ExpressionModel(args.model, threads=args.threads, flip_tta=FLIP_TTA[args.flip_tta],
+                            device=args.device)  # fmt: skip
     data = load_fer2013_with_ferplus(args.data, args.ferplus).split(args.split)
     t0 = time.perf_counter()
     result = evaluate_model(model, data)
@@ -589,6 +590,9 @@ def _add_inference_options(p: argparse.ArgumentParser, detector: bool = True) ->
     )
     p.add_argument("--threads", type=_number(int, 1, what="must be >= 1"),
                    help="ONNX Runtime threads (default: all cores)")  # fmt: skip
+    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
+                   help="where the model runs: cuda needs the [gpu] extra (onnxruntime-gpu); "
+                   "auto uses it where it is there (default: cpu)")  # fmt: skip
     p.add_argument(
         "--flip-tta",
         choices=["auto", "on", "off"],

@@ -10,6 +10,7 @@ to 1.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from importlib import resources
@@ -22,6 +23,8 @@ from .errors import ModelError, OptionError
 from .modelcard import METADATA_KEY, ModelCard
 from .preprocess import prepare
 from .validate import check_number, is_whole
+
+log = logging.getLogger(__name__)
 
 #: Faces per ONNX Runtime call: larger batches are split into runs of this size.
 RUN_BATCH = 32
@@ -137,6 +140,23 @@ def combine(
     return probs / total
 
 
+#: The devices a model may run on (``ExpressionModel(device=)``, ``--device``).
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def execution_providers(device: str, available: Sequence[str]) -> list[str]:
+    """ONNX Runtime's providers for ``device`` (see :data:`DEVICES`), given those ``available``.
+    ``cuda`` without the CUDA provider falls back to the CPU with one warning."""
+    if device not in DEVICES:
+        raise OptionError(f"device {device!r}; choose from {', '.join(DEVICES)}")
+    if device != "cpu" and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        log.warning("no CUDA provider in this ONNX Runtime, running on the CPU: "
+                    "pip install 'mobilefer[gpu]' (onnxruntime-gpu) for the GPU")  # fmt: skip
+    return ["CPUExecutionProvider"]
+
+
 class ExpressionModel:
     """An expression model file, run by ONNX Runtime: its card, labels and probabilities.
 
@@ -145,7 +165,9 @@ class ExpressionModel:
     intra-op threads (``None``: ONNX Runtime's choice). ``flip_tta``: average each face with
     its mirror image (``None``: as the model file says). ``prior_tau``: divide the
     probabilities by the training prior to this power, 0 to 2 (0: no correction; ``None``: as
-    the model file says).
+    the model file says). ``device``: ``"cpu"`` (the default), ``"cuda"`` (ONNX Runtime's CUDA
+    provider, from the ``[gpu]`` extra's ``onnxruntime-gpu``; without it, the CPU with one
+    warning) or ``"auto"`` (CUDA where it is available, else the CPU, silently).
 
         >>> model = ExpressionModel("ferplus")
         >>> model.predict_proba([face_48x48]).shape   # (1, 8)
@@ -157,10 +179,12 @@ class ExpressionModel:
         threads: int | None = None,
         flip_tta: bool | None = None,
         prior_tau: float | None = None,
+        device: str = "cpu",
     ) -> None:
         import onnxruntime as ort
 
         check_number("prior_tau", prior_tau, 0, 2)
+        providers = execution_providers(device, ort.get_available_providers())
         if threads is not None and not (is_whole(threads) and threads >= 1):
             raise OptionError(f"threads={threads!r}: expected a whole number >= 1, or None")
         path = model_path(model)
@@ -174,14 +198,14 @@ class ExpressionModel:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(
-                str(path), opts, providers=["CPUExecutionProvider"]
-            )
+            self._session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"{path}: not a valid ONNX model ({first})") from None
         #: The model file's path.
         self.path = str(path)
+        #: Where it runs: ``"cuda"`` or ``"cpu"``.
+        self.device = "cuda" if "CUDAExecutionProvider" in self._session.get_providers() else "cpu"
         card = read_card(self._session, self.path)
         #: The model file's card (labels, preprocessing, TTA, prior), with ``prior_tau`` applied.
         self.card = card if prior_tau is None else replace(card, prior_tau=float(prior_tau))

@@ -125,6 +125,7 @@ def predict(
     threads: int | None = None,
     flip_tta: bool | None = None,
     margin: float | None = None,
+    device: str = "cpu",
 ):
     """A lazy ``ray.data.Dataset`` of face records (see :data:`FIELDS`) for ``source``.
 
@@ -156,7 +157,8 @@ def predict(
         "detect_every": detect_every, "smoothing": smoothing, "detect_size": detect_size,
         "max_pixels": max_pixels, "max_frames": max_frames}.items() if v is not None}  # fmt: skip
     recognizer_options = {"model": model, "detector": detector, "yunet": yunet,
-                          "threads": threads, "flip_tta": flip_tta, "margin": margin}  # fmt: skip
+                          "threads": threads, "flip_tta": flip_tta, "margin": margin,
+                          "device": device}  # fmt: skip
     out = [
         ds.map_batches(
             Recognize,

@@ -28,10 +28,11 @@ class Recognizer:
     ``model``: an :class:`ExpressionModel`, or what it opens: a shipped model by name
     (``"fer2013"``, the default, or ``"ferplus"``) or a model file from ``mobilefer export``.
     ``detector``: ``"auto"`` (yunet if available, else haar), ``"haar"`` or ``"yunet"``, or any
-    :class:`mobilefer.faces.Detector`. ``threads``, ``flip_tta`` and ``prior_tau`` open the
-    model (see :class:`ExpressionModel`; with a model object, set them there). ``margin``: grow
-    detector boxes by this fraction of their size on each side before cropping, -0.4 to 1
-    (below 0 they shrink: a closer view; ``None``: as the model file says).
+    :class:`mobilefer.faces.Detector`. ``threads``, ``flip_tta``, ``prior_tau`` and ``device``
+    (``cpu``, ``cuda`` or ``auto``) open the model (see :class:`ExpressionModel`; with a model
+    object, set them there). ``margin``: grow detector boxes by this fraction of their size on
+    each side before cropping, -0.4 to 1 (below 0 they shrink: a closer view; ``None``: as the
+    model file says).
     ``detect_size`` (the detector's own detection size: the longest side images are shrunk to
     where a call gives none) and ``yunet`` (a local YuNet file) set up a detector given by name.
     """
@@ -46,18 +47,22 @@ class Recognizer:
         detect_size: int = DETECT_SIZE,
         yunet: str | Path | None = None,
         prior_tau: float | None = None,
+        device: str = "cpu",
     ) -> None:
         check_number("margin", margin, *MARGIN_RANGE)
         if not (is_whole(detect_size) and detect_size >= 0):
             raise OptionError(f"detect_size={detect_size!r}: expected a whole number >= 0")
         if isinstance(model, ExpressionModel):
             given = [n for n, v in (("threads", threads), ("flip_tta", flip_tta),
-                                    ("prior_tau", prior_tau)) if v is not None]  # fmt: skip
+                                    ("prior_tau", prior_tau),
+                                    ("device", None if device == "cpu" else device))
+                     if v is not None]  # fmt: skip
             if given:
                 raise OptionError(f"{', '.join(given)}: set them on the ExpressionModel "
                                   "passed as model")  # fmt: skip
         else:
-            model = ExpressionModel(model, threads=threads, flip_tta=flip_tta, prior_tau=prior_tau)
+            model = ExpressionModel(model, threads=threads, flip_tta=flip_tta, prior_tau=prior_tau,
+                                    device=device)  # fmt: skip
         #: The expression model: card, labels, ``predict_proba``.
         self.model = model
         self.margin = self.card.preprocessing.margin if margin is None else margin
