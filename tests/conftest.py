@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import sys
 from pathlib import Path
@@ -17,6 +18,10 @@ SHARED = Path(os.environ.get("MOBILEFER_SHARED", ROOT.parent / "shared"))
 WEIGHTS = SHARED / "weights"
 FER_NPZ = SHARED / "data" / "fer2013" / "fer2013.npz"
 YUNET_SRC = WEIGHTS / "face_detection_yunet_2023mar.onnx"
+TINY_MODEL = ROOT / "tests" / "data" / "tiny.onnx"
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import make_tiny_model  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -48,40 +53,17 @@ def jpg_bytes(astronaut) -> bytes:
 
 @pytest.fixture(scope="session")
 def tiny_config():
+    """The config of the tiny model, for training tests (needs torch)."""
     pytest.importorskip("torch")
-    from mobilefer.train.config import recipe
-
-    return recipe(
-        "default",
-        input_size=32,
-        width_mult=0.25,
-        backbone=None,
-        hidden=(16, 8),
-        epochs=1,
-        batch_size=16,
-        threads=1,
-        dropout=0.0,
-        ferplus_weight=0.0,
-    )
+    return make_tiny_model.tiny_config()
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory, tiny_config) -> Path:
-    """A tiny untrained model, exported through the real export path (with its checks), whose
-    scores differ from face to face."""
-    import torch
-
-    from mobilefer.train.export import export_onnx
-    from mobilefer.train.model import FerNet
-
-    torch.manual_seed(0)
-    c = tiny_config
-    net = FerNet(hidden=c.hidden, width_mult=c.width_mult, backbone=None).eval()
-    for m in net.modules():  # untrained, its features vanish: every face would get one answer
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_var.fill_(0.1)
+def tiny_model(tmp_path_factory) -> Path:
+    """A copy of the committed tiny untrained model (``scripts/make_tiny_model.py`` makes it),
+    whose scores differ from face to face: inference tests need no torch."""
     path = tmp_path_factory.mktemp("model") / "tiny.onnx"
-    export_onnx(net, c, path)
+    shutil.copyfile(TINY_MODEL, path)
     return path
 
 

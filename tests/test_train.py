@@ -164,6 +164,23 @@ def test_backbone_weights_file(tmp_path):
         load_backbone_file(tmp_path / "none.pth")
 
 
+def test_the_committed_tiny_model_is_what_its_script_makes(tmp_path):
+    """tests/data/tiny.onnx, which the inference tests use without torch, is still what
+    scripts/make_tiny_model.py makes: the same bytes (or, with another torch, the same
+    probabilities)."""
+    import make_tiny_model
+
+    from mobilefer import ExpressionModel
+
+    from conftest import TINY_MODEL
+
+    made = make_tiny_model.make(tmp_path / "tiny.onnx")
+    if made.read_bytes() != TINY_MODEL.read_bytes():
+        faces = list(np.random.default_rng(0).integers(0, 256, (16, 48, 48), np.uint8))
+        want = ExpressionModel(TINY_MODEL).predict_proba(faces)
+        assert np.abs(ExpressionModel(made).predict_proba(faces) - want).max() < 1e-6
+
+
 def test_checkpoint_roundtrip(tmp_path, fer_npz, tiny_config):
     fit(tiny_config, fer_npz, tmp_path / "r")
     model, cfg = load_checkpoint(tmp_path / "r" / "best.pt")
