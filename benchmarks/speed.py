@@ -76,7 +76,7 @@ def end_to_end(path: Path, step) -> float:
 
 
 def tracked(rec: Recognizer, frames) -> dict:
-    tracker = FaceTracker(rec)
+    tracker = FaceTracker(rec.detector.detect, rec.boxes_proba)
     t0, found = time.perf_counter(), 0
     for f in frames:
         found += bool(tracker.update(f))
@@ -195,7 +195,7 @@ def main() -> None:
                 f"{r['detect_ms']:.2f} / {r['classify_ms']:.2f}", f"{r['found']:.1%}",
             ))  # fmt: skip
         tr = tracked(rec, frames)
-        e2e_t = end_to_end(video, FaceTracker(rec).update)
+        e2e_t = end_to_end(video, FaceTracker(rec.detector.detect, rec.boxes_proba).update)
         rows.append((
             f"mobilefer tracker (full detection every 10th frame), {name} at 320 px{tta}",
             tr["fps"], f"{e2e_t:.1f}", "", f"{tr['found']:.1%}",

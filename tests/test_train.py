@@ -490,7 +490,8 @@ def test_an_ensemble_file_averages_its_members(tmp_path, tiny_config, fer_npz):
     import torch
 
     from mobilefer.model import ExpressionModel
-    from mobilefer.train.export import export_checkpoint, export_onnx, read_card_file
+    from mobilefer.modelcard import read_card_file
+    from mobilefer.train.export import export_checkpoint, export_onnx
     from mobilefer.train.model import FerNet
 
     nets = []

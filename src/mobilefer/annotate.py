@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
-
-if TYPE_CHECKING:
-    from .results import Face
 
 #: BGR colour per label.
 COLORS = {
@@ -17,8 +14,9 @@ COLORS = {
 }  # fmt: skip
 
 
-def draw(image: np.ndarray, faces: list[Face], fps: float | None = None) -> np.ndarray:
-    """A copy of a BGR image with each face's box, label and score drawn (and frames/s)."""
+def draw(image: np.ndarray, faces: Sequence, fps: float | None = None) -> np.ndarray:
+    """A copy of a BGR image with each face's box, label and score drawn (and frames/s);
+    ``faces`` are :class:`mobilefer.Face` objects (anything with box, label and score)."""
     out = image.copy()
     thick = max(1, round(max(out.shape[:2]) / 400))
     for f in faces:

@@ -3,14 +3,16 @@
 A mobilefer model is an ONNX file whose ``metadata_props`` hold, under the key ``mobilefer``,
 this record as JSON: the labels in output order, the preprocessing, test-time settings (flip TTA,
 the post-hoc class-prior correction) and the recipe and scores of the run that made it, the way
-timm's ``pretrained_cfg`` travels with its weights. numpy only; no ONNX or torch here.
+timm's ``pretrained_cfg`` travels with its weights. numpy only, but for the functions that read
+and write a card in a file (:func:`write_card`, :func:`read_card_file`), which import onnx.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -139,3 +141,37 @@ class ModelCard:
         if self.precision not in PRECISIONS:
             return f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}"
         return None
+
+
+# Reading and writing a card in a model file: with onnx (the [train] extra), no inference.
+def write_card(path: str | Path, card: ModelCard) -> None:
+    """Replace the mobilefer metadata of the ONNX file at ``path`` with ``card``; check it."""
+    import onnx  # the [train] extra
+
+    problem = card.problem()
+    if problem:
+        raise ModelError(f"{path}: refusing to write a broken model card ({problem})")
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, card.to_json()
+    proto.doc_string = "mobilefer facial expression model; labels: " + ", ".join(card.labels)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path), save_as_external_data=False)
+
+
+def read_card_file(path: str | Path) -> ModelCard:
+    """The card of a model file, read with onnx (no inference session)."""
+    import onnx  # the [train] extra
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if METADATA_KEY not in props:
+        raise ModelError(f"{path}: not a mobilefer model (no '{METADATA_KEY}' metadata)")
+    return ModelCard.from_json(props[METADATA_KEY], str(path))
+
+
+def update_card(path: str | Path, **changes) -> ModelCard:
+    """Replace some fields of a model file's card in place; returns the new card."""
+    card = replace(read_card_file(path), **changes)
+    write_card(path, card)
+    return card

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OptionError
+from .modelcard import read_card_file, write_card
 from .preprocess import prepare
 
 #: ONNX Runtime's calibration methods, by the names the CLI takes.
@@ -53,8 +54,6 @@ def quantize_file(
         quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from .train.export import read_card_file, write_card
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile,

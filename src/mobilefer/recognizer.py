@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, OptionError
-from .faces import DETECT_SIZE, Detector, create_detector, image_detect_size
+from .faces import DETECT_SIZE, Detection, Detector, create_detector, image_detect_size
 from .image import as_image, to_bgr
 from .model import ExpressionModel
 from .preprocess import MARGIN_RANGE, crop
@@ -101,15 +101,6 @@ class Recognizer:
         """The model's probabilities for face crops (see :meth:`ExpressionModel.predict_proba`)."""
         return self.model.predict_proba(crops)
 
-    def _faces(self, probs: np.ndarray, boxes, detector, det_scores, marks=None) -> list[Face]:
-        out = []
-        marks = marks or [None] * len(boxes)
-        for p, box, s, m in zip(probs, boxes, det_scores, marks, strict=True):
-            scores = {name: float(v) for name, v in zip(self.labels, p, strict=True)}
-            label = self.labels[int(np.argmax(p))]
-            out.append(Face(tuple(int(v) for v in box), label, scores, detector, s, landmarks=m))
-        return out
-
     def classify(self, crops: Sequence[np.ndarray]) -> list[Face]:
         """Classify faces that are already cropped: one :class:`Face` per crop, in order.
 
@@ -124,21 +115,22 @@ class Recognizer:
                 f"classify takes a list of crops, got one image of shape {crops.shape}; pass [crop]"
             )
         crops = [to_bgr(as_image(c, f"crop {i}")) for i, c in enumerate(crops)]
-        boxes = [(0, 0, c.shape[1], c.shape[0]) for c in crops]
-        return self._faces(self.predict_proba(crops), boxes, None, [None] * len(crops))
+        whole = [Detection((0, 0, c.shape[1], c.shape[0])) for c in crops]
+        return [Face.from_probs(p, self.labels, d, None)
+                for p, d in zip(self.predict_proba(crops), whole, strict=True)]  # fmt: skip
+
+    def boxes_proba(self, image: np.ndarray, detections) -> np.ndarray:
+        """Probabilities (N x len(labels), rows sum to 1) of the faces at ``detections`` of a
+        BGR ``image``, each cropped with the margin, in one batched call."""
+        image = to_bgr(image)
+        return self.predict_proba([crop(image, d.box, self.margin) for d in detections])
 
     def classify_boxes(self, image: np.ndarray, detections) -> list[Face]:
         """Classify the faces at given detections of ``image`` in one batched call; each
         :class:`Face` keeps its detection's box, score and landmarks."""
-        image = to_bgr(image)
-        crops = [crop(image, d.box, self.margin) for d in detections]
-        return self._faces(
-            self.predict_proba(crops),
-            [d.box for d in detections],
-            self.detector.name,
-            [d.score for d in detections],
-            [getattr(d, "landmarks", None) for d in detections],
-        )
+        probs = self.boxes_proba(image, detections)
+        return [Face.from_probs(p, self.labels, d, self.detector.name)
+                for p, d in zip(probs, detections, strict=True)]  # fmt: skip
 
     def analyze(self, image, detect_size: int | None = None) -> list[Face]:
         """Find every face in an image and classify it; ``[]`` when there is none.
@@ -173,4 +165,5 @@ class Recognizer:
         camera loops. Options: ``detect_every``, ``smoothing``, ``detect_size``, ``fps``."""
         from .stream import Session
 
-        return Session(self, source, kind, **options)
+        return Session(self.detector.detect, self.boxes_proba, self.labels, self.detector.name,
+                       source, kind, **options)  # fmt: skip

@@ -44,6 +44,14 @@ class Face:
         """The probability of ``label``."""
         return self.scores[self.label]
 
+    @classmethod
+    def from_probs(cls, probs, labels, detection, detector: str | None, track_id=None) -> Face:
+        """The face of a detection (anything with ``box``, ``score`` and ``landmarks``) given
+        its probabilities in ``labels`` order; the label is the most likely one."""
+        scores = {name: float(v) for name, v in zip(labels, probs, strict=True)}
+        return cls(tuple(int(v) for v in detection.box), labels[int(np.argmax(probs))], scores,
+                   detector, detection.score, track_id, getattr(detection, "landmarks", None))
+
     def to_dict(self) -> dict:
         """Plain JSON-ready data (every field; landmarks as lists)."""
         marks = None if self.landmarks is None else [list(p) for p in self.landmarks]

@@ -15,20 +15,26 @@ import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from .errors import InputError, OptionError
 from .faces import image_detect_size
 from .image import MAX_PIXELS, check_regular, read_image_pages, to_bgr
-from .results import Kind, Result
+from .results import Face, Kind, Result
 from .sources import SKIPPED, Source, expand, read_video, read_webcam
-from .tracking import DETECT_EVERY, SMOOTHING, FaceTracker, check_options
+from .tracking import DETECT_EVERY, SMOOTHING, ClassifyFn, DetectFn, FaceTracker, check_options
 from .validate import is_whole
 
-if TYPE_CHECKING:
-    from .recognizer import Recognizer
+
+class Pipeline(Protocol):
+    """What :func:`stream` uses of a :class:`mobilefer.Recognizer`: photos analysed whole, and
+    tracked sessions for frames."""
+
+    def analyze(self, image: np.ndarray, detect_size: int | None = None) -> list[Face]: ...
+
+    def session(self, source: str = "array", kind: str = "array", **options) -> Session: ...
 
 __all__ = ["Result", "Session", "stream", "image_detect_size"]
 
@@ -51,7 +57,7 @@ def _check(detect_every, smoothing, detect_size, max_frames, max_pixels) -> None
 
 
 def stream(
-    recognizer: Recognizer,
+    recognizer: Pipeline,
     source,
     *,
     detect_every: int | None = None,
@@ -93,14 +99,19 @@ def stream(
 class Session:
     """One tracked stream fed a frame at a time (a live connection, a camera loop): each frame
     in, its :class:`Result` out, faces tracked (``track_id``) and their scores smoothed, as
-    :func:`stream` does for video. ``source``, ``kind``, ``fps`` and ``root`` label the
-    results; ``detect_every``, ``smoothing`` and ``detect_size`` are :func:`stream`'s options.
-    Its tracks live as long as it does.
+    :func:`stream` does for video. It gets the parts it uses (``Recognizer.session`` gives
+    them): ``detect`` and ``classify`` for its :class:`FaceTracker`, the model's ``labels`` and
+    the ``detector``'s name for its results. ``source``, ``kind``, ``fps`` and ``root`` label
+    the results; ``detect_every``, ``smoothing`` and ``detect_size`` are :func:`stream`'s
+    options. Its tracks live as long as it does.
     """
 
     def __init__(
         self,
-        recognizer: Recognizer,
+        detect: DetectFn,
+        classify: ClassifyFn,
+        labels: tuple[str, ...],
+        detector: str,
         source: str = "array",
         kind: Kind = "array",
         *,
@@ -111,10 +122,11 @@ class Session:
         root: str | None = None,
     ) -> None:
         _check(detect_every, smoothing, detect_size, 0, MAX_PIXELS)
-        self.recognizer, self.source, self.kind = recognizer, source, kind
+        self.labels, self.detector, self.source, self.kind = labels, detector, source, kind
         self.fps, self.root = fps, root
         self._tracker = FaceTracker(
-            recognizer,
+            detect,
+            classify,
             detect_every=detect_every or DETECT_EVERY,
             smoothing=SMOOTHING if smoothing is None else smoothing,
             detect_size=STREAM_DETECT_SIZE if detect_size is None else detect_size,
@@ -124,9 +136,10 @@ class Session:
         """The :class:`Result` of the next frame (a BGR image, or any image :func:`to_bgr`
         takes); ``frame`` and ``time`` (s) are stored in it as given."""
         image = to_bgr(image)
-        faces = self._tracker.update(image)
-        return Result(self.source, self.kind, tuple(faces), image, frame, time, self.root,
-                      fps=self.fps, detector=self.recognizer.detector.name)  # fmt: skip
+        faces = tuple(Face.from_probs(t.probs, self.labels, t.detection, self.detector, t.track_id)
+                      for t in self._tracker.update(image))  # fmt: skip
+        return Result(self.source, self.kind, faces, image, frame, time, self.root,
+                      fps=self.fps, detector=self.detector)  # fmt: skip
 
 
 def _image(rec, name, image, detect_size, kind="image", root=None) -> Result:
@@ -200,9 +213,9 @@ def _iterable(rec, items, max_pixels, opts) -> Iterator[Result]:
 
 
 def _session(rec, opts, source="array", kind="array", fps=None, root=None) -> Session:
-    return Session(rec, source, kind, detect_every=opts["detect_every"],
-                   smoothing=opts["smoothing"], detect_size=opts["detect_size"], fps=fps,
-                   root=root)  # fmt: skip
+    return rec.session(source, kind, detect_every=opts["detect_every"],
+                       smoothing=opts["smoothing"], detect_size=opts["detect_size"], fps=fps,
+                       root=root)  # fmt: skip
 
 
 def _tracked(rec, name, kind, frames, fps, root, opts) -> Iterator[Result]:

@@ -8,8 +8,8 @@ are smoothed per track with an exponential moving average, so labels stop flicke
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,10 +17,12 @@ from .errors import OptionError
 from .faces import Detection, downscale
 from .image import to_bgr
 from .preprocess import expand_box
-from .results import Face
 
-if TYPE_CHECKING:
-    from .recognizer import Recognizer
+#: ``detect(image, detect_size)``: the faces of a BGR image (a :class:`mobilefer.faces.Detector`'s
+#: ``detect``).
+DetectFn = Callable[[np.ndarray, "int | None"], list[Detection]]
+#: ``classify(image, detections)``: one row of probabilities per detection (N x classes).
+ClassifyFn = Callable[[np.ndarray, list[Detection]], np.ndarray]
 
 
 def iou(a, b) -> float:
@@ -40,6 +42,16 @@ class _Track:
     detection: Detection
     probs: np.ndarray | None = None
     missed: int = 0
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A face of the latest frame: its track's id, its detection and its smoothed
+    probabilities (in the classifier's class order, summing to 1)."""
+
+    track_id: int
+    detection: Detection
+    probs: np.ndarray
 
 
 #: Defaults for video, webcams and arrays: full detection every 10th frame, and the weight of
@@ -62,6 +74,8 @@ def check_options(detect_every: int = DETECT_EVERY, smoothing: float = SMOOTHING
 class FaceTracker:
     """Per-frame faces for a stream of BGR frames, tracked and smoothed.
 
+    It is given the parts it uses: ``detect`` (:data:`DetectFn`, full frames and the windows
+    around tracked faces) and ``classify`` (:data:`ClassifyFn`, the faces of a frame at once).
     ``detect_every``: full-frame detection period in frames (1: every frame, no tracking).
     ``smoothing``: weight of the past in the moving average of scores (0: none).
     ``max_missed``: frames a face may go unseen before its track ends.
@@ -71,7 +85,8 @@ class FaceTracker:
 
     def __init__(
         self,
-        recognizer: Recognizer,
+        detect: DetectFn,
+        classify: ClassifyFn,
         detect_every: int = DETECT_EVERY,
         smoothing: float = SMOOTHING,
         iou_threshold: float = 0.3,
@@ -81,7 +96,7 @@ class FaceTracker:
     ) -> None:
         check_options(detect_every, smoothing)
         self.detect_size = detect_size
-        self.recognizer = recognizer
+        self.detect, self.classify = detect, classify
         self.detect_every = detect_every
         self.smoothing = smoothing
         self.iou_threshold = iou_threshold
@@ -96,7 +111,7 @@ class FaceTracker:
         h, w = image.shape[:2]
         x, y, bw, bh = expand_box(det.box, WINDOW_MARGIN, w, h)
         small, scale = downscale(image[y : y + bh, x : x + bw], self.window_side)
-        found = self.recognizer.detector.detect(np.ascontiguousarray(small))
+        found = self.detect(np.ascontiguousarray(small), None)
         best, best_iou = None, 0.0
         for f in found:
             fx, fy, fw, fh = (v / scale for v in f.box)
@@ -124,11 +139,11 @@ class FaceTracker:
             self._tracks.append(_Track(self._next_id, detections[i]))
             self._next_id += 1
 
-    def update(self, image: np.ndarray) -> list[Face]:
-        """The faces of the next frame, each with its ``track_id`` and smoothed scores."""
+    def update(self, image: np.ndarray) -> list[Tracked]:
+        """The faces of the next frame (BGR), each with its track and smoothed probabilities."""
         image = to_bgr(image)
         if self._frame % self.detect_every == 0 or not self._tracks:
-            self._match(self.recognizer.detector.detect(image, self.detect_size))
+            self._match(self.detect(image, self.detect_size))
         else:
             for t in self._tracks:
                 found = self._search_window(image, t.detection)
@@ -139,12 +154,7 @@ class FaceTracker:
         self._frame += 1
         self._tracks = [t for t in self._tracks if t.missed <= self.max_missed]
         live = [t for t in self._tracks if t.missed == 0]
-        faces = self.recognizer.classify_boxes(image, [t.detection for t in live])
-        out = []
-        for t, face in zip(live, faces, strict=True):
-            p = np.array([face.scores[k] for k in self.recognizer.labels])
+        probs = self.classify(image, [t.detection for t in live]) if live else []
+        for t, p in zip(live, probs, strict=True):
             t.probs = p if t.probs is None else self.smoothing * t.probs + (1 - self.smoothing) * p
-            scores = {k: float(v) for k, v in zip(self.recognizer.labels, t.probs, strict=True)}
-            label = self.recognizer.labels[int(np.argmax(t.probs))]
-            out.append(replace(face, scores=scores, label=label, track_id=t.id))
-        return out
+        return [Tracked(t.id, t.detection, t.probs) for t in live]

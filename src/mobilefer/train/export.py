@@ -23,7 +23,7 @@ from ..data import FerData, ferplus_targets
 from ..errors import ModelError, OptionError
 from ..evaluate import evaluate_model, scores
 from ..model import ExpressionModel, combine
-from ..modelcard import METADATA_KEY, ModelCard
+from ..modelcard import ModelCard, update_card, write_card
 from ..preprocess import ZOOM_RANGE, prepare
 from .config import TrainConfig
 from .loop import load_checkpoint
@@ -41,32 +41,6 @@ TAU_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 #: The views tried on PublicTest (``zoom="auto"``): the central 1/zoom of the 48x48 face. One
 #: view each, so the choice never changes the cost of inference.
 ZOOM_GRID = (1.0, 1.05, 1.1, 1.15, 1.2)
-
-
-def write_card(path: str | Path, card: ModelCard) -> None:
-    """Replace the mobilefer metadata of the ONNX file at ``path`` with ``card``; check it."""
-    import onnx
-
-    problem = card.problem()
-    if problem:
-        raise ModelError(f"{path}: refusing to write a broken model card ({problem})")
-    proto = onnx.load(str(path))
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, card.to_json()
-    proto.doc_string = "mobilefer facial expression model; labels: " + ", ".join(card.labels)
-    onnx.checker.check_model(proto, full_check=True)
-    onnx.save(proto, str(path), save_as_external_data=False)
-
-
-def read_card_file(path: str | Path) -> ModelCard:
-    """The card of a model file, read with onnx (no inference session)."""
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    if METADATA_KEY not in props:
-        raise ModelError(f"{path}: not a mobilefer model (no '{METADATA_KEY}' metadata)")
-    return ModelCard.from_json(props[METADATA_KEY], str(path))
 
 
 def export_onnx(
@@ -149,13 +123,6 @@ def parity(net: nn.Module, cfg: TrainConfig, path: Path, faces: np.ndarray | Non
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     want = net(torch.from_numpy(x)).numpy()
     return float(np.abs(got - want).max())
-
-
-def update_card(path: str | Path, **changes) -> ModelCard:
-    """Replace some fields of a model file's card in place; returns the new card."""
-    card = replace(read_card_file(path), **changes)
-    write_card(path, card)
-    return card
 
 
 def head_targets(data: FerData, head: str) -> tuple[np.ndarray, np.ndarray]:
