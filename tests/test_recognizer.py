@@ -283,3 +283,29 @@ def test_the_cpu_path_runs_when_cuda_is_asked_for(tiny_model):
     rec = Recognizer(tiny_model, detector="haar", device="auto")
     assert rec.model.device in ("cpu", "cuda")
     assert np.allclose(rec.predict_proba([np.zeros((48, 48), np.uint8)]).sum(), 1)
+
+
+@pytest.mark.parametrize("detector", ["haar", "yunet"])
+def test_one_recognizer_shared_by_threads_gives_one_thread_results(tiny_model, astronaut, detector):
+    """Web servers and thread pools share one Recognizer: 4 threads analysing photos of
+    different sizes, and 4 streams at once, give what one thread gives (yunet aborted the
+    process, haar gave other boxes or raised)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    rec = Recognizer(tiny_model, detector=detector)
+    photos = [cv2.resize(astronaut, (s, s)) for s in (256, 384, 512, 640, 700, 900)] * 4
+
+    def boxes(photo):
+        return [(f.box, f.label) for f in rec.analyze(photo)]
+
+    def stream(photo):
+        frames = [np.roll(photo, 4 * i, axis=1) for i in range(8)]
+        return [[f.box for f in r.faces] for r in rec.stream(frames)]
+
+    alone = [boxes(p) for p in photos]
+    alone_streams = [stream(p) for p in photos[:4]]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(boxes, photos)) == alone
+        assert list(pool.map(stream, photos[:4])) == alone_streams

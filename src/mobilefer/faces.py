@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -147,11 +148,12 @@ class HaarDetector:
         self, detect_size: int = DETECT_SIZE, scale_factor: float = 1.1, min_neighbors: int = 5
     ):
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        self._cascade = cv2.CascadeClassifier(str(path))
-        if self._cascade.empty():
+        self._path = str(path)
+        if cv2.CascadeClassifier(self._path).empty():
             raise WeightsError(
                 f"{path}: OpenCV's Haar cascade is missing; reinstall opencv-python-headless<5"
             )
+        self._local = threading.local()  # one native cascade per thread: it is not thread-safe
         self.detect_size = detect_size
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
@@ -164,7 +166,10 @@ class HaarDetector:
         # 20 px: the cascade's own window. (It was 5% of the shorter side, which hid every face
         # under ~150 px of a 12-megapixel photo whatever the detection size.)
         min_side = 20
-        boxes = self._cascade.detectMultiScale(
+        cascade = getattr(self._local, "cascade", None)
+        if cascade is None:
+            cascade = self._local.cascade = cv2.CascadeClassifier(self._path)
+        boxes = cascade.detectMultiScale(
             gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
             minSize=(min_side, min_side),
         )  # fmt: skip
@@ -185,10 +190,21 @@ class YuNetDetector:
     ):
         self.path = yunet_path(model)
         self.detect_size = detect_size
-        self._net = cv2.FaceDetectorYN.create(
-            str(self.path), "", YUNET_INPUT_SIZE, score_threshold, nms_threshold, YUNET_TOP_K
-        )
-        self._size = YUNET_INPUT_SIZE
+        self._settings = (score_threshold, nms_threshold)
+        # One native detector per thread: it keeps its input size between calls, and threads
+        # sharing one aborted the process (free(): invalid pointer).
+        self._local = threading.local()
+        self._thread_net()
+
+    def _thread_net(self):
+        """This thread's ``cv2.FaceDetectorYN`` and the input size it is set to."""
+        local = self._local
+        if getattr(local, "net", None) is None:
+            local.net = cv2.FaceDetectorYN.create(
+                str(self.path), "", YUNET_INPUT_SIZE, *self._settings, YUNET_TOP_K
+            )
+            local.size = YUNET_INPUT_SIZE
+        return local
 
     def detect(self, image: np.ndarray, detect_size: int | None = None) -> list[Detection]:
         """Faces in a BGR image, found on a copy shrunk to ``detect_size`` (None: the default)."""
@@ -201,10 +217,11 @@ class YuNetDetector:
         ph, pw = max(h, YUNET_MIN_SIDE), max(w, YUNET_MIN_SIDE)
         if (ph, pw) != (h, w):
             small = cv2.copyMakeBorder(small, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=0)
-        if (pw, ph) != self._size:
-            self._net.setInputSize((pw, ph))
-            self._size = (pw, ph)
-        _, rows = self._net.detect(small)
+        local = self._thread_net()
+        if (pw, ph) != local.size:
+            local.net.setInputSize((pw, ph))
+            local.size = (pw, ph)
+        _, rows = local.net.detect(small)
         if rows is None:
             return []
         out = []
