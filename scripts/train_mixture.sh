@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# Rule m1's runs, one after the other (docs/experiments.md); --resume picks up a stopped run.
+# The runs of rules m1 and m2 (docs/experiments.md), one after the other, each resumed where a
+# stopped one left off (runs/NAME/last.pt). Run from anywhere; writes runs/ in the checkout.
 cd "$(dirname "$0")/.."
 mkdir -p runs
 D=../shared/data/fer2013/fer2013.npz
-for r in "mixture m1" "mixture_ferplus f1"; do
-  set -- $r
-  if [ -f runs/$2/last.pt ]; then R=--resume; else R=; fi
-  .venv/bin/mobilefer train --recipe $1 --data $D --out runs/$2 $R > runs/$2.log 2>&1
-done
+M2="--seed 32 --set freeze_blocks=0 --set fer2013_weight=0.5 --set source.taiwanese.weight=6 --set source.sfew.weight=3"
+train() {  # NAME RECIPE [OPTIONS...]
+  local name=$1 recipe=$2; shift 2
+  if [ -f "runs/$name/last.pt" ]; then
+    .venv/bin/mobilefer train --data $D --out "runs/$name" --resume >> "runs/$name.log" 2>&1
+  else
+    .venv/bin/mobilefer train --recipe "$recipe" --data $D --out "runs/$name" "$@" > "runs/$name.log" 2>&1
+  fi
+}
+# wait for a run of this script already going (a training process writing runs/m1)
+while pgrep -f "mobilefer train --recipe mixture --data $D --out runs/m1" > /dev/null; do sleep 20; done
+train m1 mixture
+train m2 mixture $M2
+train f1 mixture_ferplus
