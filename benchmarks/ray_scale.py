@@ -41,13 +41,14 @@ def main() -> None:
         import ray
 
         import mobilefer.ray as mray
+        from mobilefer.options import Options
 
         t0 = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         startup = time.perf_counter() - t0
         for actors in (1, 2):
             t0 = time.perf_counter()
-            n = mray.predict(str(folder), detector=args.detector, actors=actors,
+            n = mray.predict(str(folder), Options(detector=args.detector), actors=actors,
                              batch_size=32).count()  # fmt: skip
             rows.append((f"Ray Data, {actors} actor(s) ({n} records)", time.perf_counter() - t0))
         ray.shutdown()

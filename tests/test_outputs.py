@@ -145,26 +145,26 @@ def test_ray_out_is_checked_before_ray_starts(capsys, monkeypatch, tmp_path, tin
     assert "--out" in line and "cannot write there" in line
 
 
-#: Every option of ``predict`` with a value that differs from its default, and what
-#: ``--engine ray`` must do with it: the mobilefer.ray.predict keyword it becomes (and its
-#: value), or None where it is refused with exit 2.
-RAY_OPTIONS = {
-    "--model": (["m.onnx"], ("model", "m.onnx")),
-    "--threads": (["3"], ("threads", 3)),
-    "--flip-tta": (["on"], ("flip_tta", True)),
-    "--detector": (["haar"], ("detector", "haar")),
-    "--yunet": (["y.onnx"], ("yunet", "y.onnx")),
-    "--detect-size": (["100"], ("detect_size", 100)),
-    "--margin": (["0.1"], ("margin", 0.1)),
-    "--format": (["csv"], None),
-    "--detect-every": (["3"], ("detect_every", 3)),
-    "--smoothing": (["0.3"], ("smoothing", 0.3)),
-    "--max-frames": (["5"], ("max_frames", 5)),
-    "--max-pixels": (["1000"], ("max_pixels", 1000)),
-    "--save": (["saved"], None),
-    "--actors": (["3"], ("actors", 3)),
-}
+#: A value other than the default for every option of the record (mobilefer.options.Options).
+NOT_DEFAULT = {"model": "m.onnx", "threads": 3, "device": "auto", "flip_tta": True,
+               "prior_tau": 0.5, "detector": "haar", "yunet": "y.onnx", "margin": 0.1,
+               "detect_size": 100, "detect_every": 3, "smoothing": 0.3, "max_frames": 5,
+               "max_pixels": 1000}  # fmt: skip
+#: predict's flags that are not options of the record, and what --engine ray does with them.
+RAY_OWN = {"--format": (["csv"], None), "--save": (["saved"], None), "--actors": (["3"], 3)}
 RAY_ONLY = {"--engine", "--address", "--out", "-h", "--help"}
+
+
+def flag(name: str, value) -> list[str]:
+    word = {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+    return ["--" + name.replace("_", "-"), str(word)]
+
+
+def test_the_option_record_covers_every_option():
+    from mobilefer.options import SPECS, Options
+
+    assert set(NOT_DEFAULT) == set(SPECS)
+    assert all(getattr(Options(), k) != v for k, v in NOT_DEFAULT.items())
 
 
 def test_ray_takes_every_option_of_predict_or_refuses_it(capsys, monkeypatch, tmp_path):
@@ -176,21 +176,71 @@ def test_ray_takes_every_option_of_predict_or_refuses_it(capsys, monkeypatch, tm
 
     _, usage, _ = run(capsys, "predict", "--help")
     options = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", usage))
-    assert options - RAY_ONLY == set(RAY_OPTIONS), "a predict option without a Ray test"
+    record = {flag(k, v)[0] for k, v in NOT_DEFAULT.items()}
+    assert options - RAY_ONLY == record | set(RAY_OWN), "a predict option without a Ray test"
     calls = []
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
-    monkeypatch.setattr(mray, "predict", lambda source, **kw: calls.append(kw) or None)
+    monkeypatch.setattr(mray, "predict", lambda source, options, **kw: calls.append(
+        (options, kw)) or None)  # fmt: skip
     monkeypatch.setattr(mray, "batches", lambda ds: iter(()))
     out = tmp_path / "r.jsonl"
-    for option, (values, forwarded) in RAY_OPTIONS.items():
+    base = ["predict", "x.jpg", "--engine", "ray", "--out", out]
+    for name, value in NOT_DEFAULT.items():
         calls.clear()
-        code, _, err = run(capsys, "predict", "x.jpg", "--engine", "ray", "--out", out, option,
-                           *values)  # fmt: skip
+        code, _, err = run(capsys, *base, *flag(name, value))
+        assert code == 0 and getattr(calls[0][0], name) == value, (name, err)
+    for option, (values, forwarded) in RAY_OWN.items():
+        calls.clear()
+        code, _, err = run(capsys, *base, option, *values)
         if forwarded is None:
             assert code == 2 and not calls and len(err.strip().splitlines()) == 1, option
         else:
-            key, value = forwarded
-            assert code == 0 and calls[0][key] == value, (option, calls)
+            assert code == 0 and calls[0][1]["actors"] == forwarded
+
+
+@pytest.mark.parametrize("command", ["predict", "webcam", "report", "serve"])
+def test_every_front_end_takes_every_option_of_the_record(capsys, command):
+    from conftest import run
+
+    _, usage, _ = run(capsys, command, "--help")
+    for name, value in NOT_DEFAULT.items():
+        assert flag(name, value)[0] in usage, (command, name)
+
+
+def test_serve_builds_its_app_from_the_options(capsys, monkeypatch):
+    pytest.importorskip("starlette")
+    import socket
+
+    import uvicorn
+
+    import mobilefer.serve
+
+    from conftest import run
+
+    got = []
+    monkeypatch.setattr(mobilefer.serve, "create_app", lambda options, **kw: got.append(options))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = ["serve", "--port", str(port)]
+    for name, value in NOT_DEFAULT.items():
+        argv += flag(name, value)
+    assert run(capsys, *argv)[0] == 0
+    assert all(getattr(got[0], k) == v for k, v in NOT_DEFAULT.items())
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--margin", "5"], "margin=5.0: expected a number from -0.4 to 1"),
+    (["--threads", "100000"], "threads=100000: expected a whole number from 1 to 256"),
+    (["--smoothing", "1"], "smoothing=1.0: expected a number from 0 to below 1"),
+    (["--prior-tau", "nan"], "prior_tau=nan: expected a number from 0 to 2"),
+])  # fmt: skip
+def test_an_option_out_of_range_is_one_line_and_exit_2(capsys, argv, message):
+    from conftest import run
+
+    code, out, err = run(capsys, "predict", "x.jpg", *argv)
+    assert code == 2 and not out and err.strip() == f"mobilefer: {message}"
 
 
 def test_every_writer_takes_its_fields_from_the_one_record_schema(capsys, tmp_path, tiny_model,

@@ -49,9 +49,10 @@ def local_records(model, folder) -> list[dict]:
 
 def test_ray_gives_the_records_of_predict(local_ray, folder, tiny_model):
     import mobilefer.ray as mray
+    from mobilefer.options import Options
 
-    rows = mray.predict(str(folder), model=str(tiny_model), detector="haar", actors=2,
-                        batch_size=2).take_all()  # fmt: skip
+    options = Options(model=str(tiny_model), detector="haar")
+    rows = mray.predict(str(folder), options, actors=2, batch_size=2).take_all()
     errors = [r for r in rows if r["error"]]
     assert [r["source"] for r in errors] == [str(folder / "broken.jpg")]
     assert "truncated" in errors[0]["error"]

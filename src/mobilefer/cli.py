@@ -26,11 +26,8 @@ import cv2
 from tqdm import tqdm
 
 from .errors import InputError, MobileferError, OptionError
-from .faces import DETECTORS, IMAGE_DETECT_SIZE
-from .image import MAX_PIXELS, shown
+from .image import shown
 from .preprocess import MARGIN_RANGE, ZOOM_RANGE
-from .stream import STREAM_DETECT_SIZE
-from .tracking import DETECT_EVERY, SMOOTHING
 
 
 def _err(msg: str) -> None:
@@ -73,29 +70,24 @@ class Progress:
               file=sys.stderr, flush=True)  # fmt: skip
 
 
-#: --flip-tta's choices -> Recognizer(flip_tta=).
-FLIP_TTA = {"auto": None, "on": True, "off": False}
+#: --flip-tta's words -> Options(flip_tta=).
+SWITCH = {"auto": None, "on": True, "off": False}
 
 
-def _recognizer_options(args: argparse.Namespace) -> dict:
-    """The Recognizer's options from the command line: the one list every front end passes
-    on (the local engine, serve, and each Ray actor)."""
-    return {"model": args.model, "detector": args.detector, "threads": args.threads,
-            "flip_tta": FLIP_TTA[args.flip_tta], "margin": args.margin,
-            "yunet": args.yunet, "device": args.device}  # fmt: skip
+def _options(args: argparse.Namespace):
+    """The command's :class:`mobilefer.options.Options` from its flags, checked (exit 2 with one
+    line naming the option otherwise). Every front end takes them from here."""
+    from .options import SPECS, Options
+
+    given = {k: getattr(args, k) for k in SPECS if hasattr(args, k)}
+    given = {k: SWITCH[v] if SPECS[k].kind == "switch" else v for k, v in given.items()}
+    return Options(**given).check()
 
 
 def _recognizer(args: argparse.Namespace):
     from .recognizer import Recognizer
 
-    return Recognizer(**_recognizer_options(args))
-
-
-def _stream_options(args: argparse.Namespace) -> dict:
-    """Recognizer.stream's options from the command line (local engine and Ray alike)."""
-    return {"detect_every": args.detect_every, "smoothing": args.smoothing,
-            "detect_size": args.detect_size, "max_frames": args.max_frames,
-            "max_pixels": args.max_pixels}  # fmt: skip
+    return Recognizer.from_options(_options(args))
 
 
 # ----------------------------------------------------------------------------- predict
@@ -115,7 +107,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     progress = Progress("images", "images")
     frames: Progress | None = None
     try:
-        for result in rec.stream(args.source, **_stream_options(args)):
+        for result in rec.stream(args.source, **_options(args).stream_options()):
             if result.kind == "skipped" and result.reason == SKIPPED["link"]:
                 links.append(shown(result.source))
                 continue
@@ -203,8 +195,7 @@ def _predict_ray(args: argparse.Namespace) -> int:
         return 2
     if not ray.is_initialized():
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
-    ds = mray.predict(args.source, actors=args.actors, **_recognizer_options(args),
-                      **_stream_options(args))  # fmt: skip
+    ds = mray.predict(args.source, _options(args), actors=args.actors)
     errors = n = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = None
@@ -248,7 +239,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     rec = _recognizer(args)
     collector, failed = Collector(), 0
     progress: Progress | None = None
-    for result in rec.stream(args.source, **_stream_options(args)):
+    for result in rec.stream(args.source, **_options(args).stream_options()):
         if result.error:
             _err(shown(result.error))
             failed += 1
@@ -308,7 +299,7 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     writer = None
     progress = Progress(f"webcam {args.index}", "frames")
     try:
-        for result in rec.stream(args.index, **_stream_options(args)):
+        for result in rec.stream(args.index, **_options(args).stream_options()):
             if result.error:  # no such camera, or one that gives no frames
                 _err(shown(result.error))
                 return 1
@@ -358,7 +349,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _err(f"serve: cannot listen on {args.host} port {args.port} ({e.strerror or e}); "
              "choose another --port, or a --host of this machine")  # fmt: skip
         return 2
-    app = create_app(_recognizer(args), allow_origins=args.allow_origin)
+    app = create_app(_options(args), allow_origins=args.allow_origin)
     if not is_loopback(args.host):
         _err(f"warning: listening on {args.host}, not only this machine: anyone who can reach "
              f"port {args.port} sees the demo and can send it images")  # fmt: skip
@@ -377,8 +368,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_model, format_report
     from .model import ExpressionModel
 
-    model = ExpressionModel(args.model, threads=args.threads, flip_tta=FLIP_TTA[args.flip_tta],
-                            device=args.device)  # fmt: skip
+    options = _options(args)
+    model = ExpressionModel(options.model, threads=options.threads, flip_tta=options.flip_tta,
+                            prior_tau=options.prior_tau, device=options.device)  # fmt: skip
     data = load_fer2013_with_ferplus(args.data, args.ferplus).split(args.split)
     t0 = time.perf_counter()
     result = evaluate_model(model, data)
@@ -582,57 +574,45 @@ class _Parser(argparse.ArgumentParser):
 MARGIN = _number(float, *MARGIN_RANGE, what="must lie in {:g} to {:g}".format(*MARGIN_RANGE))
 
 
-def _add_inference_options(p: argparse.ArgumentParser, detector: bool = True) -> None:
-    p.add_argument(
-        "--model",
-        help="a shipped model by name (fer2013: 7 classes, the default; ferplus: 8 classes) "
-        "or a model file from 'mobilefer export'",
-    )
-    p.add_argument("--threads", type=_number(int, 1, what="must be >= 1"),
-                   help="ONNX Runtime threads (default: all cores)")  # fmt: skip
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
-                   help="where the model runs: cuda needs the [gpu] extra (onnxruntime-gpu); "
-                   "auto uses it where it is there (default: cpu)")  # fmt: skip
-    p.add_argument(
-        "--flip-tta",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="average each face with its mirror image (auto: as the model file says)",
-    )
-    if not detector:
-        p.set_defaults(margin=None, detect_size=None, yunet=None, detector="auto")
-        return
-    p.add_argument("--detector", default="auto", choices=["auto", *DETECTORS],
-                   help="face detector (auto: yunet when its file is at hand)")  # fmt: skip
-    p.add_argument("--yunet", help="a local face_detection_yunet_2023mar.onnx")
-    p.add_argument(
-        "--detect-size",
-        type=_number(int, 0, what="must be >= 0 (0: detect at full size)"),
-        help=f"shrink frames to this longest side before detection (default: photos by size, "
-        f"{IMAGE_DETECT_SIZE} px or more; video and webcam {STREAM_DETECT_SIZE}; 0: never)",
-    )
-    p.add_argument("--margin", type=MARGIN,
-                   help="grow face boxes by this fraction per side, below 0 shrink them "
-                   "(default: as the model file says)")  # fmt: skip
-    p.add_argument("--format", choices=["jsonl", "csv"],
-                   help="stdout format: JSON Lines or CSV, one record per face "
-                   "(default: jsonl)")  # fmt: skip
-    p.add_argument(
-        "--detect-every",
-        type=_number(int, 1, what="must be >= 1"),
-        default=DETECT_EVERY,
-        help="video/webcam: full-frame detection every N frames, tracking between (1: always)",
-    )
-    p.add_argument(
-        "--smoothing",
-        type=_number(float, 0, 1, hi_open=True, what="must lie in [0, 1)"),
-        default=SMOOTHING,
-        help="video/webcam: weight of past scores per tracked face (0: off)",
-    )
-    p.add_argument("--max-frames", type=_number(int, 0, what="must be >= 0"), default=0,
-                   help="video/webcam: stop after N frames (0: all)")  # fmt: skip
-    p.add_argument("--max-pixels", type=_number(int, 1, what="must be >= 1"),
-                   default=MAX_PIXELS, help="refuse images with more pixels than this")  # fmt: skip
+def _add_inference_options(p: argparse.ArgumentParser, scopes=("model", "detector", "stream"),
+                           output: bool = True) -> None:
+    """The flags of every option of :class:`mobilefer.options.Options` in ``scopes``, built
+    from the record (its defaults, choices and help; its ranges are checked by ``_options``),
+    and ``--format`` for commands that print records."""
+    from .options import DEFAULTS, SPECS
+
+    for name, spec in SPECS.items():
+        if spec.scope not in scopes:
+            continue
+        flag = "--" + name.replace("_", "-")
+        default = DEFAULTS[name]
+        if spec.kind == "switch":
+            p.add_argument(flag, choices=list(SWITCH), default="auto", help=spec.help)
+        elif spec.kind == "choice":
+            p.add_argument(flag, choices=spec.choices, default=default, help=spec.help)
+        else:
+            kind = {"int": _integer, "float": _float}.get(spec.kind, str)
+            shown_default = "" if default is None else f" (default: {default:,})"
+            p.add_argument(flag, type=kind, default=default,
+                           help=spec.help + ("" if "default" in spec.help else shown_default))
+    if output:
+        p.add_argument("--format", choices=["jsonl", "csv"],
+                       help="stdout format: JSON Lines or CSV, one record per face "
+                       "(default: jsonl)")  # fmt: skip
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -651,8 +631,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ray: run on a Ray cluster (needs [ray] and --out)")  # fmt: skip
     pr.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     pr.add_argument("--out", help="with --engine ray: results.parquet or results.jsonl")
-    pr.add_argument("--actors", type=_number(int, 1, what="must be >= 1"), default=2,
-                    help="with --engine ray: Recognizer actors in the pool")  # fmt: skip
+    pr.add_argument("--actors", type=_number(int, 1, 1024, what="must lie in 1-1024"),
+                    default=2, help="with --engine ray: Recognizer actors in the pool "
+                    "(at most 1,024)")  # fmt: skip
     _add_inference_options(pr)
     pr.set_defaults(func=cmd_predict)
 
@@ -670,17 +651,14 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("source", nargs="+", help="video files (or images, folders, globs)")
     rp.add_argument("--out", required=True, help="the HTML file to write (self-contained)")
     rp.add_argument("--csv", help="also write one row per tracked face to this CSV file")
-    _add_inference_options(rp)
+    _add_inference_options(rp, output=False)
     rp.set_defaults(func=cmd_report)
 
     sv = sub.add_parser("serve", help="the live demo in a browser: webcam, timeline, photos")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (this machine only)")
     sv.add_argument("--port", type=_number(int, 1, 65535, what="must lie in 1-65535"),
                     default=8000, help="port to listen on")  # fmt: skip
-    _add_inference_options(sv, detector=False)
-    sv.add_argument("--detector", default="auto", choices=["auto", *DETECTORS],
-                    help="face detector (auto: yunet when its file is at hand)")  # fmt: skip
-    sv.add_argument("--yunet", help="a local face_detection_yunet_2023mar.onnx")
+    _add_inference_options(sv, output=False)
     sv.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                     help="another page origin (http://host:port) that may open the live "
                     "WebSocket; the server's own always may (repeatable)")  # fmt: skip
@@ -692,7 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which split to score")  # fmt: skip
     e.add_argument("--json", action="store_true", help="end stdout with one JSON object")
     e.add_argument("--ferplus", help="FER+ votes (default: a ferplus.npz beside --data, if any)")
-    _add_inference_options(e, detector=False)
+    _add_inference_options(e, scopes=("model",), output=False)
     e.set_defaults(func=cmd_evaluate)
 
     x = sub.add_parser("export", help="checkpoint -> ONNX model file with metadata (needs [train])")

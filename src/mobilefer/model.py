@@ -21,8 +21,8 @@ import numpy as np
 
 from .errors import ModelError, OptionError
 from .modelcard import METADATA_KEY, ModelCard
+from .options import DEVICES, check_option
 from .preprocess import prepare
-from .validate import check_number, is_whole
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +140,6 @@ def combine(
     return probs / total
 
 
-#: The devices a model may run on (``ExpressionModel(device=)``, ``--device``).
-DEVICES = ("cpu", "cuda", "auto")
-
-
 def execution_providers(device: str, available: Sequence[str]) -> list[str]:
     """ONNX Runtime's providers for ``device`` (see :data:`DEVICES`), given those ``available``.
     ``cuda`` without the CUDA provider falls back to the CPU with one warning."""
@@ -183,10 +179,10 @@ class ExpressionModel:
     ) -> None:
         import onnxruntime as ort
 
-        check_number("prior_tau", prior_tau, 0, 2)
+        for name, value in (("prior_tau", prior_tau), ("threads", threads), ("device", device),
+                            ("flip_tta", flip_tta)):  # fmt: skip
+            check_option(name, value)
         providers = execution_providers(device, ort.get_available_providers())
-        if threads is not None and not (is_whole(threads) and threads >= 1):
-            raise OptionError(f"threads={threads!r}: expected a whole number >= 1, or None")
         path = model_path(model)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

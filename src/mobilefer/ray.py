@@ -22,8 +22,11 @@ import tempfile
 from pathlib import Path
 
 from .errors import InputError
+from .options import Options
 from .results import RECORD_FIELDS
 
+#: The largest pool of actors: each holds a Recognizer (about 150 MB); 100,000 hung at 5.6 GB.
+MAX_ACTORS = 1024
 #: Fields of every record: those of ``mobilefer predict``'s JSON Lines, and ``error``.
 FIELDS = (*(f.name for f in RECORD_FIELDS), "error")
 
@@ -110,36 +113,27 @@ def _local_files(specs: list[str]) -> list[str]:
 
 def predict(
     source,
+    options: Options | None = None,
     *,
-    model: str | None = None,
-    detector: str = "auto",
     actors: int = 2,
     batch_size: int = 16,
     cpus_per_actor: float = 1.0,
-    detect_every: int | None = None,
-    smoothing: float | None = None,
-    detect_size: int | None = None,
-    max_pixels: int | None = None,
-    max_frames: int | None = None,
-    yunet: str | None = None,
-    threads: int | None = None,
-    flip_tta: bool | None = None,
-    margin: float | None = None,
-    device: str = "cpu",
 ):
     """A lazy ``ray.data.Dataset`` of face records (see :data:`FIELDS`) for ``source``.
 
     ``source``: a path or URI, a list of them, or a Dataset with a ``path`` column (and
-    ``bytes``, as ``ray.data.read_binary_files(..., include_paths=True)`` gives). ``actors``:
-    size of the pool of Recognizer actors; ``batch_size``: files per call. The other options
-    are those of :meth:`mobilefer.Recognizer.stream` and of the Recognizer (each actor's).
+    ``bytes``, as ``ray.data.read_binary_files(..., include_paths=True)`` gives). ``options``:
+    the :class:`mobilefer.options.Options` of each actor's Recognizer and its streams (default:
+    the defaults). ``actors``: size of the pool of Recognizer actors (1 to
+    :data:`MAX_ACTORS`); ``batch_size``: files per call.
     """
     import ray.data
 
     from .errors import OptionError
 
-    if actors < 1 or batch_size < 1:
-        raise OptionError("actors and batch_size must be >= 1")
+    options = (options or Options()).check()
+    if not (1 <= actors <= MAX_ACTORS) or batch_size < 1:
+        raise OptionError(f"actors must lie in 1-{MAX_ACTORS} and batch_size be >= 1")
     if isinstance(source, ray.data.Dataset):
         parts = [source]
     else:
@@ -153,12 +147,8 @@ def predict(
             parts.append(ray.data.read_binary_files(remote, include_paths=True))
         if not parts:
             raise InputError("no input given")
-    stream_options = {k: v for k, v in {
-        "detect_every": detect_every, "smoothing": smoothing, "detect_size": detect_size,
-        "max_pixels": max_pixels, "max_frames": max_frames}.items() if v is not None}  # fmt: skip
-    recognizer_options = {"model": model, "detector": detector, "yunet": yunet,
-                          "threads": threads, "flip_tta": flip_tta, "margin": margin,
-                          "device": device}  # fmt: skip
+    stream_options = options.stream_options()
+    recognizer_options = options.recognizer_options()
     out = [
         ds.map_batches(
             Recognize,

@@ -17,9 +17,9 @@ from .errors import InputError, OptionError
 from .faces import DETECT_SIZE, Detection, Detector, create_detector, image_detect_size
 from .image import as_image, to_bgr
 from .model import ExpressionModel
-from .preprocess import MARGIN_RANGE, crop
+from .options import Options, check_option
+from .preprocess import crop
 from .results import Face
-from .validate import check_number, is_whole
 
 
 class Recognizer:
@@ -49,9 +49,8 @@ class Recognizer:
         prior_tau: float | None = None,
         device: str = "cpu",
     ) -> None:
-        check_number("margin", margin, *MARGIN_RANGE)
-        if not (is_whole(detect_size) and detect_size >= 0):
-            raise OptionError(f"detect_size={detect_size!r}: expected a whole number >= 0")
+        check_option("margin", margin)
+        check_option("detect_size", detect_size)
         if isinstance(model, ExpressionModel):
             given = [n for n, v in (("threads", threads), ("flip_tta", flip_tta),
                                     ("prior_tau", prior_tau),
@@ -76,6 +75,11 @@ class Recognizer:
                               "an object with a name and detect(image, detect_size)")  # fmt: skip
         #: The face detector.
         self.detector = detector
+
+    @classmethod
+    def from_options(cls, options: Options) -> Recognizer:
+        """The Recognizer of an :class:`mobilefer.options.Options` record (checked first)."""
+        return cls(**options.check().recognizer_options())
 
     @property
     def card(self):
@@ -139,8 +143,7 @@ class Recognizer:
         array (gray, BGR or BGRA; see :func:`to_bgr`). ``detect_size``: longest side the image
         is shrunk to for detection (None: the detector's setting, 640 by default; 0: never).
         """
-        if detect_size is not None and not (is_whole(detect_size) and detect_size >= 0):
-            raise OptionError(f"detect_size={detect_size!r}: expected a whole number >= 0, or None")
+        check_option("detect_size", detect_size)
         if isinstance(image, str) or hasattr(image, "__fspath__"):
             from .image import read_image
 

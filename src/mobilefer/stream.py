@@ -19,13 +19,13 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import InputError, OptionError
+from .errors import InputError
 from .faces import image_detect_size
 from .image import MAX_PIXELS, check_regular, read_image_pages, to_bgr
+from .options import DETECT_EVERY, SMOOTHING, check_option
 from .results import Face, Kind, Result
 from .sources import SKIPPED, Source, expand, read_video, read_webcam
-from .tracking import DETECT_EVERY, SMOOTHING, ClassifyFn, DetectFn, FaceTracker, check_options
-from .validate import is_whole
+from .tracking import ClassifyFn, DetectFn, FaceTracker
 
 
 class Pipeline(Protocol):
@@ -44,16 +44,11 @@ STREAM_DETECT_SIZE = 320
 
 
 def _check(detect_every, smoothing, detect_size, max_frames, max_pixels) -> None:
-    check_options(
-        DETECT_EVERY if detect_every is None else detect_every,
-        SMOOTHING if smoothing is None else smoothing,
-    )
-    if detect_size is not None and not (is_whole(detect_size) and detect_size >= 0):
-        raise OptionError(f"detect_size {detect_size!r}: must be a whole number >= 0 (0: full)")
-    if not (is_whole(max_frames) and max_frames >= 0):
-        raise OptionError(f"max_frames {max_frames!r}: must be a whole number >= 0 (0: all)")
-    if not (is_whole(max_pixels) and max_pixels >= 1):
-        raise OptionError(f"max_pixels {max_pixels!r}: must be a whole number >= 1")
+    for name, value in (("detect_every", detect_every), ("smoothing", smoothing),
+                        ("detect_size", detect_size), ("max_frames", max_frames),
+                        ("max_pixels", max_pixels)):  # fmt: skip
+        if value is not None:
+            check_option(name, value)
 
 
 def stream(

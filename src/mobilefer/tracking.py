@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import OptionError
 from .faces import Detection, downscale
 from .image import to_bgr
+from .options import DETECT_EVERY, SMOOTHING, check_option
 from .preprocess import expand_box
 
 #: ``detect(image, detect_size)``: the faces of a BGR image (a :class:`mobilefer.faces.Detector`'s
@@ -54,21 +54,9 @@ class Tracked:
     probs: np.ndarray
 
 
-#: Defaults for video, webcams and arrays: full detection every 10th frame, and the weight of
-#: the past in each face's moving average of scores.
-DETECT_EVERY = 10
-SMOOTHING = 0.6
 #: Between full detections a face is searched for in its last box grown by this fraction of its
 #: size on each side: room for a face that moved by half its width in one frame.
 WINDOW_MARGIN = 0.5
-
-
-def check_options(detect_every: int = DETECT_EVERY, smoothing: float = SMOOTHING) -> None:
-    """Raise :class:`OptionError` for a detection period below 1 or a smoothing outside [0, 1)."""
-    if not (isinstance(detect_every, int) and detect_every >= 1):
-        raise OptionError(f"detect_every {detect_every!r}: must be a whole number >= 1")
-    if not 0 <= smoothing < 1:
-        raise OptionError(f"smoothing {smoothing!r}: must lie in [0, 1)")
 
 
 class FaceTracker:
@@ -94,7 +82,8 @@ class FaceTracker:
         window_side: int = 160,
         detect_size: int | None = None,
     ) -> None:
-        check_options(detect_every, smoothing)
+        check_option("detect_every", detect_every)
+        check_option("smoothing", smoothing)
         self.detect_size = detect_size
         self.detect, self.classify = detect, classify
         self.detect_every = detect_every

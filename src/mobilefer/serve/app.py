@@ -43,6 +43,7 @@ import cv2
 
 from ..errors import InputError
 from ..image import decode_image
+from ..options import Options
 from ..recognizer import Recognizer
 from ..results import records
 
@@ -89,10 +90,11 @@ def same_origin(origin: str | None, host: str | None, allowed=()) -> bool:
     return origin in own or origin in {a.rstrip("/").lower() for a in allowed}
 
 
-def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recognizer_options):
-    """The Starlette app around one :class:`Recognizer` (made from ``recognizer_options`` when
-    none is given). ``allow_origins``: other page origins (``http://host:port``) that may open
-    the live WebSocket, beside the server's own."""
+def create_app(options: Options | Recognizer | None = None, allow_origins=()):
+    """The Starlette app around one :class:`Recognizer`: made from ``options`` (an
+    :class:`mobilefer.options.Options`, whose stream options photos, clips and live sessions
+    follow), or given (with the default stream options). ``allow_origins``: other page origins
+    (``http://host:port``) that may open the live WebSocket, beside the server's own."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import ClientDisconnect, Request
@@ -101,7 +103,12 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
     from starlette.staticfiles import StaticFiles
     from starlette.websockets import WebSocket, WebSocketDisconnect
 
-    rec = recognizer or Recognizer(**recognizer_options)
+    if isinstance(options, Recognizer):
+        rec, options = options, Options()
+    else:
+        options = (options or Options()).check()
+        rec = Recognizer.from_options(options)
+    stream_options = options.stream_options()
     lock = threading.Lock()
     decoders = threading.Semaphore(DECODERS)
     static = resources.files("mobilefer.serve") / "static"
@@ -140,7 +147,7 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
         with decoders:
             image = decode_image(data, name, LIMITS["upload_pixels"], SERVER_LIMIT)
         with lock:  # a photo, searched at the size predict searches it (faces.image_detect_size)
-            (result,) = rec.stream(image)
+            (result,) = rec.stream(image, **stream_options)
         quality = [cv2.IMWRITE_JPEG_QUALITY, ANNOTATED_JPEG_QUALITY]
         ok, jpg = cv2.imencode(".jpg", result.draw(), quality)
         return {
@@ -186,7 +193,7 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
             if w * h > LIMITS["frame_pixels"]:
                 raise InputError(f"{name}: {w}x{h} frames are over the limit of 1920x1080; "
                                  "scale the clip down")  # fmt: skip
-            collector, frames = Collector(), rec.stream(path)
+            collector, frames = Collector(), rec.stream(path, **stream_options)
             while True:
                 with lock:  # one frame at a time, between live clients' frames
                     result = next(frames, None)
@@ -238,7 +245,8 @@ def create_app(recognizer: Recognizer | None = None, allow_origins=(), **recogni
             await ws.close(code=1008)  # policy violation
             return
         await ws.accept()
-        tracked = rec.session("webcam", "webcam")  # this connection's tracks and smoothing
+        # this connection's tracks and smoothing
+        tracked = rec.session("webcam", "webcam", **options.session_options())
         session = _live_session()  # what this connection's report is made of
         started = time.perf_counter()
 
