@@ -1,0 +1,165 @@
+"""``evaluate``, ``train``, ``export`` and ``quantize``: the commands about model files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import OptionError
+from ..preprocess import ZOOM_RANGE
+from .common import float_in, missing_extra, options_of
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..data import load_fer2013_with_ferplus
+    from ..evaluate import evaluate_model, format_report
+    from ..model import ExpressionModel
+
+    options = options_of(args)
+    model = ExpressionModel(options.model, threads=options.threads, flip_tta=options.flip_tta,
+                            prior_tau=options.prior_tau, device=options.device)  # fmt: skip
+    data = load_fer2013_with_ferplus(args.data, args.ferplus).split(args.split)
+    t0 = time.perf_counter()
+    result = evaluate_model(model, data)
+    result |= {"split": args.split, "model": model.path, "flip_tta": model.flip_tta,
+               "prior_tau": model.card.prior_tau, "zoom": model.card.preprocessing.zoom,
+               "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+    print(
+        f"model {model.path}, split {args.split}, "
+        f"flip TTA {'on' if model.flip_tta else 'off'}, prior tau {model.card.prior_tau}, "
+        f"zoom {model.card.preprocessing.zoom}"
+    )
+    print(format_report(result))
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    try:
+        from ..train.config import apply_settings, read_run_config, recipe
+        from ..train.loop import fit
+        from ..train.report import epoch_header, epoch_row, write_report
+    except ImportError as e:
+        return missing_extra("training", "train", e)
+
+    from ..data import load_fer2013, load_fer2013_with_ferplus
+
+    given = {
+        "epochs": args.epochs, "input_size": args.input_size, "batch_size": args.batch_size,
+        "lr": args.lr, "seed": args.seed, "threads": args.threads, "limit_train": args.limit_train,
+        "ferplus_weight": args.ferplus_weight, "logit_adjust": args.logit_adjust,
+    }  # fmt: skip
+    overrides = {k: v for k, v in given.items() if v is not None}
+    if args.no_amp:
+        overrides["amp"] = False
+    if args.init:
+        overrides["init"] = args.init
+    if args.backbone_weights:
+        overrides["backbone"] = args.backbone_weights
+    elif args.no_pretrained:
+        overrides["backbone"] = None
+    if args.resume:
+        # The run's own settings, changed only where an option was given: fit() refuses any
+        # change but a longer --epochs.
+        saved, _ = read_run_config(args.out)
+        if args.recipe is not None:
+            overrides["recipe"] = args.recipe
+        cfg = apply_settings(replace(saved, **overrides), args.set)
+    else:
+        cfg = apply_settings(recipe(args.recipe or "default", **overrides), args.set)
+    if cfg.ferplus_weight > 0:
+        data = load_fer2013_with_ferplus(args.data, args.ferplus)
+    else:
+        data = load_fer2013(args.data)
+    print(epoch_header(ferplus=cfg.ferplus_weight > 0), flush=True)
+    result = fit(cfg, data, args.out, resume=args.resume,
+                 on_epoch=lambda r: print(epoch_row(r), flush=True))  # fmt: skip
+    best = result["best"]
+    print(f"best PublicTest accuracy {best['public_accuracy']:.4f} at epoch {best['epoch']}; "
+          f"checkpoints in {args.out}", file=sys.stderr)  # fmt: skip
+    write_report(args.out, data=data)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        from ..train.export import export_checkpoint
+    except ImportError as e:
+        return missing_extra("export", "train", e)
+    data = None
+    if args.data:
+        from ..data import load_fer2013_with_ferplus
+
+        data = load_fer2013_with_ferplus(args.data, args.ferplus)
+    flip = {"auto": "auto", "on": True, "off": False}[args.flip_tta]
+    tau, zoom = args.prior_tau, args.zoom
+    if tau != "auto":
+        tau = float_in(tau, 0, 2, "--prior-tau")
+    if zoom != "auto":
+        zoom = float_in(zoom, *ZOOM_RANGE, "--zoom")
+    report = export_checkpoint(
+        args.checkpoint, args.out, data=data, head=args.head, flip_tta=flip, prior_tau=tau,
+        zoom=zoom, margin=args.margin, int8=args.int8, report_private=args.report_private,
+    )  # fmt: skip
+    for row in report.get("zoom_table", []):
+        print(f"zoom {row['zoom']:.2f} (flip TTA {'on' if row['flip_tta'] else 'off'}, prior tau "
+              f"{row['tau']:.1f}): PublicTest accuracy {row['accuracy']:.4f}, macro-F1 "
+              f"{row['macro_f1']:.4f}, lowest recall {row['min_recall']:.4f}",
+              file=sys.stderr)  # fmt: skip
+    if "public_accuracy_single" in report:
+        print(f"PublicTest accuracy: single {report['public_accuracy_single']:.4f}, "
+              f"flip TTA {report['public_accuracy_flip']:.4f}", file=sys.stderr)  # fmt: skip
+    for row in report.get("tau_table", []):
+        print(f"prior tau {row['tau']:.1f}: PublicTest accuracy {row['accuracy']:.4f}, "
+              f"macro-F1 {row['macro_f1']:.4f}, lowest recall {row['min_recall']:.4f}",
+              file=sys.stderr)  # fmt: skip
+    print(json.dumps(report))
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    try:
+        import onnx  # noqa: F401  (ONNX Runtime's quantization tool needs it)
+
+        from ..quantize import CALIBRATIONS, calibration_faces, parity, quantize_file
+        from ..train.config import VAL_SOURCES
+        from ..train.sources import load_source, source_of
+    except ImportError as e:
+        return missing_extra("quantization", "train", e)
+    from ..data import load_fer2013_with_ferplus
+
+    src, out = Path(args.model), Path(args.out)
+    methods = CALIBRATIONS if args.calibration == "all" else (args.calibration,)
+    targets = {m: out if len(methods) == 1 else out.with_suffix(f".{m}.onnx") for m in methods}
+    for path in targets.values():
+        if path.resolve() == src.resolve():
+            raise OptionError(f"--out {path}: that is the model being quantized; name a new file")
+        if path.exists() and not args.overwrite:
+            raise OptionError(f"--out {path}: exists; pass --overwrite to replace it")
+    data = load_fer2013_with_ferplus(args.data, args.ferplus)
+    faces = calibration_faces(data.split("train").pixels, args.faces)
+    report = {"model": str(src), "calibration_faces": len(faces), "files": {}}
+    for method, path in targets.items():
+        report["files"][method] = quantize_file(src, path, faces, method)
+    val = []
+    if not args.no_val:
+        for spec in VAL_SOURCES:
+            source = source_of(spec)
+            if source.root().is_dir():
+                val.append((source.name, load_source(source, "val", 0.0, None)))
+    files = {"float": src, **{f"int8 {m}": p for m, p in targets.items()}}
+    report["parity"] = rows = parity(files, data.split("public"), val)
+    sets = [k for k in rows[0] if k not in ("file", "path")]
+    print("| file | " + " | ".join(sets) + " | worst change |", file=sys.stderr)
+    for row in rows:
+        worst = min(row[k] - rows[0][k] for k in sets)
+        row["worst_change"] = worst
+        cells = " | ".join(f"{row[k]:.2%}" for k in sets)
+        print(f"| {row['file']} | {cells} | {worst * 100:+.2f} pt |", file=sys.stderr)
+    print(json.dumps(report))
+    return 0

@@ -1,0 +1,248 @@
+"""``predict``, ``report`` and ``webcam``: the commands that run the Recognizer over sources."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+
+import cv2
+
+from ..errors import InputError
+from ..image import shown
+from .common import Progress, err, missing_extra, options_of, recognizer_of
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        return _predict_ray(args)
+    if args.out or args.address:
+        err("--out and --address go with --engine ray; without it, records go to stdout")
+        return 2
+    from ..sinks import AnnotatedSaver, RecordWriter
+    from ..sources import SKIPPED
+
+    saver = AnnotatedSaver(args.save) if args.save else None
+    rec = recognizer_of(args)
+    out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout)
+    failed, skipped, links = 0, {}, []
+    progress = Progress("images", "images")
+    frames: Progress | None = None
+    try:
+        for result in rec.stream(args.source, **options_of(args).stream_options()):
+            if result.kind == "skipped" and result.reason == SKIPPED["link"]:
+                links.append(shown(result.source))
+                continue
+            if result.kind == "skipped":
+                suffix = Path(result.source).suffix.lower() or "(none)"
+                skipped[suffix] = skipped.get(suffix, 0) + 1
+                continue
+            if result.error:
+                err(shown(result.error))
+                failed += 1
+                continue
+            out.write(result.records())
+            if result.reason:
+                err(f"{shown(result.source)}: {result.reason}")
+            if result.frame is None:
+                progress.update()
+            else:
+                if frames is None or frames.name != shown(result.source):
+                    if frames is not None:
+                        frames.close()
+                    frames = Progress(shown(result.source), "frames")
+                frames.update()
+            if saver:
+                try:
+                    rate = frames.rate if frames and result.frame is not None else None
+                    note = saver.add(result, rate)
+                    if note:
+                        err(note)
+                except InputError as e:
+                    err(shown(str(e)))
+                    failed += 1
+    finally:
+        if frames is not None:
+            frames.close()
+        if saver:
+            try:
+                saver.close()
+            except InputError as e:
+                err(shown(str(e)))
+                failed += 1
+    progress.close(summary=progress.n > 1)
+    if skipped:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
+        err(f"skipped {sum(skipped.values())} file(s) that are not images or videos ({kinds})")
+    if links:
+        more = f" and {len(links) - 5} more" if len(links) > 5 else ""
+        shown_links = ", ".join(links[:5]) + more
+        err(f"skipped {len(links)} linked folder(s), not followed: {shown_links} "
+             "(name a linked folder itself to read it)")  # fmt: skip
+    if saver:
+        err(f"annotated {saver.folder.written} file(s) under {shown(saver.folder.folder)}")
+    if failed:
+        err(f"{failed} input(s) failed")
+    return 1 if failed else 0
+
+
+def _predict_ray(args: argparse.Namespace) -> int:
+    from ..sinks import RecordWriter
+
+    try:
+        import ray
+
+        import mobilefer.ray as mray
+    except ImportError as e:
+        return missing_extra("--engine ray", "ray", e)
+    out = Path(args.out or "")
+    if out.suffix not in (".parquet", ".jsonl"):
+        err("--engine ray writes a file: pass --out results.parquet or --out results.jsonl")
+        return 2
+    if args.save:
+        err("--save is not available with --engine ray")
+        return 2
+    if args.format is not None:
+        err("--format goes with the local engine; with --engine ray the suffix of --out "
+             "(.parquet or .jsonl) says the format")  # fmt: skip
+        return 2
+    try:  # before any work, as --save is checked: the results must have somewhere to go
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".mobilefer-probe"):
+            pass
+    except OSError as e:
+        err(f"--out {out}: cannot write there ({e.strerror or e}); choose a writable file")
+        return 2
+    if not ray.is_initialized():
+        ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
+    ds = mray.predict(args.source, options_of(args), actors=args.actors)
+    errors = n = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = None
+    with open(out, "w") if out.suffix == ".jsonl" else nullcontext() as text:
+        for batch in mray.batches(ds):
+            rows = batch.to_pylist()
+            n += len(rows)
+            for r in rows:
+                if r["error"]:
+                    errors += 1
+                    err(r["error"])
+            if text is not None:
+                RecordWriter("jsonl", (), text).write(rows)
+            else:
+                import pyarrow.parquet as pq
+
+                writer = writer or pq.ParquetWriter(out, batch.schema)
+                writer.write_table(batch)
+    if writer is not None:
+        writer.close()
+    err(f"{n} record(s) in {out}; {errors} input(s) could not be read")
+    return 1 if errors else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        import plotly  # noqa: F401
+
+        from ..report import Collector, write_report
+    except ImportError as e:
+        return missing_extra("report", "report", e)
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        err(f"--out {shown(out)}: the report is one HTML file; name it report.html")
+        return 2
+    for target in (out, Path(args.csv) if args.csv else None):
+        if target is not None and not (target.parent.is_dir() or target.parent == Path("")):
+            err(f"{shown(target)}: its folder does not exist; create it first")
+            return 2
+    rec = recognizer_of(args)
+    collector, failed = Collector(), 0
+    progress: Progress | None = None
+    for result in rec.stream(args.source, **options_of(args).stream_options()):
+        if result.error:
+            err(shown(result.error))
+            failed += 1
+            continue
+        if result.kind == "skipped":
+            continue
+        name = "images" if result.frame is None else shown(result.source)
+        if progress is None or progress.name != name:
+            if progress is not None:
+                progress.close()
+            progress = Progress(name, "images" if result.frame is None else "frames")
+        progress.update()
+        collector.add(result)
+    if progress is not None:
+        progress.close()
+    if not collector.results:
+        err("nothing was read, so no report was written")
+        return 1
+    try:
+        made = write_report(collector, out, args.csv)
+    except OSError as e:
+        err(f"{shown(out)}: cannot write the report ({e.strerror or e})")
+        return 1
+    err(f"report: {made['tracks']} face track(s) in {made['clips']} clip(s) -> "
+         f"{shown(out)} ({made['bytes'] / 1e6:.1f} MB)")  # fmt: skip
+    return 1 if failed else 0
+
+
+def has_display() -> bool:
+    """Whether a window can be shown: a display server, and an OpenCV built with a GUI."""
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        return False
+
+    try:
+        cv2.namedWindow("mobilefer")
+        return True
+    except cv2.error:
+        return False
+
+
+def cmd_webcam(args: argparse.Namespace) -> int:
+    from ..sinks import RecordWriter, VideoSink
+
+    show = not args.save and not args.no_window
+    if show and not has_display():
+        err(
+            "no display to show a window on (no DISPLAY, or OpenCV built without a GUI: "
+            "pip install 'opencv-python<5'); use --save out.mp4 to record the annotated stream, "
+            "or 'mobilefer serve' for the browser demo"
+        )
+        return 1
+    rec = recognizer_of(args)
+    out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout) if args.print else None
+    writer = None
+    progress = Progress(f"webcam {args.index}", "frames")
+    try:
+        for result in rec.stream(args.index, **options_of(args).stream_options()):
+            if result.error:  # no such camera, or one that gives no frames
+                err(shown(result.error))
+                return 1
+            progress.update()
+            if out:
+                out.write(result.records())
+            drawn = result.draw(progress.rate)
+            if args.save:
+                if writer is None:
+                    h, w = drawn.shape[:2]
+                    writer = VideoSink(Path(args.save), result.fps or 25.0, (w, h))
+                writer.write(drawn)
+            if show:
+                cv2.imshow("mobilefer", drawn)
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    break
+    finally:
+        progress.close(summary=progress.n > 0)
+        if writer is not None:
+            writer.close()
+        if show:
+            cv2.destroyAllWindows()
+    return 0 if progress.n else 1
