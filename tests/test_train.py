@@ -295,7 +295,8 @@ def test_frozen_blocks_keep_their_batchnorm_statistics(fer_npz, tiny_config):
     from dataclasses import replace
 
     from mobilefer.data import load_fer2013
-    from mobilefer.train.loop import build, make_train_set, train_one_epoch
+    from mobilefer.train.loop import build, train_one_epoch
+    from mobilefer.train.trainset import make_train_set
 
     cfg = replace(tiny_config, freeze_blocks=3)
     model, opt, sched = build(cfg, 3, torch.device("cpu"))
@@ -324,7 +325,8 @@ def test_no_step_waits_for_the_device(monkeypatch, fer_npz, tiny_config):
     import sys
 
     from mobilefer.data import load_fer2013
-    from mobilefer.train.loop import build, make_train_set, train_one_epoch
+    from mobilefer.train.loop import build, train_one_epoch
+    from mobilefer.train.trainset import make_train_set
 
     calls = []
     real = torch.Tensor.item
@@ -633,8 +635,8 @@ def test_training_on_sources_chooses_by_the_domain_score(
     from dataclasses import replace
 
     from mobilefer.data import load_fer2013_with_ferplus
-    from mobilefer.train.loop import make_train_set
     from mobilefer.train.sources import Source, load_source
+    from mobilefer.train.trainset import make_train_set
 
     rows = [(str(i % 7), "choose", "train") for i in range(6)] + [("3", "choose", "val")] * 2
     root = write_table_source(tmp_path / "photos", rows, photos=True)
@@ -667,8 +669,9 @@ def test_distillation_learns_the_teachers_targets_on_teacher_sources(
 
     from mobilefer.model import ExpressionModel
     from mobilefer.train.distill import teacher_probs
-    from mobilefer.train.loop import distill_loss, make_train_set
+    from mobilefer.train.loop import distill_loss
     from mobilefer.train.sources import Source, load_source
+    from mobilefer.train.trainset import make_train_set
 
     root = write_table_source(tmp_path / "extra", [(str(i), "choose", "train") for i in range(5)])
     spec = {"name": "extra", "path": str(root), "targets": "teacher"}

@@ -76,7 +76,8 @@ def plan_epochs(cfg, data, deadline: float, max_epochs: int, device: str) -> tup
     import torch
 
     from mobilefer.train.augment import jpeg_faces
-    from mobilefer.train.loop import build, evaluate, make_train_set, train_one_epoch
+    from mobilefer.train.loop import build, evaluate, train_one_epoch
+    from mobilefer.train.trainset import make_train_set
 
     dev = torch.device(device)
     train, public = data.split("train"), data.split("public")

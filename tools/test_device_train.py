@@ -108,7 +108,7 @@ def test_jobs_train_side_by_side_and_come_back_as_float16(pack, tmp_path):
     planned = metrics["planned"]["config"]
     assert 1 <= planned["epochs"] <= 2  # as many as fit, at most --max-epochs
     assert len(metrics["planned"]["history"]) == planned["epochs"]
-    assert planned["extra"]["epochs"] == planned["epochs"] and planned["extra"]["faces_per_s"] > 0
+    assert planned["notes"]["epochs"] == planned["epochs"] and planned["notes"]["faces_per_s"] > 0
 
 
 @pytest.mark.parametrize(
