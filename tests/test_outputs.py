@@ -142,7 +142,8 @@ def test_ray_out_is_checked_before_ray_starts(capsys, monkeypatch, tmp_path, tin
                               "--out", out, "--model", tiny_model)  # fmt: skip
     assert code == 2 and not out_text
     (line,) = err.strip().splitlines()
-    assert "--out" in line and "cannot write there" in line
+    want = "its folder is a file" if where == "file-as-folder" else "is a folder"
+    assert "--out" in line and want in line
 
 
 #: A value other than the default for every option of the record (mobilefer.options.Options).
@@ -152,7 +153,7 @@ NOT_DEFAULT = {"model": "m.onnx", "threads": 3, "device": "auto", "flip_tta": Tr
                "max_pixels": 1000}  # fmt: skip
 #: predict's flags that are not options of the record, and what --engine ray does with them.
 RAY_OWN = {"--format": (["csv"], None), "--save": (["saved"], None), "--actors": (["3"], 3)}
-RAY_ONLY = {"--engine", "--address", "--out", "-h", "--help"}
+RAY_ONLY = {"--engine", "--address", "--out", "--overwrite", "-h", "--help"}
 
 
 def flag(name: str, value) -> list[str]:
@@ -184,7 +185,7 @@ def test_ray_takes_every_option_of_predict_or_refuses_it(capsys, monkeypatch, tm
         (options, kw)) or None)  # fmt: skip
     monkeypatch.setattr(mray, "batches", lambda ds: iter(()))
     out = tmp_path / "r.jsonl"
-    base = ["predict", "x.jpg", "--engine", "ray", "--out", out]
+    base = ["predict", "x.jpg", "--engine", "ray", "--out", out, "--overwrite"]
     for name, value in NOT_DEFAULT.items():
         calls.clear()
         code, _, err = run(capsys, *base, *flag(name, value))
@@ -378,3 +379,61 @@ def test_non_utf8_names_with_save_and_video(capsys, tmp_path, tiny_model, jpg_by
     assert kinds == {True, False}  # the photo and the video's frames
     saved = sorted(os.listdir(os.fsencode(tmp_path / "out")))
     assert saved == [b"caf\xe9_mobilefer.png", b"v\xe9_mobilefer.mp4"]
+
+
+@pytest.mark.parametrize(("outputs", "message"), [
+    (["--out", "{dir}/r.html", "--csv", "{clip}"], "--csv .*clip.mp4: that is an input"),
+    (["--out", "{dir}/r.html", "--csv", "{dir}/r.html"], "--csv .*r.html: --out writes there too"),
+    (["--out", "{dir}/old.html"], "--out .*old.html: exists; pass --overwrite"),
+    (["--out", "{dir}/folder.html"], "--out .*folder.html: is a folder"),
+    (["--out", "{dir}/fifo.html"], "--out .*fifo.html: not a regular file"),
+    (["--out", "/sys/r.html"], "--out /sys/r.html: cannot write there"),
+    (["--out", "{dir}/r.html", "--csv", "{dir}/old.csv"], "--csv .*old.csv: exists"),
+])  # fmt: skip
+def test_report_checks_its_outputs_before_any_work_and_never_touches_inputs(
+    capsys, monkeypatch, tmp_path, tiny_model, outputs, message
+):
+    """report --csv clip.mp4 replaced the video; --csv r.html --out r.html the report; a
+    folder, /sys or a FIFO were found only after the analysis (a FIFO hung)."""
+    pytest.importorskip("plotly")
+    import os
+    import re
+    import shutil
+
+    import mobilefer.report
+
+    from conftest import ROOT, run
+
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(ROOT / "tests" / "data" / "golden" / "clip.mp4", clip)
+    before = clip.read_bytes()
+    (tmp_path / "old.html").write_text("old report")
+    (tmp_path / "old.csv").write_text("old,csv\n")
+    (tmp_path / "folder.html").mkdir()
+    os.mkfifo(tmp_path / "fifo.html")
+    work = []
+    monkeypatch.setattr(mobilefer.report.Collector, "add", lambda self, r: work.append(r))
+    argv = [a.format(dir=tmp_path, clip=clip) for a in outputs]
+    code, out, err = run(capsys, "report", clip, *argv, "--model", tiny_model)
+    assert code == 2 and not work, err  # nothing was analysed
+    (line,) = err.strip().splitlines()
+    assert re.search(message, line), line
+    assert clip.read_bytes() == before and (tmp_path / "old.html").read_text() == "old report"
+
+
+def test_report_replaces_a_file_only_with_overwrite_and_writes_it_whole(capsys, tmp_path,
+                                                                        tiny_model):  # fmt: skip
+    pytest.importorskip("plotly")
+    import shutil
+
+    from conftest import ROOT, run
+
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(ROOT / "tests" / "data" / "golden" / "clip.mp4", clip)
+    page, table = tmp_path / "r.html", tmp_path / "r.csv"
+    page.write_text("old")
+    argv = ["report", clip, "--out", page, "--csv", table, "--model", tiny_model, "--overwrite"]
+    code, _, err = run(capsys, *argv)
+    assert code == 0, err
+    assert page.read_text().startswith("<!doctype html") and table.read_text().startswith("source,")
+    assert not list(tmp_path.glob(".mobilefer-*"))  # no temporary file left behind

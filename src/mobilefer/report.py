@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import io
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import cv2
 import numpy as np
 
 from .preprocess import crop
+from .sinks import write_atomic
 from .summary import ClipSummary, summarize
 
 #: Points per plotted series at most: a 10-minute clip at 30 frames/s has 18,000 frames.
@@ -175,10 +177,10 @@ def write_report(collector: Collector, out: str | Path, csv_path: str | Path | N
     ``{"path", "bytes", "clips", "tracks"}``."""
     page, clips = render_report(collector)
     out = Path(out)
-    out.write_text(page, encoding="utf-8")
     tracks = [(c, t) for c in clips for t in c.tracks]
     if csv_path is not None:
         write_csv(tracks, csv_path)
+    write_atomic(out, page)
     return {"path": str(out), "bytes": out.stat().st_size, "clips": len(clips),
             "tracks": len(tracks)}  # fmt: skip
 
@@ -253,14 +255,16 @@ def render_report(collector: Collector) -> tuple[str, list[ClipSummary]]:
 
 
 def write_csv(tracks, path: str | Path) -> None:
-    """One row per track: source, track, times, frames, dominant, share_* and mean_* per label."""
+    """One row per track: source, track, times, frames, dominant, share_* and mean_* per label;
+    written whole, through a temporary file (:func:`mobilefer.sinks.write_atomic`)."""
     labels = tracks[0][0].labels if tracks else ()
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["source", "track_id", "first_time", "last_time", "frames", "short",
-                    "dominant", *(f"share_{k}" for k in labels),
-                    *(f"mean_{k}" for k in labels)])  # fmt: skip
-        for clip, t in tracks:
-            w.writerow([clip.source, t.track_id, t.first_time, t.last_time, t.frames, t.short,
-                        t.dominant, *(round(t.share[k], 4) for k in labels),
-                        *(round(t.mean[k], 4) for k in labels)])  # fmt: skip
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(["source", "track_id", "first_time", "last_time", "frames", "short",
+                "dominant", *(f"share_{k}" for k in labels),
+                *(f"mean_{k}" for k in labels)])  # fmt: skip
+    for clip, t in tracks:
+        w.writerow([clip.source, t.track_id, t.first_time, t.last_time, t.frames, t.short,
+                    t.dominant, *(round(t.share[k], 4) for k in labels),
+                    *(round(t.mean[k], 4) for k in labels)])  # fmt: skip
+    write_atomic(path, f.getvalue())

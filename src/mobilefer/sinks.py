@@ -229,3 +229,60 @@ class AnnotatedSaver:
         if self._video is not None:
             video, self._video, self._video_key = self._video, None, None
             video.close()
+
+
+def check_outputs(outputs: dict[str, str | Path | None], inputs=(), overwrite: bool = False):
+    """Check every output file of a command before any work (``outputs`` maps each option, such
+    as ``--out``, to its path or None): a new file or, with ``overwrite``, an existing regular
+    one; never a folder, pipe or device, never one of ``inputs`` (paths given to read) nor
+    another output; its folder exists and takes a file. Raises :class:`InputError` naming the
+    option and what to do."""
+    given = {k: Path(v) for k, v in outputs.items() if v is not None}
+    read = set()
+    for spec in inputs:
+        p = Path(str(spec))
+        if p.is_file():
+            read.add(p.resolve())
+    seen: dict[Path, str] = {}
+    for flag, path in given.items():
+        name = f"{flag} {shown(path)}"
+        resolved = path.resolve()
+        if resolved in read:
+            raise InputError(f"{name}: that is an input; name a new file for the output")
+        if resolved in seen:
+            raise InputError(f"{name}: {seen[resolved]} writes there too; name two files")
+        seen[resolved] = flag
+        if path.is_dir():
+            raise InputError(f"{name}: is a folder; name a file in it")
+        if path.exists() and not path.is_file():
+            raise InputError(f"{name}: not a regular file (a pipe or device); name a file")
+        if path.exists() and not overwrite:
+            raise InputError(f"{name}: exists; pass --overwrite to replace it")
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            what = "is a file" if parent.exists() else "does not exist"
+            raise InputError(f"{name}: its folder {what}; name a file in an existing folder")
+        try:
+            with tempfile.NamedTemporaryFile(dir=parent, prefix=".mobilefer-probe"):
+                pass
+        except OSError as e:
+            raise InputError(f"{name}: cannot write there ({e.strerror or e}); "
+                             "choose a writable folder") from None  # fmt: skip
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> int:
+    """Write ``data`` to ``path`` through a temporary file in its folder and a rename, so an
+    interrupted write leaves the old file or none; the file gets the umask's mode. Returns
+    the bytes written."""
+    path = Path(path)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".mobilefer-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        os.chmod(tmp, umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(raw)

@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ray: run on a Ray cluster (needs [ray] and --out)")  # fmt: skip
     pr.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     pr.add_argument("--out", help="with --engine ray: results.parquet or results.jsonl")
+    pr.add_argument("--overwrite", action="store_true",
+                    help="with --engine ray: replace an existing --out")  # fmt: skip
     pr.add_argument("--actors", type=number(int, 1, 1024, what="must lie in 1-1024"),
                     default=2, help="with --engine ray: Recognizer actors in the pool "
                     "(at most 1,024)")  # fmt: skip
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("source", nargs="+", help="video files (or images, folders, globs)")
     rp.add_argument("--out", required=True, help="the HTML file to write (self-contained)")
     rp.add_argument("--csv", help="also write one row per tracked face to this CSV file")
+    rp.add_argument("--overwrite", action="store_true", help="replace an existing --out or --csv")
     add_inference_options(rp, output=False)
     rp.set_defaults(func=cmd_report)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -90,7 +89,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_ray(args: argparse.Namespace) -> int:
-    from ..sinks import RecordWriter
+    from ..sinks import RecordWriter, check_outputs
 
     try:
         import ray
@@ -109,22 +108,15 @@ def _predict_ray(args: argparse.Namespace) -> int:
         err("--format goes with the local engine; with --engine ray the suffix of --out "
              "(.parquet or .jsonl) says the format")  # fmt: skip
         return 2
-    try:  # before any work, as --save is checked: the results must have somewhere to go
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.is_dir():
-            raise IsADirectoryError(21, "it is a folder")
-        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=".mobilefer-probe"):
-            pass
-    except OSError as e:
-        err(f"--out {out}: cannot write there ({e.strerror or e}); choose a writable file")
-        return 2
+    # before any work, as --save is checked: the results must have somewhere to go
+    check_outputs({"--out": out}, args.source, args.overwrite)
     if not ray.is_initialized():
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
     ds = mray.predict(args.source, options_of(args), actors=args.actors)
     errors = n = 0
-    out.parent.mkdir(parents=True, exist_ok=True)
     writer = None
-    with open(out, "w") if out.suffix == ".jsonl" else nullcontext() as text:
+    part = out.with_name(f".{out.name}.part")  # renamed to --out when whole
+    with open(part, "w") if out.suffix == ".jsonl" else nullcontext() as text:
         for batch in mray.batches(ds):
             rows = batch.to_pylist()
             n += len(rows)
@@ -137,10 +129,12 @@ def _predict_ray(args: argparse.Namespace) -> int:
             else:
                 import pyarrow.parquet as pq
 
-                writer = writer or pq.ParquetWriter(out, batch.schema)
+                writer = writer or pq.ParquetWriter(part, batch.schema)
                 writer.write_table(batch)
     if writer is not None:
         writer.close()
+    if part.exists():
+        os.replace(part, out)
     err(f"{n} record(s) in {out}; {errors} input(s) could not be read")
     return 1 if errors else 0
 
@@ -152,14 +146,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         from ..report import Collector, write_report
     except ImportError as e:
         return missing_extra("report", "report", e)
+    from ..sinks import check_outputs
+
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
         err(f"--out {shown(out)}: the report is one HTML file; name it report.html")
         return 2
-    for target in (out, Path(args.csv) if args.csv else None):
-        if target is not None and not (target.parent.is_dir() or target.parent == Path("")):
-            err(f"{shown(target)}: its folder does not exist; create it first")
-            return 2
+    check_outputs({"--out": out, "--csv": args.csv}, args.source, args.overwrite)
     rec = recognizer_of(args)
     collector, failed = Collector(), 0
     progress: Progress | None = None
