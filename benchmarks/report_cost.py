@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from mobilefer import Recognizer
+from mobilefer.records import RecordWriter
 from mobilefer.report import Collector, write_report
-from mobilefer.sinks import RecordWriter
 from results import run, write
 from synthetic import make_video
 

@@ -110,7 +110,7 @@ def results_section(domains: dict, speed: dict, cost: dict | None = None) -> str
 
 def fields_section() -> str:
     """The README's table of record fields, one row per field of the schema."""
-    from mobilefer.results import RECORD_FIELDS
+    from mobilefer.records import RECORD_FIELDS
 
     rows = [f"| `{f.name}` | {f.meaning} |" for f in RECORD_FIELDS]
     return "\n".join([FIELDS_START, "| field | meaning |", "|---|---|", *rows, FIELDS_END])

@@ -9,8 +9,9 @@ import json
 import pytest
 
 from mobilefer.errors import InputError
-from mobilefer.results import Face, csv_columns, records
-from mobilefer.sinks import RecordWriter, SaveFolder
+from mobilefer.records import RecordWriter, csv_columns, records
+from mobilefer.results import Face
+from mobilefer.sinks import SaveFolder
 
 LABELS = ("happy", "sad")
 FACE = Face((1, 2, 30, 40), "happy", {"happy": 0.123456789, "sad": 0.876543211 - 1e-9},

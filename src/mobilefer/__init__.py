@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from .errors import DataError, InputError, MobileferError, ModelError, OptionError, WeightsError
 from .labels import EMOTIONS
-from .summary import ClipSummary, TrackSummary, read_records, summarize
+from .records import read_records
+from .summary import ClipSummary, TrackSummary, summarize
 
 if TYPE_CHECKING:
     from .model import ExpressionModel

@@ -23,27 +23,12 @@ from pathlib import Path
 
 from .errors import InputError
 from .options import Options
-from .results import RECORD_FIELDS
+from .records import RECORD_FIELDS, arrow_schema
 
 #: The largest pool of actors: each holds a Recognizer (about 150 MB); 100,000 hung at 5.6 GB.
 MAX_ACTORS = 1024
 #: Fields of every record: those of ``mobilefer predict``'s JSON Lines, and ``error``.
 FIELDS = (*(f.name for f in RECORD_FIELDS), "error")
-
-
-def schema(labels):
-    """The Arrow schema of the records of a model with these labels (from the record's
-    fields, :data:`mobilefer.results.RECORD_FIELDS`, and ``error``)."""
-    import pyarrow as pa
-
-    types = {
-        "str": pa.string(),
-        "int": pa.int64(),
-        "float": pa.float64(),
-        "box": pa.list_(pa.int64()),
-        "scores": pa.struct([(k, pa.float64()) for k in labels]),
-    }
-    return pa.schema([(f.name, types[f.kind]) for f in RECORD_FIELDS] + [("error", pa.string())])
 
 
 class Recognize:
@@ -54,7 +39,7 @@ class Recognize:
 
         self.rec = Recognizer(**recognizer_options)
         self.options = stream_options
-        self.schema = schema(self.rec.labels)
+        self.schema = arrow_schema(self.rec.labels)
 
     def __call__(self, batch):
         import pyarrow as pa

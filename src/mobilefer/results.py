@@ -1,8 +1,6 @@
 """The results types: :class:`Face` (one classified face) and :class:`Result` (the faces of
-one frame of one source), shared by the recognizer, the stream, the tracker and every front end,
-and the record schema, :data:`RECORD_FIELDS`, from which the JSON Lines and CSV writers, Ray's
-Arrow schema and the README's field table are made. They import nothing of mobilefer's at load
-time, so no module needs the engine to get them.
+one frame of one source), shared by the recognizer, the stream and every front end. Their
+records follow the one record format, :mod:`mobilefer.records`.
 
 Conventions: boxes are ``(x, y, w, h)`` in input-image pixels; ``scores`` map each label of the
 model to a probability, summing to 1; images are BGR uint8 H x W x 3.
@@ -14,6 +12,8 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
+
+from .records import records
 
 #: What a :class:`Result` comes from (see its docstring).
 Kind = Literal["image", "video", "webcam", "array", "error", "skipped"]
@@ -59,50 +59,6 @@ class Face:
 
 
 @dataclass(frozen=True)
-class Field:
-    """One field of a record: its ``name``, its ``kind`` (``str``, ``int``, ``float``,
-    ``box``: ``[x, y, w, h]`` integers, or ``scores``: one probability per model label), what
-    it means (the README's field table) and its CSV columns: a box becomes ``x, y, w, h``,
-    scores one column per label (after the others), and ``csv_beside`` puts a field's column
-    next to another field's."""
-
-    name: str
-    kind: Literal["str", "int", "float", "box", "scores"]
-    meaning: str
-    csv_beside: str | None = None
-
-    def csv_columns(self) -> tuple[str, ...]:
-        """The CSV columns of this field (scores: none here; their columns come last)."""
-        return {"box": tuple("xywh"), "scores": ()}.get(self.kind, (self.name,))
-
-
-#: The record of one face, in JSON order (see :mod:`mobilefer.sinks`).
-RECORD_FIELDS: tuple[Field, ...] = (
-    Field("source", "str", "the file, or `webcam:N`"),
-    Field("frame", "int", "frame index, for video and webcams; `null` for images"),
-    Field("time", "float", "seconds from the start, for video and webcams; `null` for images"),
-    Field("face", "int", "0, 1, ... within the frame"),
-    Field("box", "box", "`[x, y, w, h]` in input pixels (CSV: columns `x`, `y`, `w`, `h`)"),
-    Field("label", "str", "the most likely label"),
-    Field("scores", "scores", "every label's probability, summing to 1 (CSV: one column each)"),
-    Field("detector", "str", "`haar` or `yunet`"),
-    Field("detector_score", "float", "YuNet's confidence in the face (`null` for Haar)"),
-    Field("track_id", "int", "the face's track in a video or webcam stream"),
-    Field("score", "float", "the probability of `label`", csv_beside="label"),
-)
-
-
-def csv_columns(labels=()) -> list[str]:
-    """The CSV header of records from a model with these labels."""
-    placed = [f for f in RECORD_FIELDS if f.csv_beside is None]
-    for f in RECORD_FIELDS:
-        if f.csv_beside is not None:
-            at = next(i for i, g in enumerate(placed) if g.name == f.csv_beside)
-            placed.insert(at + 1, f)
-    return [c for f in placed for c in f.csv_columns()] + list(labels)
-
-
-@dataclass(frozen=True)
 class Result:
     """The faces of one frame of one source.
 
@@ -129,7 +85,7 @@ class Result:
     reason: str | None = None
 
     def records(self) -> list[dict]:
-        """JSON-ready records, one per face, or one no-face record (see :mod:`mobilefer.sinks`).
+        """JSON-ready records, one per face, or one no-face record (see :mod:`mobilefer.records`).
         Errors and skipped files give none."""
         if self.error or self.kind == "skipped":
             return []
@@ -144,23 +100,3 @@ class Result:
 
             raise InputError(f"{self.source}: no image to draw ({self.error or self.kind})")
         return draw(self.image, list(self.faces), fps)
-
-
-#: The record's field names, in order.
-FIELD_NAMES = tuple(f.name for f in RECORD_FIELDS)
-
-
-def records(source: str, faces, frame: int | None = None, t: float | None = None,
-            detector: str | None = None, empty: bool = True) -> list[dict]:  # fmt: skip
-    """The JSON-ready records of one frame's faces, with the fields of :data:`RECORD_FIELDS` in
-    order; with ``empty``, one no-face record when there is no face (its ``face``, ``box``,
-    ``label``, ``scores`` and ``score`` are ``None``), so every input read appears."""
-    base = {"source": source, "frame": frame, "time": None if t is None else round(t, 3)}
-    out = []
-    for i, face in enumerate(faces):
-        values = base | {"face": i, "box": list(face.box), "scores": dict(face.scores),
-                         "score": face.score}  # fmt: skip
-        out.append({n: values[n] if n in values else getattr(face, n) for n in FIELD_NAMES})
-    if not out and empty:
-        out.append(dict.fromkeys(FIELD_NAMES) | base | {"detector": detector})
-    return out

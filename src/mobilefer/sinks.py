@@ -9,9 +9,7 @@ label (:func:`mobilefer.results.csv_columns`).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -22,7 +20,6 @@ import numpy as np
 
 from .errors import InputError
 from .image import shown, utf8_safe
-from .results import csv_columns
 
 #: Longest file name (bytes) where the system does not say: Linux's and macOS's NAME_MAX.
 NAME_MAX = 255
@@ -56,33 +53,6 @@ def video_is_whole(path: Path) -> bool:
         return cap.isOpened() and cap.read()[0]
     finally:
         cap.release()
-
-
-#: The CSV columns before the one-per-label ones.
-CSV_FIELDS = csv_columns()
-
-
-class RecordWriter:
-    """Writes records to a text stream as JSON Lines (``jsonl``) or CSV (``csv``)."""
-
-    def __init__(self, fmt: str, labels, stream) -> None:
-        self.fmt, self.labels, self.stream = fmt, list(labels), stream
-        if fmt == "csv":
-            self._csv = csv.DictWriter(self.stream, fieldnames=csv_columns(self.labels))
-            self._csv.writeheader()
-
-    def write(self, recs: list[dict]) -> None:
-        for rec in recs:
-            if self.fmt == "csv":
-                row = {k: rec.get(k) for k in CSV_FIELDS} | {"source": shown(rec["source"])}
-                if rec["box"] is not None:
-                    row |= dict(zip("xywh", rec["box"], strict=True))
-                    row["score"] = round(rec["score"], 6)
-                    row |= {k: round(v, 6) for k, v in rec["scores"].items()}
-                self._csv.writerow(row)
-            else:
-                self.stream.write(json.dumps(rec, allow_nan=False) + "\n")
-        self.stream.flush()
 
 
 class SaveFolder:

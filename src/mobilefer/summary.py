@@ -15,14 +15,9 @@ disgust); surprise counts as neither. It is not a trained valence regressor.
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-from .errors import InputError
-from .sinks import CSV_FIELDS
 
 #: Tracks seen in fewer frames than this are kept but marked ``short`` (a detector's false
 #: alarm, or a face passing through): 1 s at 10 frames/s.
@@ -87,38 +82,6 @@ class ClipSummary:
 def valence(scores: dict[str, float]) -> float:
     """Happy minus the strongest negative expression (module docstring), in -1..1."""
     return scores.get("happy", 0.0) - max((scores.get(k, 0.0) for k in NEGATIVE), default=0.0)
-
-
-def read_records(path: str | Path) -> list[dict]:
-    """The records of ``mobilefer predict`` from a JSON Lines or CSV file (by its suffix)."""
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise InputError(f"{p}: cannot read the records ({e.strerror or e})") from None
-    if p.suffix.lower() == ".csv":
-        return [_from_csv(row) for row in csv.DictReader(text.splitlines())]
-    try:
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as e:
-        raise InputError(f"{p}: not JSON Lines ({e.msg} at line {e.lineno})") from None
-
-
-_CSV_FIXED = set(CSV_FIELDS)  # the columns that are not one per label
-
-
-def _from_csv(row: dict) -> dict:
-    def num(v, kind=float):
-        return None if v in (None, "") else kind(v)
-
-    labels = [k for k in row if k not in _CSV_FIXED]
-    empty = row.get("label") in (None, "")
-    return {
-        "source": row["source"], "frame": num(row.get("frame"), int),
-        "time": num(row.get("time")), "face": num(row.get("face"), int),
-        "label": None if empty else row["label"], "track_id": num(row.get("track_id"), int),
-        "scores": None if empty else {k: float(row[k]) for k in labels},
-    }  # fmt: skip
 
 
 def summarize(results: Iterable, min_frames: int = MIN_TRACK_FRAMES) -> list[ClipSummary]:

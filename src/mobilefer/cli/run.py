@@ -21,7 +21,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out or args.address:
         err("--out and --address go with --engine ray; without it, records go to stdout")
         return 2
-    from ..sinks import AnnotatedSaver, RecordWriter
+    from ..records import RecordWriter
+    from ..sinks import AnnotatedSaver
     from ..sources import SKIPPED
 
     saver = AnnotatedSaver(args.save) if args.save else None
@@ -89,7 +90,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _predict_ray(args: argparse.Namespace) -> int:
-    from ..sinks import RecordWriter, check_outputs
+    from ..records import RecordWriter
+    from ..sinks import check_outputs
 
     try:
         import ray
@@ -200,7 +202,8 @@ def has_display() -> bool:
 
 
 def cmd_webcam(args: argparse.Namespace) -> int:
-    from ..sinks import RecordWriter, VideoSink
+    from ..records import RecordWriter
+    from ..sinks import VideoSink
 
     show = not args.save and not args.no_window
     if show and not has_display():

@@ -45,7 +45,7 @@ from ..errors import InputError
 from ..image import decode_image
 from ..options import Options
 from ..recognizer import Recognizer
-from ..results import records
+from ..records import records
 
 log = logging.getLogger(__name__)
 

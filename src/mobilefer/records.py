@@ -1,0 +1,260 @@
+"""The record format in one place: the fields of a face's record (:data:`RECORD_FIELDS`), the
+records of a frame, the writers (JSON Lines, CSV), the reader (:func:`iter_records`,
+:func:`read_records`) and Ray's Arrow schema, so that every writer and reader follows one list.
+
+A record is one face (or one no-face record for an input without a face): the fields of
+:data:`RECORD_FIELDS` in that order; JSON Lines gives one object per line, CSV one row with the
+box split into ``x, y, w, h`` and one column per label (:func:`csv_columns`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .errors import InputError
+from .image import shown
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a record: its ``name``, its ``kind`` (``str``, ``int``, ``float``,
+    ``box``: ``[x, y, w, h]`` integers, or ``scores``: one probability per model label), what
+    it means (the README's field table) and its CSV columns: a box becomes ``x, y, w, h``,
+    scores one column per label (after the others), and ``csv_beside`` puts a field's column
+    next to another field's."""
+
+    name: str
+    kind: Literal["str", "int", "float", "box", "scores"]
+    meaning: str
+    csv_beside: str | None = None
+
+    def csv_columns(self) -> tuple[str, ...]:
+        """The CSV columns of this field (scores: none here; their columns come last)."""
+        return {"box": tuple("xywh"), "scores": ()}.get(self.kind, (self.name,))
+
+
+#: The record of one face, in JSON order (see :mod:`mobilefer.sinks`).
+RECORD_FIELDS: tuple[Field, ...] = (
+    Field("source", "str", "the file, or `webcam:N`"),
+    Field("frame", "int", "frame index, for video and webcams; `null` for images"),
+    Field("time", "float", "seconds from the start, for video and webcams; `null` for images"),
+    Field("face", "int", "0, 1, ... within the frame"),
+    Field("box", "box", "`[x, y, w, h]` in input pixels (CSV: columns `x`, `y`, `w`, `h`)"),
+    Field("label", "str", "the most likely label"),
+    Field("scores", "scores", "every label's probability, summing to 1 (CSV: one column each)"),
+    Field("detector", "str", "`haar` or `yunet`"),
+    Field("detector_score", "float", "YuNet's confidence in the face (`null` for Haar)"),
+    Field("track_id", "int", "the face's track in a video or webcam stream"),
+    Field("score", "float", "the probability of `label`", csv_beside="label"),
+)
+
+
+def csv_columns(labels=()) -> list[str]:
+    """The CSV header of records from a model with these labels."""
+    placed = [f for f in RECORD_FIELDS if f.csv_beside is None]
+    for f in RECORD_FIELDS:
+        if f.csv_beside is not None:
+            at = next(i for i, g in enumerate(placed) if g.name == f.csv_beside)
+            placed.insert(at + 1, f)
+    return [c for f in placed for c in f.csv_columns()] + list(labels)
+
+
+#: The record's field names, in order.
+FIELD_NAMES = tuple(f.name for f in RECORD_FIELDS)
+
+
+def records(source: str, faces, frame: int | None = None, t: float | None = None,
+            detector: str | None = None, empty: bool = True) -> list[dict]:  # fmt: skip
+    """The JSON-ready records of one frame's faces, with the fields of :data:`RECORD_FIELDS` in
+    order; with ``empty``, one no-face record when there is no face (its ``face``, ``box``,
+    ``label``, ``scores`` and ``score`` are ``None``), so every input read appears."""
+    base = {"source": source, "frame": frame, "time": None if t is None else round(t, 3)}
+    out = []
+    for i, face in enumerate(faces):
+        values = base | {"face": i, "box": list(face.box), "scores": dict(face.scores),
+                         "score": face.score}  # fmt: skip
+        out.append({n: values[n] if n in values else getattr(face, n) for n in FIELD_NAMES})
+    if not out and empty:
+        out.append(dict.fromkeys(FIELD_NAMES) | base | {"detector": detector})
+    return out
+
+
+#: The CSV columns before the one-per-label ones.
+CSV_FIELDS = csv_columns()
+
+
+class RecordWriter:
+    """Writes records to a text stream as JSON Lines (``jsonl``) or CSV (``csv``)."""
+
+    def __init__(self, fmt: str, labels, stream) -> None:
+        self.fmt, self.labels, self.stream = fmt, list(labels), stream
+        if fmt == "csv":
+            self._csv = csv.DictWriter(self.stream, fieldnames=csv_columns(self.labels))
+            self._csv.writeheader()
+
+    def write(self, recs: list[dict]) -> None:
+        for rec in recs:
+            if self.fmt == "csv":
+                row = {k: rec.get(k) for k in CSV_FIELDS} | {"source": shown(rec["source"])}
+                if rec["box"] is not None:
+                    row |= dict(zip("xywh", rec["box"], strict=True))
+                    row["score"] = round(rec["score"], 6)
+                    row |= {k: round(v, 6) for k, v in rec["scores"].items()}
+                self._csv.writerow(row)
+            else:
+                self.stream.write(json.dumps(rec, allow_nan=False) + "\n")
+        self.stream.flush()
+
+
+def arrow_schema(labels):
+    """The Arrow schema (``pyarrow``, the ``[ray]`` extra) of records of a model with these
+    labels, and an ``error`` column, for the Ray engine."""
+    import pyarrow as pa
+
+    types = {
+        "str": pa.string(),
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "box": pa.list_(pa.int64()),
+        "scores": pa.struct([(k, pa.float64()) for k in labels]),
+    }
+    return pa.schema([(f.name, types[f.kind]) for f in RECORD_FIELDS] + [("error", pa.string())])
+
+
+#: Longest line read back (a record is under 1 KB; a longer line is not one of ours).
+MAX_LINE = 1 << 20
+
+
+def iter_records(path: str | Path) -> Iterator[dict]:
+    """The records of ``mobilefer predict`` in a JSON Lines or CSV file (by its suffix), one at
+    a time (bounded memory), each checked: :class:`InputError` names the file and line of the
+    first record that is not one (not UTF-8, not JSON, nested, missing or mistyped fields,
+    non-finite numbers, a label set that changes mid-file); a pipe or device is refused."""
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except OSError as e:
+        raise InputError(f"{shown(p)}: cannot read the records ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{shown(p)}: not a regular file; pass a file of records")
+    labels: list[tuple[str, ...] | None] = [None]
+    with open(p, "rb") as raw:
+        lines = _lines(raw, p)
+        if p.suffix.lower() == ".csv":
+            header = next(lines, None)
+            if header is None:
+                return
+            reader = csv.DictReader(io.StringIO(header[1]))
+            columns = reader.fieldnames or []
+            missing = [c for c in CSV_FIELDS if c not in columns]
+            if missing:
+                raise InputError(f"{shown(p)}:1: not a CSV of records (no {', '.join(missing)})")
+            for n, line in lines:
+                try:
+                    values = next(csv.reader([line]))
+                except csv.Error as e:
+                    raise InputError(f"{shown(p)}:{n}: not CSV ({e})") from None
+                if len(values) != len(columns):
+                    raise InputError(f"{shown(p)}:{n}: {len(values)} columns, the header has "
+                                     f"{len(columns)}")  # fmt: skip
+                yield _checked(_from_csv(dict(zip(columns, values, strict=True)), p, n), p, n,
+                               labels)  # fmt: skip
+            return
+        for n, line in lines:
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line, parse_constant=_no_constant)
+            except (json.JSONDecodeError, ValueError) as e:
+                raise InputError(f"{shown(p)}:{n}: not JSON Lines ({e})") from None
+            except RecursionError:
+                raise InputError(f"{shown(p)}:{n}: nested too deep to be a record") from None
+            yield _checked(rec, p, n, labels)
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """Every record of a file (see :func:`iter_records`, which reads them one at a time)."""
+    return list(iter_records(path))
+
+
+def _lines(raw, p: Path) -> Iterator[tuple[int, str]]:
+    for n, line in enumerate(iter(lambda: raw.readline(MAX_LINE + 1), b""), start=1):
+        if len(line) > MAX_LINE:
+            raise InputError(f"{shown(p)}:{n}: a line over {MAX_LINE:,} bytes is not a record")
+        try:
+            yield n, line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise InputError(f"{shown(p)}:{n}: not UTF-8 text") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a finite number")
+
+
+#: What each field may hold, by its kind (None is allowed where a no-face record has it).
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float)}
+
+
+def _checked(rec, p: Path, n: int, labels: list) -> dict:
+    where = f"{shown(p)}:{n}"
+    if not isinstance(rec, dict):
+        raise InputError(f"{where}: not a record (a JSON object per line)")
+    missing = [f for f in ("source", "frame", "time", "label", "scores") if f not in rec]
+    if missing:
+        raise InputError(f"{where}: not a record (no {', '.join(missing)})")
+    for f in RECORD_FIELDS:
+        v = rec.get(f.name)
+        if v is None:
+            continue
+        if f.kind in _TYPES:
+            ok = isinstance(v, _TYPES[f.kind]) and not isinstance(v, bool)
+            ok = ok and (f.kind != "float" or math.isfinite(v))
+        elif f.kind == "box":
+            ok = isinstance(v, list) and len(v) == 4 and all(
+                isinstance(x, int) and not isinstance(x, bool) for x in v)  # fmt: skip
+        else:  # scores
+            ok = isinstance(v, dict) and bool(v) and all(
+                isinstance(k, str) and isinstance(x, (int, float)) and not isinstance(x, bool)
+                and math.isfinite(x) for k, x in v.items())  # fmt: skip
+        if not ok:
+            raise InputError(f"{where}: {f.name} {shown(repr(v)[:60])} is not a {f.kind}")
+    if rec.get("scores"):
+        names = tuple(rec["scores"])
+        if labels[0] is None:
+            labels[0] = names
+        elif names != labels[0]:
+            raise InputError(f"{where}: labels {', '.join(names)} differ from the file's "
+                             f"first ({', '.join(labels[0])}); one file holds one model's")
+    return rec
+
+
+#: The columns that are not one per label.
+_CSV_FIXED = set(CSV_FIELDS)
+
+
+def _from_csv(row: dict, p: Path, n: int) -> dict:
+    def num(v, kind=float):
+        if v in (None, ""):
+            return None
+        try:
+            return kind(v)
+        except ValueError:
+            raise InputError(f"{shown(p)}:{n}: {v!r} is not a number") from None
+
+    labels = [k for k in row if k not in _CSV_FIXED]
+    empty = row.get("label") in (None, "")
+    return {
+        "source": row["source"], "frame": num(row.get("frame"), int),
+        "time": num(row.get("time")), "face": num(row.get("face"), int),
+        "label": None if empty else row["label"], "track_id": num(row.get("track_id"), int),
+        "scores": None if empty else {k: num(row[k]) for k in labels},
+    }  # fmt: skip
