@@ -1,0 +1,70 @@
+"""Records read back (mobilefer.records): streamed, and every malformed record one InputError
+that names the file and the line."""
+
+import json
+import os
+
+import pytest
+
+from mobilefer import read_records
+from mobilefer.errors import InputError
+from mobilefer.records import iter_records
+
+GOOD = {"source": "a.jpg", "frame": None, "time": None, "face": 0, "box": [1, 2, 3, 4],
+        "label": "happy", "scores": {"happy": 0.75, "sad": 0.25}, "detector": "haar",
+        "detector_score": None, "track_id": None, "score": 0.75}  # fmt: skip
+
+
+def jsonl(tmp_path, *lines) -> str:
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b"".join((x if isinstance(x, bytes) else x.encode()) + b"\n" for x in lines))
+    return str(path)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    (b"\xff\xfe not text", "r.jsonl:2: not UTF-8 text"),
+    ("{not json", "r.jsonl:2: not JSON Lines"),
+    ("[1, 2]", "r.jsonl:2: not a record"),
+    ('{"source": "a.jpg"}', "r.jsonl:2: not a record \\(no frame, time, label, scores\\)"),
+    (json.dumps(GOOD | {"time": "soon"}), "r.jsonl:2: time 'soon' is not a float"),
+    (json.dumps(GOOD).replace("0.25", "NaN"), "r.jsonl:2: not JSON Lines \\(NaN is not a finite"),
+    (json.dumps(GOOD).replace("0.75}", "Infinity}"), "r.jsonl:2: not JSON Lines"),
+    (json.dumps(GOOD | {"box": [1, 2]}), "r.jsonl:2: box \\[1, 2\\] is not a box"),
+    (json.dumps(GOOD | {"scores": {"angry": 1.0}}), "r.jsonl:2: labels angry differ"),
+    ("[" * 100_000 + "]" * 100_000, "r.jsonl:2: nested too deep"),
+])  # fmt: skip
+def test_a_malformed_record_is_one_error_naming_file_and_line(tmp_path, line, message):
+    path = jsonl(tmp_path, json.dumps(GOOD), line)
+    with pytest.raises(InputError, match=message):
+        read_records(path)
+
+
+def test_good_records_come_back_one_at_a_time(tmp_path):
+    path = jsonl(tmp_path, json.dumps(GOOD), "", json.dumps(GOOD | {"face": 1}))
+    it = iter_records(path)
+    assert next(it) == GOOD and next(it)["face"] == 1
+    assert next(it, None) is None
+
+
+def test_a_csv_of_records_is_checked_too(tmp_path):
+    from mobilefer.records import csv_columns
+
+    header = ",".join(csv_columns(["happy", "sad"]))
+    good = "a.jpg,,,0,1,2,3,4,happy,0.75,haar,,,0.75,0.25"
+    path = tmp_path / "r.csv"
+    path.write_text(f"{header}\n{good}\n{good.replace('0.25', 'x')}\n")
+    with pytest.raises(InputError, match="r.csv:3: 'x' is not a number"):
+        read_records(path)
+    path.write_text(f"{header}\n{good}\na.jpg,1\n")
+    with pytest.raises(InputError, match="r.csv:3: 2 columns"):
+        read_records(path)
+    path.write_text(f"{header}\n{good}\n")
+    (rec,) = read_records(path)
+    assert rec["scores"] == {"happy": 0.75, "sad": 0.25} and rec["label"] == "happy"
+
+
+def test_a_pipe_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "r.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        read_records(fifo)
