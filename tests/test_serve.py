@@ -65,7 +65,8 @@ def test_photo_without_a_face(client):
     import cv2
 
     wall = cv2.imencode(".png", np.full((120, 160, 3), 128, np.uint8))[1].tobytes()
-    (rec,) = client.post("/api/photo?name=wall.png", content=wall).json()["faces"]
+    (rec,) = client.post("/api/photo?name=wall.png", content=wall,
+                         headers={"content-type": "image/png"}).json()["faces"]
     assert rec["face"] is None and rec["label"] is None
 
 
@@ -315,7 +316,7 @@ def test_bad_clips_get_a_clear_error(app, monkeypatch, clip_bytes, limit, value,
         monkeypatch.setitem(serve_app.LIMITS, limit, value)
     data = b"not a video at all" if limit is None else clip_bytes
     with TestClient(app) as c:
-        r = c.post("/api/clip?name=bad.mp4", content=data)
+        r = c.post("/api/clip?name=bad.mp4", content=data, headers={"content-type": "video/mp4"})
     assert r.status_code == status and message in r.json()["error"], r.json()
 
 
@@ -356,3 +357,36 @@ def test_the_live_session_report(client, jpg):
         assert reply["tracks"] == 1 and "Facial expressions over time" in reply["report"]
         ws.send_bytes(jpg)  # the session goes on after its report
         assert json.loads(ws.receive_text())["frame"] == 3
+
+
+def test_a_page_on_another_host_name_is_refused(tmp_path):
+    """DNS rebinding: a page at evil.example whose name resolves to 127.0.0.1 sends
+    Host: evil.example; the server answers only to the names of the address it serves."""
+    from mobilefer.serve import serving_hosts
+
+    app = create_app(Recognizer(detector="haar"), hosts=serving_hosts("127.0.0.1"))
+    assert TestClient(app, base_url="http://127.0.0.1:8000").get("/api/info").status_code == 200
+    assert TestClient(app, base_url="http://localhost:8000").get("/api/info").status_code == 200
+    evil = TestClient(app, base_url="http://evil.example:8000")
+    assert evil.get("/api/info").status_code == 400
+    from starlette.testclient import WebSocketDenialResponse
+
+    with pytest.raises(WebSocketDenialResponse):  # the socket is refused before it opens
+        with evil.websocket_connect("/ws/live", headers={"origin": "http://evil.example:8000"}):
+            pass
+    assert serving_hosts("0.0.0.0") == ["*"] and serving_hosts("10.0.0.5")[0] == "10.0.0.5"
+
+
+@pytest.mark.parametrize(("path", "headers", "status", "message"), [
+    ("/api/clip?name=c.mp4", {"content-type": "text/plain"}, 415, "text/plain is not an video"),
+    ("/api/photo?name=p.jpg", {}, 415, "no Content-Type is not an image"),
+    ("/api/clip?name=c.mp4", {"content-type": "video/mp4", "content-length": str(10**10)}, 413,
+     "over the limit"),
+    ("/api/photo?name=a%00b.jpg", {"content-type": "image/jpeg"}, 400, "control characters"),
+    ("/api/clip?name=a%0Ab.mp4", {"content-type": "video/mp4"}, 400, "control characters"),
+])  # fmt: skip
+def test_uploads_need_their_type_a_plain_name_and_a_size_within_limits(
+    client, path, headers, status, message
+):
+    r = client.post(path, content=b"\x00" * 64, headers=headers)
+    assert r.status_code == status and message in r.json()["error"]

@@ -16,7 +16,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from ..serve import create_app, is_loopback
+        from ..serve import create_app, is_loopback, serving_hosts
     except ImportError as e:
         return missing_extra("serve", "serve", e)
 
@@ -31,7 +31,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         err(f"serve: cannot listen on {args.host} port {args.port} ({e.strerror or e}); "
              "choose another --port, or a --host of this machine")  # fmt: skip
         return 2
-    app = create_app(options_of(args), allow_origins=args.allow_origin)
+    app = create_app(options_of(args), allow_origins=args.allow_origin,
+                     hosts=serving_hosts(args.host))
     if not is_loopback(args.host):
         err(f"warning: listening on {args.host}, not only this machine: anyone who can reach "
              f"port {args.port} sees the demo and can send it images")  # fmt: skip

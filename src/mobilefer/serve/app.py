@@ -90,11 +90,41 @@ def same_origin(origin: str | None, host: str | None, allowed=()) -> bool:
     return origin in own or origin in {a.rstrip("/").lower() for a in allowed}
 
 
-def create_app(options: Options | Recognizer | None = None, allow_origins=()):
+def upload_type_problem(kind: str, name: str, wanted: str) -> str | None:
+    """Why an upload's ``Content-Type`` is refused, or None: it must be ``wanted/*`` or
+    ``application/octet-stream``. A missing type, or ``text/plain`` (which any page may send
+    cross-site without a preflight), is refused."""
+    kind = kind.split(";")[0].strip().lower()
+    if kind.startswith(f"{wanted}/") or kind == "application/octet-stream":
+        return None
+    return (f"{name}: {kind or 'no Content-Type'} is not an {wanted}; send it with "
+            f"Content-Type {wanted}/... or application/octet-stream")
+
+
+def name_problem(name: str) -> str | None:
+    """Why an upload's name is refused (NUL or other control characters), or None."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "the name holds control characters; rename the file"
+    return None
+
+
+def serving_hosts(host: str) -> list[str]:
+    """The ``Host`` header names a server listening on ``host`` answers to: the loopback names
+    for a loopback address, the address itself otherwise, any for all interfaces (0.0.0.0,
+    ::). A page on another name (a DNS-rebinding attack) is refused."""
+    if is_loopback(host):
+        return ["localhost", "127.0.0.1", "::1", "[::1]"]
+    if host in ("0.0.0.0", "::", ""):
+        return ["*"]
+    return [host, f"[{host}]"]
+
+
+def create_app(options: Options | Recognizer | None = None, allow_origins=(), hosts=None):
     """The Starlette app around one :class:`Recognizer`: made from ``options`` (an
     :class:`mobilefer.options.Options`, whose stream options photos, clips and live sessions
     follow), or given (with the default stream options). ``allow_origins``: other page origins
-    (``http://host:port``) that may open the live WebSocket, beside the server's own."""
+    (``http://host:port``) that may open the live WebSocket, beside the server's own.
+    ``hosts``: the ``Host`` names it answers to (:func:`serving_hosts`; None: any)."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import ClientDisconnect, Request
@@ -158,9 +188,11 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=()):
 
     async def api_photo(request: Request):
         name = request.query_params.get("name", "photo")[:200]
-        kind = request.headers.get("content-type", "")
-        if kind and not (kind.startswith("image/") or kind == "application/octet-stream"):
-            return error(415, f"{name}: {kind} is not an image; send a JPEG, PNG, BMP or WebP")
+        if name_problem(name):
+            return error(400, name_problem(name))
+        kind = upload_type_problem(request.headers.get("content-type", ""), name, "image")
+        if kind:
+            return error(415, kind)
         length = request.headers.get("content-length") or "0"
         declared = int(length) if length.isdigit() else 0
         if declared > LIMITS["upload_bytes"]:
@@ -212,6 +244,16 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=()):
             import plotly  # noqa: F401
         except ImportError:
             return error(501, "clip reports need the [report] extra: pip install -e '.[report]'")
+        if name_problem(name):
+            return error(400, name_problem(name))
+        kind = upload_type_problem(request.headers.get("content-type", ""), name, "video")
+        if kind:
+            return error(415, kind)
+        length = request.headers.get("content-length") or "0"
+        declared = int(length) if length.isdigit() else 0
+        if declared > LIMITS["clip_bytes"]:
+            return error(413, f"{name}: {declared:,} bytes is over the limit of "
+                              f"{LIMITS['clip_bytes']:,}")  # fmt: skip
         body = await read_body(request, name, LIMITS["clip_bytes"], BODY_TIMEOUT * 4)
         if not isinstance(body, bytes):
             return body  # the error response
@@ -292,7 +334,11 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=()):
         except (WebSocketDisconnect, asyncio.CancelledError):
             pass  # the session (this client's tracks and smoothing) ends with this handler
 
-    return Starlette(routes=[
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))] if hosts else []
+    return Starlette(middleware=middleware, routes=[
         Route("/", page),
         Route("/api/info", api_info),
         Route("/api/photo", api_photo, methods=["POST"]),
