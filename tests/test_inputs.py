@@ -394,3 +394,30 @@ def test_fuzzed_files_never_lose_a_sibling(tmp_path, tiny_model, jpg_bytes, astr
     assert p.returncode in (0, 1), p.stderr
     assert "Traceback" not in p.stderr
     assert any(r["source"].endswith("zz_good.jpg") for r in records(p.stdout))
+
+
+def test_frames_of_a_variable_frame_rate_video_are_placed_at_their_own_times(
+    tmp_path, tiny_model
+):
+    """A frame shown at 6.0 s was reported at 33.0 s (its index over the average rate)."""
+    av = pytest.importorskip("av")
+    import fractions
+
+    from mobilefer import Recognizer
+
+    path = tmp_path / "vfr.mp4"
+    times = [0.0, 0.1, 0.2, 3.0, 6.0, 6.1]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        stream.time_base = fractions.Fraction(1, 1000)
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 40 * i, np.uint8), "bgr24")
+            frame.pts, frame.time_base = int(t * 1000), fractions.Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    results = list(Recognizer(tiny_model, detector="haar").stream(str(path)))
+    assert [r.frame for r in results] == list(range(6))
+    assert [r.time for r in results] == pytest.approx(times, abs=0.002)

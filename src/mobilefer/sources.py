@@ -8,6 +8,7 @@ sources behind a set of specs, so that a bad file in a folder is reported and th
 from __future__ import annotations
 
 import glob
+import math
 import os
 import re
 import time
@@ -171,6 +172,16 @@ def _require_media(found: list[Source], spec: str, what: str) -> None:
 MAX_UNREADABLE_RUN = 250
 
 
+def frame_time(cap, index: int, fps: float) -> float | None:
+    """The time (s) of the frame just read: the container's own timestamp, so that frames of a
+    variable-frame-rate video are placed where they are shown; the index over the average rate
+    where the container gives none."""
+    ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+    if math.isfinite(ms) and ms >= 0 and (ms > 0 or index == 0):
+        return ms / 1000
+    return index / fps if fps > 0 else None
+
+
 def read_video(path: str | Path) -> Iterator[Frame]:
     """Every frame of a video file, with its index and time. Unreadable frames (a damaged
     stretch) are skipped up to the frame count the container states, so what follows them is
@@ -189,7 +200,7 @@ def read_video(path: str | Path) -> Iterator[Frame]:
         while True:
             ok, image = cap.read()
             if ok:
-                yield Frame(image, index, index / fps if fps > 0 else None, fps or None)
+                yield Frame(image, index, frame_time(cap, index, fps), fps or None)
                 read, run = read + 1, 0
             else:
                 if read == 0 and (count == 0 or index + 1 >= count):
