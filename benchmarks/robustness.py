@@ -104,7 +104,7 @@ def main() -> None:
     columns = list(args.model)
     aligned = {}
     if args.align:
-        from mobilefer.faces import create_detector
+        from mobilefer.detectors import create_detector
 
         yunet = create_detector("yunet")
         for name, faces in changed.items():

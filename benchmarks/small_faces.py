@@ -4,7 +4,7 @@
 
 One 4032x3024 frame per face size (40, 60, 100, 300 px wide), made from scikit-image's
 astronaut() head pasted on a gray background. Each detector runs at the default detection size
-for such a photo (``mobilefer.faces.image_detect_size``: 2016 px) and at the old fixed 640 px;
+for such a photo (``mobilefer.detectors.image_detect_size``: 2016 px) and at the old fixed 640 px;
 times are the median of ``--repeat`` detections of the whole frame.
 """
 
@@ -15,7 +15,7 @@ import os
 import statistics
 import time
 
-from mobilefer.faces import create_detector, image_detect_size
+from mobilefer.detectors import create_detector, image_detect_size
 from results import run, write
 from synthetic import small_face_photo
 

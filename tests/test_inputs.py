@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mobilefer.detectors import create_detector
 from mobilefer.errors import InputError
-from mobilefer.faces import create_detector
 from mobilefer.image import read_image
 
 from conftest import cli_argv, j2k_header, png_header, predict, records, run, tiff_header

@@ -218,14 +218,14 @@ class OneBox:
     name = "one-box"
 
     def detect(self, image, detect_size=None):
-        from mobilefer.faces import Detection
+        from mobilefer.detectors import Detection
 
         return [Detection((10, 20, 60, 60), 0.5)]
 
 
 def test_a_recognizer_is_a_model_and_any_detector(tiny_model, astronaut):
     from mobilefer import ExpressionModel
-    from mobilefer.faces import Detector
+    from mobilefer.detectors import Detector
 
     model = ExpressionModel(tiny_model, flip_tta=True)
     assert isinstance(OneBox(), Detector)

@@ -89,7 +89,7 @@ def test_detect_every_frame_without_smoothing_is_analyze(tiny_model, astronaut):
 
 
 def test_the_tracker_needs_no_recognizer_only_a_detector_and_a_classifier():
-    from mobilefer.faces import Detection
+    from mobilefer.detectors import Detection
 
     seen = []
 

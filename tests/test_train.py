@@ -420,7 +420,7 @@ def test_zoom_is_stored_and_applied(tmp_path, tiny_config):
     from mobilefer.model import ExpressionModel
     from mobilefer.train.export import export_onnx
     from mobilefer.train.model import FerNet
-    from mobilefer.train.predict import predict_probs
+    from mobilefer.train.scoring import predict_probs
 
     torch.manual_seed(0)
     net = FerNet(hidden=tiny_config.hidden, width_mult=0.25, backbone=None).eval()
@@ -707,7 +707,7 @@ def test_torch_scorer_scores_as_the_exported_file(tmp_path, tiny_config):
     from mobilefer.model import ExpressionModel
     from mobilefer.train.export import export_onnx
     from mobilefer.train.model import FerNet
-    from mobilefer.train.predict import TorchScorer
+    from mobilefer.train.scoring import TorchScorer
 
     torch.manual_seed(0)
     c = tiny_config

@@ -1,4 +1,4 @@
-"""The Recognizer: a face detector (:mod:`mobilefer.faces`) and an expression model
+"""The Recognizer: a face detector (:mod:`mobilefer.detectors`) and an expression model
 (:mod:`mobilefer.model`) together, for images, crops and streams.
 
 Conventions: images are BGR uint8 H x W x 3 (gray and BGRA are accepted and converted); boxes
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .detectors import DETECT_SIZE, Detection, Detector, create_detector, image_detect_size
 from .errors import InputError, OptionError
-from .faces import DETECT_SIZE, Detection, Detector, create_detector, image_detect_size
 from .image import as_image, to_bgr
 from .model import ExpressionModel
 from .options import Options, check_option
@@ -28,7 +28,7 @@ class Recognizer:
     ``model``: an :class:`ExpressionModel`, or what it opens: a shipped model by name
     (``"fer2013"``, the default, or ``"ferplus"``) or a model file from ``mobilefer export``.
     ``detector``: ``"auto"`` (yunet if available, else haar), ``"haar"`` or ``"yunet"``, or any
-    :class:`mobilefer.faces.Detector`. ``threads``, ``flip_tta``, ``prior_tau`` and ``device``
+    :class:`mobilefer.detectors.Detector`. ``threads``, ``flip_tta``, ``prior_tau`` and ``device``
     (``cpu``, ``cuda`` or ``auto``) open the model (see :class:`ExpressionModel`; with a model
     object, set them there). ``margin``: grow detector boxes by this fraction of their size on
     each side before cropping, -0.4 to 1 (below 0 they shrink: a closer view; ``None``: as the

@@ -19,8 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
+from .detectors import image_detect_size
 from .errors import InputError
-from .faces import image_detect_size
 from .image import MAX_PIXELS, check_regular, read_image_pages, to_bgr
 from .options import DETECT_EVERY, SMOOTHING, check_option
 from .results import Face, Kind, Result
@@ -39,7 +39,7 @@ class Pipeline(Protocol):
 __all__ = ["Result", "Session", "stream", "image_detect_size"]
 
 #: Detection size (longest side) for video, webcams and arrays: their faces are large and time
-#: is short. Photos get :func:`mobilefer.faces.image_detect_size`, as ``Recognizer.analyze``.
+#: is short. Photos get :func:`mobilefer.detectors.image_detect_size`, as ``Recognizer.analyze``.
 STREAM_DETECT_SIZE = 320
 
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .faces import Detection, downscale
+from .detectors import Detection, downscale
 from .image import to_bgr
 from .options import DETECT_EVERY, SMOOTHING, check_option
 from .preprocess import expand_box
 
-#: ``detect(image, detect_size)``: the faces of a BGR image (a :class:`mobilefer.faces.Detector`'s
-#: ``detect``).
+#: ``detect(image, detect_size)``: the faces of a BGR image (a
+#: :class:`mobilefer.detectors.Detector`'s ``detect``).
 DetectFn = Callable[[np.ndarray, "int | None"], list[Detection]]
 #: ``classify(image, detections)``: one row of probabilities per detection (N x classes).
 ClassifyFn = Callable[[np.ndarray, list[Detection]], np.ndarray]

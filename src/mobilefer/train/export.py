@@ -28,7 +28,7 @@ from ..preprocess import ZOOM_RANGE, prepare
 from .config import TrainConfig
 from .loop import load_checkpoint
 from .model import FerNet, Probabilities
-from .predict import HEAD_LABELS, TorchScorer
+from .scoring import HEAD_LABELS, TorchScorer
 
 log = logging.getLogger(__name__)
 

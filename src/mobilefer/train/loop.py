@@ -31,7 +31,7 @@ from ..model import MODELS, model_path
 from .augment import augment, jpeg_faces, normalise
 from .config import TrainConfig, check_resume, config_from_dict
 from .model import FerNet, onnx_state_dict
-from .predict import HEAD_LABELS, predict_heads, predict_probs
+from .scoring import HEAD_LABELS, predict_heads, predict_probs
 from .sources import Faces, Source, epoch_indices, load_source, source_of
 from .trainset import TrainSet, make_train_set
 

@@ -99,7 +99,7 @@ def write_report(run_dir: str | Path, data=None) -> Path:
         from ..data import FerData, load_fer2013
         from ..evaluate import evaluate_model
         from .loop import load_checkpoint
-        from .predict import TorchScorer
+        from .scoring import TorchScorer
 
         public = (data if isinstance(data, FerData) else load_fer2013(data)).split("public")
         scorer = TorchScorer([load_checkpoint(run / "best.pt")])  # one view, as training scores

@@ -146,7 +146,7 @@ def cut_faces(paths: list[Path], detect: bool, margin: float, detector: str = "a
     crops it."""
     det = None
     if detect:
-        from ..faces import create_detector
+        from ..detectors import create_detector
 
         det = create_detector(detector)
     pixels = np.zeros((len(paths), SOURCE_SIZE, SOURCE_SIZE), np.uint8)

@@ -3,9 +3,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mobilefer import faces
+from mobilefer import detectors as faces
+from mobilefer.detectors import create_detector, yunet_path
 from mobilefer.errors import WeightsError
-from mobilefer.faces import create_detector, yunet_path
 
 from conftest import YUNET_SRC, detectors_available
 
@@ -101,7 +101,7 @@ def test_boxes_lie_inside_any_image(name, h, w, seed):
 
 
 def test_large_photos_are_searched_at_a_larger_size():
-    from mobilefer.faces import image_detect_size
+    from mobilefer.detectors import image_detect_size
 
     assert image_detect_size(480, 640) == 640
     assert image_detect_size(1080, 1920) == 960
