@@ -18,6 +18,7 @@ import numpy as np
 from .errors import DataError
 from .image import IMAGE_SUFFIXES
 from .labels import EMOTIONS, FERPLUS_COLUMN_TO_LABEL, FERPLUS_COLUMNS, FERPLUS_LABELS
+from .preprocess import SOURCE_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def load_fer2013_with_ferplus(path: str | Path, ferplus: str | Path | None = Non
 
 
 def _checked(path: Path, pixels: np.ndarray, labels: np.ndarray, usage: np.ndarray) -> FerData:
-    if pixels.ndim != 3 or pixels.shape[1:] != (48, 48):
+    if pixels.ndim != 3 or pixels.shape[1:] != (SOURCE_SIZE, SOURCE_SIZE):
         raise DataError(f"{path}: faces have shape {pixels.shape[1:]}, expected 48 x 48")
     labels = np.asarray(labels, dtype=np.int64)
     bad = (labels < 0) | (labels >= len(EMOTIONS))
@@ -155,11 +156,11 @@ def _read_csv(path: Path) -> FerData:
                 label = int(row[ie])
             except (ValueError, IndexError):
                 raise DataError(f"{path}:{line}: unreadable row") from None
-            if values.size != 48 * 48:
+            if values.size != SOURCE_SIZE * SOURCE_SIZE:
                 raise DataError(f"{path}:{line}: {values.size} pixels, expected 2304 (48 x 48)")
             if values.min() < 0 or values.max() > 255:
                 raise DataError(f"{path}:{line}: pixel values must lie in 0-255")
-            pixels.append(values.astype(np.uint8).reshape(48, 48))
+            pixels.append(values.astype(np.uint8).reshape(SOURCE_SIZE, SOURCE_SIZE))
             labels.append(label)
             usage.append(split_code(row[iu]) if iu is not None else 0)
     if not pixels:
@@ -189,7 +190,7 @@ def _read_folders(root: Path) -> FerData:
                 img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
                 if img is None:
                     raise DataError(f"{f}: not a readable image")
-                if img.shape != (48, 48):
+                if img.shape != (SOURCE_SIZE, SOURCE_SIZE):
                     raise DataError(f"{f}: image is {img.shape[1]}x{img.shape[0]}, expected 48x48")
                 pixels.append(img)
                 labels.append(_CLASS_ALIASES[key])

@@ -16,6 +16,9 @@ import numpy as np
 from .errors import InputError
 from .image import to_gray
 
+#: ImageNet's per-channel statistics (0-1 scale), which the backbone was trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 #: FER2013's face size; every crop passes through it, so inference sees training's domain.
 SOURCE_SIZE = 48
 #: The zooms a model file may ask for (:attr:`Preprocessing.zoom`), both ends included.
@@ -31,8 +34,8 @@ class Preprocessing:
 
     input_size: int = 112  # pixels, square
     channels: int = 3  # the gray face is repeated to this many channels
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # per channel, on the 0-1 scale
-    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    mean: tuple[float, ...] = IMAGENET_MEAN  # per channel, on the 0-1 scale
+    std: tuple[float, ...] = IMAGENET_STD
     margin: float = 0.0  # a detector box grows (< 0: shrinks) by this fraction of its size a side
     zoom: float = 1.0  # the model sees the central 1/zoom of the 48x48 face (chosen at export)
 

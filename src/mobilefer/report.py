@@ -24,6 +24,7 @@ import numpy as np
 
 from .preprocess import crop
 from .sinks import write_atomic
+from .sources import FALLBACK_FPS
 from .summary import ClipSummary, summarize
 
 #: Points per plotted series at most: a 10-minute clip at 30 frames/s has 18,000 frames.
@@ -150,7 +151,7 @@ def _series(collector: Collector) -> dict[tuple[str, int], list[dict]]:
     for r in collector.results:
         if r.frame is None:
             continue
-        t = r.time if r.time is not None else r.frame / (r.fps or 25.0)
+        t = r.time if r.time is not None else r.frame / (r.fps or FALLBACK_FPS)
         for f in r.faces:
             key = (r.source, -1 if f.track_id is None else f.track_id)
             out.setdefault(key, []).append({"t": t, "scores": f.scores})

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import InputError
 from .image import shown, utf8_safe
+from .sources import FALLBACK_FPS
 
 #: Longest file name (bytes) where the system does not say: Linux's and macOS's NAME_MAX.
 NAME_MAX = 255
@@ -130,7 +131,8 @@ class VideoSink:
         except OSError as e:
             raise InputError(f"{shown(path)}: cannot save ({e.strerror or e})") from None
         self._tmp = Path(tmp)
-        self._writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps or 25.0, size)
+        fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+        self._writer = cv2.VideoWriter(tmp, fourcc, fps or FALLBACK_FPS, size)
         if not self._writer.isOpened():
             self._tmp.unlink(missing_ok=True)
             raise InputError(f"{shown(path)}: cannot write a video here")
@@ -185,7 +187,7 @@ class AnnotatedSaver:
             self.close()
             path, note = self._path(result, ".mp4")
             h, w = result.image.shape[:2]
-            self._video = self.folder.video_writer(path, result.fps or 25.0, (w, h))
+            self._video = self.folder.video_writer(path, result.fps or FALLBACK_FPS, (w, h))
             self._video_key = result.source
         self._video.write(result.draw(fps))
         return note

@@ -172,6 +172,10 @@ def _require_media(found: list[Source], spec: str, what: str) -> None:
 MAX_UNREADABLE_RUN = 250
 
 
+#: The frame rate assumed where a video or camera states none (saved videos, report times).
+FALLBACK_FPS = 25.0
+
+
 def frame_time(cap, index: int, fps: float) -> float | None:
     """The time (s) of the frame just read: the container's own timestamp, so that frames of a
     variable-frame-rate video are placed where they are shown; the index over the average rate

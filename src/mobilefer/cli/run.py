@@ -12,6 +12,7 @@ import cv2
 
 from ..errors import InputError
 from ..image import shown
+from ..sources import FALLBACK_FPS
 from .common import Progress, err, missing_extra, options_of, recognizer_of
 
 
@@ -229,7 +230,7 @@ def cmd_webcam(args: argparse.Namespace) -> int:
             if args.save:
                 if writer is None:
                     h, w = drawn.shape[:2]
-                    writer = VideoSink(Path(args.save), result.fps or 25.0, (w, h))
+                    writer = VideoSink(Path(args.save), result.fps or FALLBACK_FPS, (w, h))
                 writer.write(drawn)
             if show:
                 cv2.imshow("mobilefer", drawn)

@@ -13,12 +13,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..errors import OptionError
-from ..preprocess import Preprocessing
+from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

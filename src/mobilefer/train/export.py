@@ -24,7 +24,7 @@ from ..errors import ModelError, OptionError
 from ..evaluate import evaluate_model, scores
 from ..model import ExpressionModel, combine
 from ..modelcard import ModelCard, update_card, write_card
-from ..preprocess import ZOOM_RANGE, prepare
+from ..preprocess import SOURCE_SIZE, ZOOM_RANGE, prepare
 from .config import TrainConfig
 from .loop import load_checkpoint
 from .model import FerNet, Probabilities
@@ -117,7 +117,8 @@ def parity(net: nn.Module, cfg: TrainConfig, path: Path, faces: np.ndarray | Non
     import onnxruntime as ort
 
     if faces is None:
-        faces = np.random.default_rng(0).integers(0, 256, (PARITY_FACES, 48, 48), dtype=np.uint8)
+        shape = (PARITY_FACES, SOURCE_SIZE, SOURCE_SIZE)
+        faces = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     x = prepare(list(faces), cfg.preprocessing())
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
