@@ -7,11 +7,10 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-#: BGR colour per label.
-COLORS = {
-    "angry": (0, 0, 220), "disgust": (0, 140, 0), "fear": (160, 0, 160), "happy": (0, 200, 255),
-    "sad": (200, 80, 0), "surprise": (255, 200, 0), "neutral": (200, 200, 200),
-}  # fmt: skip
+from .labels import PALETTE, bgr
+
+#: BGR colour per label (:data:`mobilefer.labels.PALETTE`).
+COLORS = {label: bgr(hex_colour) for label, hex_colour in PALETTE.items()}
 
 
 def draw(image: np.ndarray, faces: Sequence, fps: float | None = None) -> np.ndarray:

@@ -28,3 +28,17 @@ FERPLUS_LABELS: tuple[str, ...] = (*EMOTIONS, "contempt")
 
 #: For each FER+ vote column, its index in :data:`FERPLUS_LABELS` (``None``: not an emotion).
 FERPLUS_COLUMN_TO_LABEL: tuple[int | None, ...] = (6, 3, 5, 4, 0, 1, 2, 7, None, None)
+
+
+#: One colour per label, shared by annotated images, the report and the browser demo:
+#: colour-blind-safe Okabe-Ito, grey for neutral, reddish purple for contempt.
+PALETTE: dict[str, str] = {
+    "angry": "#D55E00", "disgust": "#009E73", "fear": "#56B4E9", "happy": "#E69F00",
+    "sad": "#0072B2", "surprise": "#F0E442", "neutral": "#999999", "contempt": "#CC79A7",
+}  # fmt: skip
+
+
+def bgr(hex_colour: str) -> tuple[int, int, int]:
+    """``"#RRGGBB"`` as OpenCV's (blue, green, red)."""
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return b, g, r

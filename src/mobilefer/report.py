@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .labels import PALETTE
 from .preprocess import crop
 from .sinks import write_atomic
 from .sources import FALLBACK_FPS
@@ -31,10 +32,6 @@ from .summary import ClipSummary, summarize
 MAX_POINTS = 600
 #: Side of the face thumbnails, pixels; their JPEG quality.
 THUMB_SIDE, THUMB_QUALITY = 96, 80
-#: Colours per label (colour-blind-safe Okabe-Ito, plus grey for neutral and purple contempt).
-COLOURS = {"angry": "#D55E00", "disgust": "#009E73", "fear": "#56B4E9", "happy": "#E69F00",
-           "sad": "#0072B2", "surprise": "#F0E442", "neutral": "#999999",
-           "contempt": "#CC79A7"}  # fmt: skip
 
 
 def _face(image: np.ndarray, box) -> np.ndarray:
@@ -103,7 +100,7 @@ def _timeline(clip: ClipSummary, track, series: list[dict]):
     for label in clip.labels:
         fig.add_trace(go.Scatter(
             x=t, y=[p["scores"][label] for p in pts], name=label, stackgroup="p",
-            mode="lines", line={"width": 0.5, "color": COLOURS.get(label)},
+            mode="lines", line={"width": 0.5, "color": PALETTE.get(label)},
             hovertemplate=f"{label} %{{y:.2f}} at %{{x:.1f}} s<extra></extra>",
         ))  # fmt: skip
     fig.update_layout(title="Expression probabilities over time", height=260,
@@ -138,7 +135,7 @@ def _shares(clip: ClipSummary, track):
     import plotly.graph_objects as go
 
     fig = go.Figure(go.Bar(x=list(clip.labels), y=[track.share[k] for k in clip.labels],
-                           marker_color=[COLOURS.get(k) for k in clip.labels],
+                           marker_color=[PALETTE.get(k) for k in clip.labels],
                            hovertemplate="%{x}: %{y:.0%} of the time<extra></extra>"))  # fmt: skip
     fig.update_layout(title="Time in each expression", height=200, yaxis_tickformat=".0%",
                       margin={"l": 40, "r": 10, "t": 30, "b": 30})  # fmt: skip

@@ -43,6 +43,7 @@ import cv2
 
 from ..errors import InputError
 from ..image import decode_image
+from ..labels import PALETTE
 from ..options import Options
 from ..recognizer import Recognizer
 from ..records import records
@@ -145,7 +146,8 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=(), ho
 
     def info() -> dict:
         return {"labels": list(rec.labels), "model": rec.model_path.rsplit("/", 1)[-1],
-                "detector": rec.detector.name, "limits": LIMITS}  # fmt: skip
+                "detector": rec.detector.name, "limits": LIMITS,
+                "palette": {k: PALETTE.get(k, "#00ff00") for k in rec.labels}}  # fmt: skip
 
     async def page(request: Request):
         return FileResponse(str(static / "index.html"))

@@ -2,8 +2,7 @@
 // One frame is in flight at a time: the next is sent only when the last result is back.
 "use strict";
 
-const COLORS = {angry: "#dc0000", disgust: "#008c00", fear: "#a000a0", happy: "#ffc800",
-  sad: "#0050c8", surprise: "#00c8ff", neutral: "#c8c8c8", contempt: "#ff7f00"};
+let COLORS = {};  // one colour per label, from the server (mobilefer.labels.PALETTE)
 const HISTORY_SECONDS = 30;
 const $ = (id) => document.getElementById(id);
 let labels = [];
@@ -26,6 +25,7 @@ function showError(el, message) {
 async function startLive() {
   const info = await (await fetch("/api/info")).json();
   labels = info.labels;
+  COLORS = info.palette || {};
   let stream;
   try {
     stream = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: false});
