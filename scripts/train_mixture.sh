@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The runs of rules m1 and m2 (docs/experiments.md), one after the other, each resumed where a
+# The runs of rules m1, m2 and m3 (docs/experiments.md), one after the other, each resumed where a
 # stopped one left off (runs/NAME/last.pt). Run from anywhere; writes runs/ in the checkout.
 cd "$(dirname "$0")/.."
 mkdir -p runs
 D=../shared/data/fer2013/fer2013.npz
 M2="--seed 32 --set freeze_blocks=0 --set fer2013_weight=0.5 --set source.taiwanese.weight=6 --set source.sfew.weight=3"
+M3="--seed 33 --set teacher=runs/baseline/pair_v13_v14.onnx --set distill_weight=0.5"
 train() {  # NAME RECIPE [OPTIONS...]
   local name=$1 recipe=$2; shift 2
   if [ -f "runs/$name/last.pt" ]; then
@@ -13,8 +14,9 @@ train() {  # NAME RECIPE [OPTIONS...]
     .venv/bin/mobilefer train --recipe "$recipe" --data $D --out "runs/$name" "$@" > "runs/$name.log" 2>&1
   fi
 }
-# wait for a run of this script already going (a training process writing runs/m1)
-while pgrep -f "mobilefer train --recipe mixture --data $D --out runs/m1" > /dev/null; do sleep 20; done
+# wait for a training process of an earlier start of this script (runs/m1 or runs/m2)
+while pgrep -f "mobilefer train .*--out runs/m[12]" > /dev/null; do sleep 20; done
 train m1 mixture
 train m2 mixture $M2
-train f1 mixture_ferplus
+train m3 mixture $M3
+train f1 mixture_ferplus --epochs 4
