@@ -390,3 +390,39 @@ def test_uploads_need_their_type_a_plain_name_and_a_size_within_limits(
 ):
     r = client.post(path, content=b"\x00" * 64, headers=headers)
     assert r.status_code == status and message in r.json()["error"]
+
+
+def test_live_sockets_are_capped_and_idle_ones_closed(monkeypatch):
+    """64 live sockets that never send held every connection: they are capped below the
+    server's connections, and one that sends nothing is closed."""
+    from starlette.websockets import WebSocketDisconnect
+
+    import mobilefer.serve.app as serve_app
+
+    monkeypatch.setitem(serve_app.LIMITS, "live_sockets", 1)
+    monkeypatch.setitem(serve_app.LIMITS, "live_idle_seconds", 0.5)
+    with TestClient(create_app(Recognizer(detector="haar"))) as c:
+        with c.websocket_connect("/ws/live") as first:
+            with pytest.raises(WebSocketDisconnect) as refused:
+                with c.websocket_connect("/ws/live") as second:
+                    second.receive_text()
+            assert refused.value.code == 1013
+            with pytest.raises(WebSocketDisconnect) as idle:
+                first.receive_text()  # nothing sent: closed after the idle limit
+            assert idle.value.code == 1001
+        with c.websocket_connect("/ws/live") as again:  # its place is free again
+            again.send_text("hello")
+            assert "error" in again.receive_text()
+
+
+def test_a_clip_is_limited_by_the_frames_it_decodes(app, monkeypatch, clip_bytes):
+    """The 5-minute limit trusted the header's rate: a clip claiming 1,000 frames/s held 20,000
+    frames. Frames actually decoded are counted."""
+    pytest.importorskip("plotly")
+    import mobilefer.serve.app as serve_app
+
+    monkeypatch.setitem(serve_app.LIMITS, "clip_frames", 5)
+    with TestClient(app) as c:
+        r = c.post("/api/clip?name=long.mp4", content=clip_bytes,
+                   headers={"content-type": "video/mp4"})  # fmt: skip
+    assert r.status_code == 413 and "over the limit of 5 frames" in r.json()["error"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -58,6 +59,10 @@ LIMITS = {
     "frame_pixels": 2_100_000,  # 1920x1080 at most
     "clip_bytes": 50_000_000,  # one uploaded video
     "clip_seconds": 300,  # its duration, as its container states it
+    "clip_frames": 9_000,  # frames decoded from one clip (5 minutes at 30 frames/s)
+    "live_sockets": 48,  # live connections at once, below the server's 64 connections
+    "live_idle_seconds": 30,  # a live connection that sends nothing this long is closed
+    "live_report_frames": 18_000,  # frames a live session's report keeps (the first ones)
 }
 #: Seconds an upload's body may take to arrive in full.
 BODY_TIMEOUT = 30.0
@@ -141,6 +146,7 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=(), ho
         rec = Recognizer.from_options(options)
     stream_options = options.stream_options()
     lock = threading.Lock()
+    live_count = [0]  # open live sockets
     decoders = threading.Semaphore(DECODERS)
     static = resources.files("mobilefer.serve") / "static"
 
@@ -209,7 +215,7 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=(), ho
             status = 413 if "over the limit" in str(e) else 400
             return error(status, str(e))
 
-    def analyze_clip(data: bytes, name: str) -> dict:
+    def analyze_clip(data: bytes, name: str, gone: threading.Event) -> dict:
         from ..report import Collector, render_report
         from ..sources import video_info
 
@@ -228,7 +234,12 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=(), ho
                 raise InputError(f"{name}: {w}x{h} frames are over the limit of 1920x1080; "
                                  "scale the clip down")  # fmt: skip
             collector, frames = Collector(), rec.stream(path, **stream_options)
-            while True:
+            for decoded in itertools.count():
+                if decoded >= LIMITS["clip_frames"]:  # the header's rate may lie
+                    raise InputError(f"{name}: over the limit of {LIMITS['clip_frames']:,} "
+                                     "frames; cut the clip")  # fmt: skip
+                if gone.is_set():
+                    raise InputError(f"{name}: the client went away")
                 with lock:  # one frame at a time, between live clients' frames
                     result = next(frames, None)
                 if result is None:
@@ -262,7 +273,13 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=(), ho
         if not body:
             return error(400, f"{name}: empty upload")
         try:
-            return JSONResponse(await run_in_threadpool(analyze_clip, body, name))
+            gone = threading.Event()
+            work = asyncio.ensure_future(run_in_threadpool(analyze_clip, body, name, gone))
+            while not work.done():  # the work stops when the client leaves
+                await asyncio.wait({work}, timeout=1.0)
+                if not work.done() and await request.is_disconnected():
+                    gone.set()
+            return JSONResponse(work.result())
         except InputError as e:
             return error(413 if "over the limit" in str(e) else 400, str(e))
 
@@ -288,6 +305,9 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=(), ho
             log.info("refused a live connection from the page at %s", ws.headers.get("origin"))
             await ws.close(code=1008)  # policy violation
             return
+        if live_count[0] >= LIMITS["live_sockets"]:
+            await ws.close(code=1013)  # try again later: pages and uploads keep their room
+            return
         await ws.accept()
         # this connection's tracks and smoothing
         tracked = rec.session("webcam", "webcam", **options.session_options())
@@ -303,16 +323,22 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=(), ho
             with lock:
                 result = tracked.update(image, frame, t0 - started)
             ms = round(1000 * (time.perf_counter() - t0), 1)
-            if session is not None:
-                session.add(result)
+            if session is not None and frame < LIMITS["live_report_frames"]:
+                session.add(result)  # bounded: a long session's report keeps its start
             recs = records("webcam", result.faces, frame, None, rec.detector.name, empty=False)
             return {"frame": frame, "width": image.shape[1], "height": image.shape[0],
                     "faces": recs, "ms": ms}  # fmt: skip
 
         frame = 0
+        live_count[0] += 1
         try:
             while True:
-                message = await ws.receive()
+                try:
+                    async with asyncio.timeout(LIMITS["live_idle_seconds"]):
+                        message = await ws.receive()
+                except TimeoutError:
+                    await ws.close(code=1001)  # idle: it held a connection and sent nothing
+                    break
                 if message["type"] == "websocket.disconnect":
                     break
                 data = message.get("bytes")
@@ -335,6 +361,8 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=(), ho
                 frame += 1
         except (WebSocketDisconnect, asyncio.CancelledError):
             pass  # the session (this client's tracks and smoothing) ends with this handler
+        finally:
+            live_count[0] -= 1
 
     from starlette.middleware import Middleware
     from starlette.middleware.trustedhost import TrustedHostMiddleware
