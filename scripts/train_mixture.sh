@@ -14,9 +14,9 @@ train() {  # NAME RECIPE [OPTIONS...]
     .venv/bin/mobilefer train --recipe "$recipe" --data $D --out "runs/$name" "$@" > "runs/$name.log" 2>&1
   fi
 }
-# wait for a training process of an earlier start of this script (runs/m1 or runs/m2)
-while pgrep -f "mobilefer train .*--out runs/m[12]" > /dev/null; do sleep 20; done
+# wait for a training process of an earlier start of this script
+while pgrep -f "mobilefer train .*--out runs/" > /dev/null; do sleep 20; done
 train m1 mixture
-train m2 mixture $M2
+# train m2 mixture $M2   # stopped in its first epoch, for time (docs/experiments.md, rule m3)
 train m3 mixture $M3
 train f1 mixture_ferplus --epochs 4
