@@ -28,6 +28,17 @@ from results import machine, run, write
 from synthetic import make_video
 
 
+def baseline_model(rev: str, folder: Path) -> str:
+    """The default model file as it was at git revision ``rev``, written under ``folder``."""
+    import subprocess
+
+    path = folder / f"mobilefer_fer2013@{rev}.onnx"
+    blob = subprocess.run(["git", "show", f"{rev}:src/mobilefer/models/mobilefer_fer2013.onnx"],
+                          capture_output=True, check=True).stdout  # fmt: skip
+    path.write_bytes(blob)
+    return str(path)
+
+
 def decode(path: Path) -> tuple[list[np.ndarray], float]:
     cap = cv2.VideoCapture(str(path))
     frames, t0 = [], time.perf_counter()
@@ -175,6 +186,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
     ap.add_argument("--fer-python", default=os.environ.get("FER_PYTHON"), help="the peer's python")
     ap.add_argument("--detectors", default="haar,yunet")
+    ap.add_argument("--baseline", default="dc2cf94",
+                    help="a git revision whose default model file is timed beside (empty: none)")
     ap.add_argument(
         "--also", nargs="*", default=[], help="more model files for the classifier table"
     )
@@ -229,8 +242,8 @@ def main() -> None:
         "| detect / classify ms per frame | frames with a face |"
     )
     print("|---|---|---|---|---|")
-    for name, fps, e2e, stages, found in rows:
-        print(f"| {name} | {fps:.1f} | {e2e} | {stages} | {found} |")
+    for name, fps, e2e, split, found in rows:
+        print(f"| {name} | {fps:.1f} | {e2e} | {split} | {found} |")
     if args.fer_python:
         print(f"\nRecognizer().stream(video) with its defaults: {stream_fps / peer['fps']:.2f}x "
               "the frames/s of fer's detect_emotions, same run")  # fmt: skip
@@ -244,7 +257,8 @@ def main() -> None:
     print("| classifier alone, faces/s | batch 1 | batch 32 | batch 256 |")
     print("|---|---|---|---|")
     classifier = []
-    for model in [args.model, *args.also]:
+    baseline = baseline_model(args.baseline, tmp) if args.baseline else None
+    for model in [args.model, *args.also, *([baseline] if baseline else [])]:
         shipped = Recognizer(model, detector="haar").flip_tta
         for flip in (True, False):
             rec = Recognizer(model, detector="haar", threads=args.threads, flip_tta=flip)
@@ -256,10 +270,19 @@ def main() -> None:
             )
             per_batch = dict(zip(("1", "32", "256"), rates, strict=True))
             classifier.append({"model": name, "flip_tta": flip, "as_shipped": flip == shipped,
+                               "baseline": model == baseline and baseline is not None,
                                "faces_per_s": per_batch})  # fmt: skip
             print(f"| {name} | " + " | ".join(f"{r:.0f}" for r in rates) + " |")
+    ratio = None
+    if baseline:
+        now = next(c for c in classifier if c["as_shipped"] and not c["baseline"])
+        then = next(c for c in classifier if c["as_shipped"] and c["baseline"])
+        ratio = now["faces_per_s"]["32"] / then["faces_per_s"]["32"]
+        print(f"\nThe default model as shipped classifies {ratio:.2f}x the faces/s at batch 32 of "
+              f"the one shipped at {args.baseline}, same run")  # fmt: skip
     write("speed", {
         "frames": len(frames), "threads": args.threads, "model": args.model or "fer2013",
+        "baseline": args.baseline or None, "batch32_ratio_to_baseline": ratio,
         "video": [dict(zip(VIDEO_FIELDS, r, strict=True)) for r in rows],
         "stream_fps": stream_fps, "fer_fps": peer["fps"] if args.fer_python else None,
         "stream_stages_ms": stages,
