@@ -55,8 +55,9 @@ class Tracked:
 
 
 #: The longest side (px) a search window is shrunk to: the face, half the window, stays about
-#: 80 px, which both detectors find.
-WINDOW_SIDE = 160
+#: 64 px, which both detectors find; at 160 px YuNet's search took 1.8 ms a frame, at 128 1.2
+#: (the largest cost of a tracked frame once the model is int8; benchmarks/speed.py).
+WINDOW_SIDE = 128
 #: Between full detections a face is searched for in its last box grown by this fraction of its
 #: size on each side: room for a face that moved by half its width in one frame.
 WINDOW_MARGIN = 0.5
