@@ -8,7 +8,9 @@ boxes are ``(x, y, w, h)`` in input-image pixels; ``scores`` maps the 7 labels o
     >>> faces = mobilefer.analyze("photo.jpg")
     >>> faces[0].label, faces[0].to_dict()
 
-Importing this package loads neither torch nor a model; the first call does the work.
+Importing this package loads numpy, OpenCV and Pillow (for reading records and images) and
+neither torch nor ONNX Runtime nor a model: the Recognizer, the model and the result types
+load on first use (module ``__getattr__``), and the first call does the work.
 """
 
 from __future__ import annotations
@@ -76,8 +78,4 @@ def analyze(image, detector: str = "auto") -> list[Face]:
 
     if _default is None or _default.detector.name != detector and detector != "auto":
         _default = Recognizer(detector=detector)
-    if isinstance(image, str) or hasattr(image, "__fspath__"):
-        from .image import read_image
-
-        image = read_image(image)
     return _default.analyze(image)

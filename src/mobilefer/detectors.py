@@ -57,8 +57,8 @@ def image_detect_size(height: int, width: int) -> int:
     One policy for ``Recognizer.analyze``, ``predict`` and ``serve``.
 
     A 4032x3024 phone photo is searched at 2016 px, so faces of about 40 px are found (yunet;
-    haar needs about 50 px); photos up to 1280 px are searched at 640 px; in larger photos
-    than 4096 px faces need to be about side / 100 px.
+    haar about 60 px; benchmarks/small_faces.py); photos up to 1280 px are searched at 640 px;
+    in photos larger than 4096 px faces need to be about side / 100 px.
     """
     side = max(height, width)
     size = min(IMAGE_MAX_DETECT_SIZE, max(IMAGE_DETECT_SIZE, round(side / IMAGE_MAX_SHRINK)))

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -34,17 +33,6 @@ MODELS: dict[str, str] = {
     "fer2013": "mobilefer_fer2013.onnx",  # FER2013's 7 classes (the default)
     "ferplus": "mobilefer_ferplus.onnx",  # FER+'s 8 classes: the 7 and contempt
 }
-
-
-@runtime_checkable
-class Scorer(Protocol):
-    """What classifies face crops: ``labels`` in output order, and ``predict_proba(crops)``
-    giving N x len(labels) probabilities whose rows sum to 1. :class:`ExpressionModel` is one;
-    training's ``TorchScorer`` is another, so that evaluation takes either."""
-
-    labels: tuple[str, ...]
-
-    def predict_proba(self, crops: Sequence[np.ndarray]) -> np.ndarray: ...
 
 
 def model_path(model: str | Path | None = None) -> Path:

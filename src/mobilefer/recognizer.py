@@ -139,7 +139,7 @@ class Recognizer:
     def analyze(self, image, detect_size: int | None = None) -> list[Face]:
         """Find every face in an image and classify it; ``[]`` when there is none.
 
-        ``image``: a path (read upright, as :func:`mobilefer.sources.read_image` does) or an
+        ``image``: a path (read upright, as :func:`mobilefer.image.read_image` does) or an
         array (gray, BGR or BGRA; see :func:`to_bgr`). ``detect_size``: longest side the image
         is shrunk to for detection (None: the detector's setting, 640 by default; 0: never).
         """
