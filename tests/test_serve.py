@@ -426,3 +426,18 @@ def test_a_clip_is_limited_by_the_frames_it_decodes(app, monkeypatch, clip_bytes
         r = c.post("/api/clip?name=long.mp4", content=clip_bytes,
                    headers={"content-type": "video/mp4"})  # fmt: skip
     assert r.status_code == 413 and "over the limit of 5 frames" in r.json()["error"]
+
+
+def test_limits_are_a_typed_error_with_their_status():
+    """The server classified errors by their text ("over the limit"); a LimitError carries 413."""
+    from mobilefer import InputError, LimitError
+    from mobilefer.image import decode_image
+
+    assert InputError("x").status == 400 and issubclass(LimitError, InputError)
+    big = np.zeros((100, 100, 3), np.uint8)
+    import cv2
+
+    data = cv2.imencode(".png", big)[1].tobytes()
+    with pytest.raises(LimitError) as e:
+        decode_image(data, "big.png", 100)
+    assert e.value.status == 413

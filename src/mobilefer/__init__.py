@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import DataError, InputError, MobileferError, ModelError, OptionError, WeightsError
+from .errors import (
+    DataError,
+    InputError,
+    LimitError,
+    MobileferError,
+    ModelError,
+    OptionError,
+    WeightsError,
+)
 from .labels import EMOTIONS
 from .records import read_records
 from .summary import ClipSummary, TrackSummary, summarize
@@ -40,6 +48,7 @@ __all__ = [
     "TrackSummary",
     "MobileferError",
     "InputError",
+    "LimitError",
     "ModelError",
     "DataError",
     "WeightsError",

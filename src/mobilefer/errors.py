@@ -8,7 +8,17 @@ class MobileferError(Exception):
 
 
 class InputError(MobileferError, ValueError):
-    """An image, video, folder or webcam that cannot be read."""
+    """An image, video, folder or webcam that cannot be read. ``status``: the HTTP status a
+    server answers it with (400; :class:`LimitError` 413)."""
+
+    status = 400
+
+
+class LimitError(InputError):
+    """An input over one of the limits (pixels, bytes, seconds, frames): it may be fine, only
+    too large for this run or server."""
+
+    status = 413
 
 
 class ModelError(MobileferError):

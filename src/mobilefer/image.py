@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InputError
+from .errors import InputError, LimitError
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".jp2"}
@@ -227,8 +227,8 @@ def header(data: bytes, name: str = "image") -> tuple[int, int, int]:
 RAISE_LIMIT = "shrink it, or raise the limit (--max-pixels)"
 
 
-def _too_large(p, width: int, height: int, max_pixels: int, advice: str) -> InputError:
-    return InputError(
+def _too_large(p, width: int, height: int, max_pixels: int, advice: str) -> LimitError:
+    return LimitError(
         f"{p}: {width}x{height} is {width * height:,} pixels, over the limit of {max_pixels:,}; "
         + advice
     )
@@ -258,7 +258,7 @@ def read_image_pages(
     limit = max_file_bytes(max_pixels) if max_bytes is None else max_bytes
     size = p.stat().st_size
     if size > limit:
-        raise InputError(
+        raise LimitError(
             f"{shown(p)}: {size:,} bytes, over the limit of {limit:,} for an image file; "
             "raise it with --max-pixels (the file limit grows with it) if the file is real"
         )

@@ -64,8 +64,8 @@ class Result:
 
     ``kind``: image, video, webcam, array, error (a spec that names nothing), or skipped (a
     file that is neither image nor video, or a link to a folder, which is not followed:
-    ``reason`` says which). ``reason`` of an image: a note on what was read (the first page of
-    a multi-page file).
+    ``skip`` says which, ``"other"`` or ``"link"``, and ``reason`` in words). ``reason`` of an
+    image: a note on what was read (the first page of a multi-page file).
     ``image``: the BGR frame (None when it could not be read). ``frame`` and ``time`` (s) count
     video, webcam and array frames (None for images). ``root``: the folder given as input that
     the source was found in. ``error``: why the input could not be read (then no faces).
@@ -83,6 +83,7 @@ class Result:
     fps: float | None = None
     detector: str | None = None
     reason: str | None = None
+    skip: str | None = None
 
     def records(self) -> list[dict]:
         """JSON-ready records, one per face, or one no-face record (see :mod:`mobilefer.records`).

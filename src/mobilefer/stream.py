@@ -156,7 +156,7 @@ def _spec(rec, spec, max_pixels, opts) -> Iterator[Result]:
 
 def _source(rec, src: Source, max_pixels, opts) -> Iterator[Result]:
     if src.kind in SKIPPED:
-        yield Result(src.spec, "skipped", root=src.root, reason=SKIPPED[src.kind])
+        yield Result(src.spec, "skipped", root=src.root, reason=SKIPPED[src.kind], skip=src.kind)
         return
     if src.kind == "irregular":  # never opened: a pipe would block, a device never end
         try:

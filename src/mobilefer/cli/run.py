@@ -24,7 +24,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return 2
     from ..records import RecordWriter
     from ..sinks import AnnotatedSaver
-    from ..sources import SKIPPED
 
     saver = AnnotatedSaver(args.save) if args.save else None
     rec = recognizer_of(args)
@@ -34,7 +33,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     frames: Progress | None = None
     try:
         for result in rec.stream(args.source, **options_of(args).stream_options()):
-            if result.kind == "skipped" and result.reason == SKIPPED["link"]:
+            if result.skip == "link":
                 links.append(shown(result.source))
                 continue
             if result.kind == "skipped":

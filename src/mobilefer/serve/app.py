@@ -42,7 +42,7 @@ from importlib import resources
 
 import cv2
 
-from ..errors import InputError
+from ..errors import InputError, LimitError
 from ..image import decode_image
 from ..labels import PALETTE
 from ..options import Options
@@ -212,8 +212,7 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=(), ho
         try:
             return JSONResponse(await run_in_threadpool(analyze_photo, body, name))
         except InputError as e:
-            status = 413 if "over the limit" in str(e) else 400
-            return error(status, str(e))
+            return error(e.status, str(e))
 
     def analyze_clip(data: bytes, name: str, gone: threading.Event) -> dict:
         from ..report import Collector, render_report
@@ -228,15 +227,15 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=(), ho
             if count <= 0 or fps <= 0:
                 raise InputError(f"{name}: not a readable video (no frame count or rate)")
             if count / fps > LIMITS["clip_seconds"]:
-                raise InputError(f"{name}: {count / fps:.0f} s is over the limit of "
+                raise LimitError(f"{name}: {count / fps:.0f} s is over the limit of "
                                  f"{LIMITS['clip_seconds']} s; cut the clip")  # fmt: skip
             if w * h > LIMITS["frame_pixels"]:
-                raise InputError(f"{name}: {w}x{h} frames are over the limit of 1920x1080; "
+                raise LimitError(f"{name}: {w}x{h} frames are over the limit of 1920x1080; "
                                  "scale the clip down")  # fmt: skip
             collector, frames = Collector(), rec.stream(path, **stream_options)
             for decoded in itertools.count():
                 if decoded >= LIMITS["clip_frames"]:  # the header's rate may lie
-                    raise InputError(f"{name}: over the limit of {LIMITS['clip_frames']:,} "
+                    raise LimitError(f"{name}: over the limit of {LIMITS['clip_frames']:,} "
                                      "frames; cut the clip")  # fmt: skip
                 if gone.is_set():
                     raise InputError(f"{name}: the client went away")
@@ -281,7 +280,7 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=(), ho
                     gone.set()
             return JSONResponse(work.result())
         except InputError as e:
-            return error(413 if "over the limit" in str(e) else 400, str(e))
+            return error(e.status, str(e))
 
     def _live_session():
         try:
