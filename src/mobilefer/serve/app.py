@@ -19,7 +19,7 @@ Routes:
   server's own origin (and those of ``allow_origins``) may open it: any page open in the
   user's browser could otherwise drive the demo.
 
-Records are those of ``mobilefer predict`` (:mod:`mobilefer.sinks`). Recognition runs in a worker
+Records are those of ``mobilefer predict`` (:mod:`mobilefer.records`). Recognition runs in a worker
 thread, one frame at a time across all clients (the detector keeps per-size state); at most
 :data:`DECODERS` uploads are decoded at once, and an upload whose body stalls for
 :data:`BODY_TIMEOUT` seconds is refused, so that neither holds memory without bound.
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import itertools
 import json
 import logging
@@ -41,6 +40,15 @@ from dataclasses import replace
 from importlib import resources
 
 import cv2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import InputError, LimitError
 from ..image import decode_image
@@ -48,8 +56,12 @@ from ..labels import PALETTE
 from ..options import Options
 from ..recognizer import Recognizer
 from ..records import records
+from .doors import name_problem, same_origin, upload_type_problem
 
 log = logging.getLogger(__name__)
+
+#: The page's files, served by the package.
+STATIC = resources.files("mobilefer.serve") / "static"
 
 #: Documented limits of what the server accepts.
 LIMITS = {
@@ -76,145 +88,42 @@ SERVER_LIMIT = "shrink it; this server takes images of at most the pixels /api/i
 LIVE_FORMATS = {b"\xff\xd8": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+class Demo:
+    """What the app's handlers share: the Recognizer, the stream options, one lock around
+    recognition, a bound on decodes and the count of open live sockets."""
 
+    def __init__(self, options: Options | Recognizer | None, allow_origins=()) -> None:
+        if isinstance(options, Recognizer):
+            self.rec, self.options = options, Options()
+        else:
+            self.options = (options or Options()).check()
+            self.rec = Recognizer.from_options(self.options)
+        self.stream_options = self.options.stream_options()
+        self.allow_origins = tuple(allow_origins)
+        self.lock = threading.Lock()
+        self.decoders = threading.Semaphore(DECODERS)
+        self.live_sockets = 0
 
-def same_origin(origin: str | None, host: str | None, allowed=()) -> bool:
-    """Whether a WebSocket's ``Origin`` header may drive the demo: absent (not a browser page),
-    the server's own (``http://`` + its ``Host`` header), or one of ``allowed``."""
-    if origin is None:
-        return True
-    origin = origin.rstrip("/").lower()
-    own = {f"http://{host}".lower(), f"https://{host}".lower()} if host else set()
-    return origin in own or origin in {a.rstrip("/").lower() for a in allowed}
-
-
-def upload_type_problem(kind: str, name: str, wanted: str) -> str | None:
-    """Why an upload's ``Content-Type`` is refused, or None: it must be ``wanted/*`` or
-    ``application/octet-stream``. A missing type, or ``text/plain`` (which any page may send
-    cross-site without a preflight), is refused."""
-    kind = kind.split(";")[0].strip().lower()
-    if kind.startswith(f"{wanted}/") or kind == "application/octet-stream":
-        return None
-    return (f"{name}: {kind or 'no Content-Type'} is not an {wanted}; send it with "
-            f"Content-Type {wanted}/... or application/octet-stream")
-
-
-def name_problem(name: str) -> str | None:
-    """Why an upload's name is refused (NUL or other control characters), or None."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        return "the name holds control characters; rename the file"
-    return None
-
-
-def serving_hosts(host: str) -> list[str]:
-    """The ``Host`` header names a server listening on ``host`` answers to: the loopback names
-    for a loopback address, the address itself otherwise, any for all interfaces (0.0.0.0,
-    ::). A page on another name (a DNS-rebinding attack) is refused."""
-    if is_loopback(host):
-        return ["localhost", "127.0.0.1", "::1", "[::1]"]
-    if host in ("0.0.0.0", "::", ""):
-        return ["*"]
-    return [host, f"[{host}]"]
-
-
-def create_app(options: Options | Recognizer | None = None, allow_origins=(), hosts=None):
-    """The Starlette app around one :class:`Recognizer`: made from ``options`` (an
-    :class:`mobilefer.options.Options`, whose stream options photos, clips and live sessions
-    follow), or given (with the default stream options). ``allow_origins``: other page origins
-    (``http://host:port``) that may open the live WebSocket, beside the server's own.
-    ``hosts``: the ``Host`` names it answers to (:func:`serving_hosts`; None: any)."""
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import ClientDisconnect, Request
-    from starlette.responses import FileResponse, JSONResponse, Response
-    from starlette.routing import Mount, Route, WebSocketRoute
-    from starlette.staticfiles import StaticFiles
-    from starlette.websockets import WebSocket, WebSocketDisconnect
-
-    if isinstance(options, Recognizer):
-        rec, options = options, Options()
-    else:
-        options = (options or Options()).check()
-        rec = Recognizer.from_options(options)
-    stream_options = options.stream_options()
-    lock = threading.Lock()
-    live_count = [0]  # open live sockets
-    decoders = threading.Semaphore(DECODERS)
-    static = resources.files("mobilefer.serve") / "static"
-
-    def info() -> dict:
+    def info(self) -> dict:
+        rec = self.rec
         return {"labels": list(rec.labels), "model": rec.model_path.rsplit("/", 1)[-1],
                 "detector": rec.detector.name, "limits": LIMITS,
                 "palette": {k: PALETTE.get(k, "#00ff00") for k in rec.labels}}  # fmt: skip
 
-    async def page(request: Request):
-        return FileResponse(str(static / "index.html"))
-
-    async def api_info(request: Request):
-        return JSONResponse(info())
-
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
-
-    async def read_body(request: Request, name: str, limit: int, seconds: float):
-        """The upload's bytes, or the error response: over ``limit`` bytes (413), not all
-        there within ``seconds`` (408), or the client gone (logged once)."""
-        body = bytearray()
-        try:
-            async with asyncio.timeout(seconds):
-                async for chunk in request.stream():
-                    body += chunk
-                    if len(body) > limit:
-                        return error(413, f"{name}: over the limit of {limit:,} bytes")
-        except TimeoutError:
-            return error(408, f"{name}: the upload did not arrive within {seconds:g} s")
-        except ClientDisconnect:
-            log.info("%s: the client went away during its upload", name)
-            return Response(status_code=400)
-        return bytes(body)
-
-    def analyze_photo(data: bytes, name: str) -> dict:
-        with decoders:
+    def analyze_photo(self, data: bytes, name: str) -> dict:
+        with self.decoders:
             image = decode_image(data, name, LIMITS["upload_pixels"], SERVER_LIMIT)
-        with lock:  # a photo, searched at the size predict searches it (faces.image_detect_size)
-            (result,) = rec.stream(image, **stream_options)
+        with self.lock:  # a photo, searched at the size predict searches it
+            (result,) = self.rec.stream(image, **self.stream_options)
         quality = [cv2.IMWRITE_JPEG_QUALITY, ANNOTATED_JPEG_QUALITY]
         ok, jpg = cv2.imencode(".jpg", result.draw(), quality)
         return {
             "name": name, "width": image.shape[1], "height": image.shape[0],
-            "faces": records(name, result.faces, detector=rec.detector.name),
+            "faces": records(name, result.faces, detector=self.rec.detector.name),
             "annotated": "data:image/jpeg;base64," + base64.b64encode(jpg.tobytes()).decode(),
         }  # fmt: skip
 
-    async def api_photo(request: Request):
-        name = request.query_params.get("name", "photo")[:200]
-        if name_problem(name):
-            return error(400, name_problem(name))
-        kind = upload_type_problem(request.headers.get("content-type", ""), name, "image")
-        if kind:
-            return error(415, kind)
-        length = request.headers.get("content-length") or "0"
-        declared = int(length) if length.isdigit() else 0
-        if declared > LIMITS["upload_bytes"]:
-            return error(413, f"{name}: {declared:,} bytes is over the limit of "
-                              f"{LIMITS['upload_bytes']:,}")  # fmt: skip
-        body = await read_body(request, name, LIMITS["upload_bytes"], BODY_TIMEOUT)
-        if not isinstance(body, bytes):
-            return body  # the error response
-        try:
-            return JSONResponse(await run_in_threadpool(analyze_photo, body, name))
-        except InputError as e:
-            return error(e.status, str(e))
-
-    def analyze_clip(data: bytes, name: str, gone: threading.Event) -> dict:
+    def analyze_clip(self, data: bytes, name: str, gone: threading.Event) -> dict:
         from ..report import Collector, render_report
         from ..sources import video_info
 
@@ -232,14 +141,14 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=(), ho
             if w * h > LIMITS["frame_pixels"]:
                 raise LimitError(f"{name}: {w}x{h} frames are over the limit of 1920x1080; "
                                  "scale the clip down")  # fmt: skip
-            collector, frames = Collector(), rec.stream(path, **stream_options)
+            collector, frames = Collector(), self.rec.stream(path, **self.stream_options)
             for decoded in itertools.count():
                 if decoded >= LIMITS["clip_frames"]:  # the header's rate may lie
                     raise LimitError(f"{name}: over the limit of {LIMITS['clip_frames']:,} "
                                      "frames; cut the clip")  # fmt: skip
                 if gone.is_set():
                     raise InputError(f"{name}: the client went away")
-                with lock:  # one frame at a time, between live clients' frames
+                with self.lock:  # one frame at a time, between live clients' frames
                     result = next(frames, None)
                 if result is None:
                     break
@@ -250,128 +159,199 @@ def create_app(options: Options | Recognizer | None = None, allow_origins=(), ho
         return {"name": name, "frames": clips[0].frames if clips else 0,
                 "tracks": sum(len(c.tracks) for c in clips), "html": page}  # fmt: skip
 
-    async def api_clip(request: Request):
-        name = request.query_params.get("name", "clip.mp4")[:200]
-        try:
-            import plotly  # noqa: F401
-        except ImportError:
-            return error(501, "clip reports need the [report] extra: pip install -e '.[report]'")
-        if name_problem(name):
-            return error(400, name_problem(name))
-        kind = upload_type_problem(request.headers.get("content-type", ""), name, "video")
-        if kind:
-            return error(415, kind)
-        length = request.headers.get("content-length") or "0"
-        declared = int(length) if length.isdigit() else 0
-        if declared > LIMITS["clip_bytes"]:
-            return error(413, f"{name}: {declared:,} bytes is over the limit of "
-                              f"{LIMITS['clip_bytes']:,}")  # fmt: skip
-        body = await read_body(request, name, LIMITS["clip_bytes"], BODY_TIMEOUT * 4)
-        if not isinstance(body, bytes):
-            return body  # the error response
-        if not body:
-            return error(400, f"{name}: empty upload")
-        try:
-            gone = threading.Event()
-            work = asyncio.ensure_future(run_in_threadpool(analyze_clip, body, name, gone))
-            while not work.done():  # the work stops when the client leaves
-                await asyncio.wait({work}, timeout=1.0)
-                if not work.done() and await request.is_disconnected():
-                    gone.set()
-            return JSONResponse(work.result())
-        except InputError as e:
-            return error(e.status, str(e))
 
-    def _live_session():
-        try:
-            import plotly  # noqa: F401
-        except ImportError:  # no [report] extra: the live tab works, without its report
-            return None
-        from ..report import Collector
+class LiveSession:
+    """One live connection: its tracks and smoothing, and what its report is made of."""
 
-        return Collector()
+    def __init__(self, demo: Demo) -> None:
+        self.demo = demo
+        self.tracked = demo.rec.session("webcam", "webcam", **demo.options.session_options())
+        self.report = report_collector()
+        self.started = time.perf_counter()
 
-    def session_report(session) -> dict:
-        if session is None:
+    def step(self, data: bytes, frame: int) -> dict:
+        """The reply to one frame (JPEG or PNG bytes)."""
+        demo = self.demo
+        if not any(data.startswith(magic) for magic in LIVE_FORMATS):
+            raise InputError(f"frame {frame}: not a JPEG or PNG; send frames as one of these")
+        with demo.decoders:
+            image = decode_image(data, f"frame {frame}", LIMITS["frame_pixels"], SERVER_LIMIT)
+        t0 = time.perf_counter()
+        with demo.lock:
+            result = self.tracked.update(image, frame, t0 - self.started)
+        ms = round(1000 * (time.perf_counter() - t0), 1)
+        if self.report is not None and frame < LIMITS["live_report_frames"]:
+            self.report.add(result)  # bounded: a long session's report keeps its start
+        recs = records("webcam", result.faces, frame, None, demo.rec.detector.name, empty=False)
+        return {"frame": frame, "width": image.shape[1], "height": image.shape[0],
+                "faces": recs, "ms": ms}  # fmt: skip
+
+    def report_page(self) -> dict:
+        if self.report is None:
             return {"error": "session reports need the [report] extra: pip install -e '.[report]'"}
         from ..report import render_report
 
-        page, clips = render_report(session)
+        page, clips = render_report(self.report)
         return {"report": page, "tracks": sum(len(c.tracks) for c in clips)}
 
-    async def live(ws: WebSocket):
-        if not same_origin(ws.headers.get("origin"), ws.headers.get("host"), allow_origins):
-            log.info("refused a live connection from the page at %s", ws.headers.get("origin"))
-            await ws.close(code=1008)  # policy violation
-            return
-        if live_count[0] >= LIMITS["live_sockets"]:
-            await ws.close(code=1013)  # try again later: pages and uploads keep their room
-            return
-        await ws.accept()
-        # this connection's tracks and smoothing
-        tracked = rec.session("webcam", "webcam", **options.session_options())
-        session = _live_session()  # what this connection's report is made of
-        started = time.perf_counter()
 
-        def step(data: bytes, frame: int) -> dict:
-            if not any(data.startswith(magic) for magic in LIVE_FORMATS):
-                raise InputError(f"frame {frame}: not a JPEG or PNG; send frames as one of these")
-            with decoders:
-                image = decode_image(data, f"frame {frame}", LIMITS["frame_pixels"], SERVER_LIMIT)
-            t0 = time.perf_counter()
-            with lock:
-                result = tracked.update(image, frame, t0 - started)
-            ms = round(1000 * (time.perf_counter() - t0), 1)
-            if session is not None and frame < LIMITS["live_report_frames"]:
-                session.add(result)  # bounded: a long session's report keeps its start
-            recs = records("webcam", result.faces, frame, None, rec.detector.name, empty=False)
-            return {"frame": frame, "width": image.shape[1], "height": image.shape[0],
-                    "faces": recs, "ms": ms}  # fmt: skip
+def report_collector():
+    """A report Collector, or None without the ``[report]`` extra (the live tab works without)."""
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        return None
+    from ..report import Collector
 
-        frame = 0
-        live_count[0] += 1
-        try:
-            while True:
+    return Collector()
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def upload_problem(request: Request, name: str, wanted: str, limit: int) -> JSONResponse | None:
+    """The error response for an upload refused before its body is read: a name with control
+    characters (400), the wrong type (415), a declared size over ``limit`` (413)."""
+    if name_problem(name):
+        return error(400, name_problem(name))
+    kind = upload_type_problem(request.headers.get("content-type", ""), name, wanted)
+    if kind:
+        return error(415, kind)
+    length = request.headers.get("content-length") or "0"
+    declared = int(length) if length.isdigit() else 0
+    if declared > limit:
+        return error(413, f"{name}: {declared:,} bytes is over the limit of {limit:,}")
+    return None
+
+
+async def read_body(request: Request, name: str, limit: int, seconds: float):
+    """The upload's bytes, or the error response: over ``limit`` bytes (413), not all there
+    within ``seconds`` (408), or the client gone (logged once)."""
+    body = bytearray()
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    return error(413, f"{name}: over the limit of {limit:,} bytes")
+    except TimeoutError:
+        return error(408, f"{name}: the upload did not arrive within {seconds:g} s")
+    except ClientDisconnect:
+        log.info("%s: the client went away during its upload", name)
+        return Response(status_code=400)
+    return bytes(body)
+
+
+async def page(request: Request):
+    return FileResponse(str(STATIC / "index.html"))
+
+
+async def api_info(request: Request):
+    return JSONResponse(request.app.state.demo.info())
+
+
+async def api_photo(request: Request):
+    demo: Demo = request.app.state.demo
+    name = request.query_params.get("name", "photo")[:200]
+    refused = upload_problem(request, name, "image", LIMITS["upload_bytes"])
+    if refused:
+        return refused
+    body = await read_body(request, name, LIMITS["upload_bytes"], BODY_TIMEOUT)
+    if not isinstance(body, bytes):
+        return body  # the error response
+    try:
+        return JSONResponse(await run_in_threadpool(demo.analyze_photo, body, name))
+    except InputError as e:
+        return error(e.status, str(e))
+
+
+async def api_clip(request: Request):
+    demo: Demo = request.app.state.demo
+    name = request.query_params.get("name", "clip.mp4")[:200]
+    if report_collector() is None:
+        return error(501, "clip reports need the [report] extra: pip install -e '.[report]'")
+    refused = upload_problem(request, name, "video", LIMITS["clip_bytes"])
+    if refused:
+        return refused
+    body = await read_body(request, name, LIMITS["clip_bytes"], BODY_TIMEOUT * 4)
+    if not isinstance(body, bytes):
+        return body  # the error response
+    if not body:
+        return error(400, f"{name}: empty upload")
+    try:
+        gone = threading.Event()
+        work = asyncio.ensure_future(run_in_threadpool(demo.analyze_clip, body, name, gone))
+        while not work.done():  # the work stops when the client leaves
+            await asyncio.wait({work}, timeout=1.0)
+            if not work.done() and await request.is_disconnected():
+                gone.set()
+        return JSONResponse(work.result())
+    except InputError as e:
+        return error(e.status, str(e))
+
+
+async def live(ws: WebSocket):
+    demo: Demo = ws.app.state.demo
+    if not same_origin(ws.headers.get("origin"), ws.headers.get("host"), demo.allow_origins):
+        log.info("refused a live connection from the page at %s", ws.headers.get("origin"))
+        await ws.close(code=1008)  # policy violation
+        return
+    if demo.live_sockets >= LIMITS["live_sockets"]:
+        await ws.close(code=1013)  # try again later: pages and uploads keep their room
+        return
+    await ws.accept()
+    session = LiveSession(demo)
+    frame = 0
+    demo.live_sockets += 1
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(LIMITS["live_idle_seconds"]):
+                    message = await ws.receive()
+            except TimeoutError:
+                await ws.close(code=1001)  # idle: it held a connection and sent nothing
+                break
+            if message["type"] == "websocket.disconnect":
+                break
+            data = message.get("bytes")
+            if data is None and message.get("text") == "report":
+                await ws.send_text(json.dumps(await run_in_threadpool(session.report_page)))
+                continue
+            if data is None:
+                hint = "send frames as binary JPEG or PNG, or the text 'report'"
+                await ws.send_text(json.dumps({"frame": frame, "error": hint}))
+                continue
+            if len(data) > LIMITS["frame_bytes"]:
+                reply = {"frame": frame, "error": f"frame of {len(data):,} bytes is over "
+                         f"the limit of {LIMITS['frame_bytes']:,}"}  # fmt: skip
+            else:
                 try:
-                    async with asyncio.timeout(LIMITS["live_idle_seconds"]):
-                        message = await ws.receive()
-                except TimeoutError:
-                    await ws.close(code=1001)  # idle: it held a connection and sent nothing
-                    break
-                if message["type"] == "websocket.disconnect":
-                    break
-                data = message.get("bytes")
-                if data is None and message.get("text") == "report":
-                    await ws.send_text(json.dumps(await run_in_threadpool(session_report, session)))
-                    continue
-                if data is None:
-                    hint = "send frames as binary JPEG or PNG, or the text 'report'"
-                    await ws.send_text(json.dumps({"frame": frame, "error": hint}))
-                    continue
-                if len(data) > LIMITS["frame_bytes"]:
-                    reply = {"frame": frame, "error": f"frame of {len(data):,} bytes is over "
-                             f"the limit of {LIMITS['frame_bytes']:,}"}  # fmt: skip
-                else:
-                    try:
-                        reply = await run_in_threadpool(step, data, frame)
-                    except InputError as e:
-                        reply = {"frame": frame, "error": str(e)}
-                await ws.send_text(json.dumps(reply))
-                frame += 1
-        except (WebSocketDisconnect, asyncio.CancelledError):
-            pass  # the session (this client's tracks and smoothing) ends with this handler
-        finally:
-            live_count[0] -= 1
+                    reply = await run_in_threadpool(session.step, data, frame)
+                except InputError as e:
+                    reply = {"frame": frame, "error": str(e)}
+            await ws.send_text(json.dumps(reply))
+            frame += 1
+    except (WebSocketDisconnect, asyncio.CancelledError):
+        pass  # the session (this client's tracks and smoothing) ends with this handler
+    finally:
+        demo.live_sockets -= 1
 
-    from starlette.middleware import Middleware
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+def create_app(options: Options | Recognizer | None = None, allow_origins=(), hosts=None):
+    """The Starlette app around one :class:`Recognizer`: made from ``options`` (an
+    :class:`mobilefer.options.Options`, whose stream options photos, clips and live sessions
+    follow), or given (with the default stream options). ``allow_origins``: other page origins
+    (``http://host:port``) that may open the live WebSocket, beside the server's own.
+    ``hosts``: the ``Host`` names it answers to (:func:`serving_hosts`; None: any)."""
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))] if hosts else []
-    return Starlette(middleware=middleware, routes=[
+    app = Starlette(middleware=middleware, routes=[
         Route("/", page),
         Route("/api/info", api_info),
         Route("/api/photo", api_photo, methods=["POST"]),
         Route("/api/clip", api_clip, methods=["POST"]),
         WebSocketRoute("/ws/live", live),
-        Mount("/static", StaticFiles(directory=str(static)), name="static"),
+        Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ])  # fmt: skip
+    app.state.demo = Demo(options, allow_origins)
+    return app
