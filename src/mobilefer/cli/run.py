@@ -16,6 +16,60 @@ from ..sources import FALLBACK_FPS
 from .common import Progress, err, missing_extra, options_of, recognizer_of
 
 
+class ResultLoop:
+    """One command's pass over a stream of Results: each error is one line on stderr and
+    counted, skipped files are counted by kind (and linked folders named), a progress line runs
+    per source, and :meth:`close` says what was skipped and failed. What is left (results
+    that were read) comes out of :meth:`run` for the command to use."""
+
+    def __init__(self) -> None:
+        self.failed, self.skipped, self.links = 0, {}, []
+        self.images = Progress("images", "images")
+        self.frames: Progress | None = None
+
+    def run(self, results):
+        for result in results:
+            if result.skip == "link":
+                self.links.append(shown(result.source))
+            elif result.kind == "skipped":
+                suffix = Path(result.source).suffix.lower() or "(none)"
+                self.skipped[suffix] = self.skipped.get(suffix, 0) + 1
+            elif result.error:
+                err(shown(result.error))
+                self.failed += 1
+            else:
+                self._progress(result)
+                yield result
+
+    def _progress(self, result) -> None:
+        if result.frame is None:
+            self.images.update()
+            return
+        if self.frames is None or self.frames.name != shown(result.source):
+            if self.frames is not None:
+                self.frames.close()
+            self.frames = Progress(shown(result.source), "frames")
+        self.frames.update()
+
+    def rate(self, result) -> float | None:
+        """Frames/s of the source now running (video and webcams), for annotated video."""
+        return self.frames.rate if self.frames and result.frame is not None else None
+
+    def close(self) -> None:
+        if self.frames is not None:
+            self.frames.close()
+            self.frames = None
+        self.images.close(summary=self.images.n > 1)
+        if self.skipped:
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items()))
+            err(f"skipped {sum(self.skipped.values())} file(s) that are not images or videos "
+                f"({kinds})")  # fmt: skip
+        if self.links:
+            more = f" and {len(self.links) - 5} more" if len(self.links) > 5 else ""
+            err(f"skipped {len(self.links)} linked folder(s), not followed: "
+                f"{', '.join(self.links[:5])}{more} (name a linked folder itself to read it)")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         return _predict_ray(args)
@@ -28,65 +82,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     saver = AnnotatedSaver(args.save) if args.save else None
     rec = recognizer_of(args)
     out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout)
-    failed, skipped, links = 0, {}, []
-    progress = Progress("images", "images")
-    frames: Progress | None = None
+    loop = ResultLoop()
     try:
-        for result in rec.stream(args.source, **options_of(args).stream_options()):
-            if result.skip == "link":
-                links.append(shown(result.source))
-                continue
-            if result.kind == "skipped":
-                suffix = Path(result.source).suffix.lower() or "(none)"
-                skipped[suffix] = skipped.get(suffix, 0) + 1
-                continue
-            if result.error:
-                err(shown(result.error))
-                failed += 1
-                continue
+        for result in loop.run(rec.stream(args.source, **options_of(args).stream_options())):
             out.write(result.records())
             if result.reason:
                 err(f"{shown(result.source)}: {result.reason}")
-            if result.frame is None:
-                progress.update()
-            else:
-                if frames is None or frames.name != shown(result.source):
-                    if frames is not None:
-                        frames.close()
-                    frames = Progress(shown(result.source), "frames")
-                frames.update()
             if saver:
                 try:
-                    rate = frames.rate if frames and result.frame is not None else None
-                    note = saver.add(result, rate)
+                    note = saver.add(result, loop.rate(result))
                     if note:
                         err(note)
                 except InputError as e:
                     err(shown(str(e)))
-                    failed += 1
+                    loop.failed += 1
     finally:
-        if frames is not None:
-            frames.close()
         if saver:
             try:
                 saver.close()
             except InputError as e:
                 err(shown(str(e)))
-                failed += 1
-    progress.close(summary=progress.n > 1)
-    if skipped:
-        kinds = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
-        err(f"skipped {sum(skipped.values())} file(s) that are not images or videos ({kinds})")
-    if links:
-        more = f" and {len(links) - 5} more" if len(links) > 5 else ""
-        shown_links = ", ".join(links[:5]) + more
-        err(f"skipped {len(links)} linked folder(s), not followed: {shown_links} "
-             "(name a linked folder itself to read it)")  # fmt: skip
+                loop.failed += 1
+        loop.close()
     if saver:
         err(f"annotated {saver.folder.written} file(s) under {shown(saver.folder.folder)}")
-    if failed:
-        err(f"{failed} input(s) failed")
-    return 1 if failed else 0
+    if loop.failed:
+        err(f"{loop.failed} input(s) failed")
+    return 1 if loop.failed else 0
 
 
 def _predict_ray(args: argparse.Namespace) -> int:
@@ -156,24 +178,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     check_outputs({"--out": out, "--csv": args.csv}, args.source, args.overwrite)
     rec = recognizer_of(args)
-    collector, failed = Collector(), 0
-    progress: Progress | None = None
-    for result in rec.stream(args.source, **options_of(args).stream_options()):
-        if result.error:
-            err(shown(result.error))
-            failed += 1
-            continue
-        if result.kind == "skipped":
-            continue
-        name = "images" if result.frame is None else shown(result.source)
-        if progress is None or progress.name != name:
-            if progress is not None:
-                progress.close()
-            progress = Progress(name, "images" if result.frame is None else "frames")
-        progress.update()
+    collector, loop = Collector(), ResultLoop()
+    for result in loop.run(rec.stream(args.source, **options_of(args).stream_options())):
         collector.add(result)
-    if progress is not None:
-        progress.close()
+    loop.close()
     if not collector.results:
         err("nothing was read, so no report was written")
         return 1
@@ -184,7 +192,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     err(f"report: {made['tracks']} face track(s) in {made['clips']} clip(s) -> "
          f"{shown(out)} ({made['bytes'] / 1e6:.1f} MB)")  # fmt: skip
-    return 1 if failed else 0
+    return 1 if loop.failed else 0
 
 
 def has_display() -> bool:
@@ -215,17 +223,13 @@ def cmd_webcam(args: argparse.Namespace) -> int:
         return 1
     rec = recognizer_of(args)
     out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout) if args.print else None
-    writer = None
-    progress = Progress(f"webcam {args.index}", "frames")
-    try:
-        for result in rec.stream(args.index, **options_of(args).stream_options()):
-            if result.error:  # no such camera, or one that gives no frames
-                err(shown(result.error))
-                return 1
-            progress.update()
+    writer, loop, shown_frames = None, ResultLoop(), 0
+    try:  # no such camera, or one that gives no frames: one error line from the loop
+        for result in loop.run(rec.stream(args.index, **options_of(args).stream_options())):
+            shown_frames += 1
             if out:
                 out.write(result.records())
-            drawn = result.draw(progress.rate)
+            drawn = result.draw(loop.rate(result))
             if args.save:
                 if writer is None:
                     h, w = drawn.shape[:2]
@@ -236,9 +240,9 @@ def cmd_webcam(args: argparse.Namespace) -> int:
                 if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                     break
     finally:
-        progress.close(summary=progress.n > 0)
+        loop.close()
         if writer is not None:
             writer.close()
         if show:
             cv2.destroyAllWindows()
-    return 0 if progress.n else 1
+    return 0 if shown_frames and not loop.failed else 1
