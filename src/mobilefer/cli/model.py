@@ -87,6 +87,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    flip = {"auto": "auto", "on": True, "off": False}[args.flip_tta]
+    tau, zoom = args.prior_tau, args.zoom  # checked first: a usage error needs no extra
+    if tau != "auto":
+        tau = float_in(tau, 0, 2, "--prior-tau")
+    if zoom != "auto":
+        zoom = float_in(zoom, *ZOOM_RANGE, "--zoom")
     try:
         from ..train.export import export_checkpoint
     except ImportError as e:
@@ -96,12 +102,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         from ..data import load_fer2013_with_ferplus
 
         data = load_fer2013_with_ferplus(args.data, args.ferplus)
-    flip = {"auto": "auto", "on": True, "off": False}[args.flip_tta]
-    tau, zoom = args.prior_tau, args.zoom
-    if tau != "auto":
-        tau = float_in(tau, 0, 2, "--prior-tau")
-    if zoom != "auto":
-        zoom = float_in(zoom, *ZOOM_RANGE, "--zoom")
     report = export_checkpoint(
         args.checkpoint, args.out, data=data, head=args.head, flip_tta=flip, prior_tau=tau,
         zoom=zoom, margin=args.margin, int8=args.int8, report_private=args.report_private,
