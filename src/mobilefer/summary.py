@@ -15,9 +15,13 @@ disgust); surprise counts as neither. It is not a trained valence regressor.
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 #: Tracks seen in fewer frames than this are kept but marked ``short`` (a detector's false
 #: alarm, or a face passing through): 1 s at 10 frames/s.
@@ -84,76 +88,111 @@ def valence(scores: dict[str, float]) -> float:
     return scores.get("happy", 0.0) - max((scores.get(k, 0.0) for k in NEGATIVE), default=0.0)
 
 
+class _Clip:
+    """One source's records, kept compact (arrays of numbers, not dicts): about 60 bytes a
+    record, so that a summary of a million records stays within a few hundred MB."""
+
+    def __init__(self, source: str) -> None:
+        self.source, self.labels, self.sources = source, (), set()
+        self.frames, self.times, self.tracks = array("q"), array("d"), array("q")
+        self.label_index, self.scores = array("b"), array("f")
+
+    def add(self, rec: dict) -> None:
+        scores = rec.get("scores")
+        if scores and not self.labels:
+            self.labels = tuple(scores)
+        self.sources.add(rec["source"])
+        frame = rec.get("frame")
+        self.frames.append(-1 if frame is None else int(frame))
+        t = rec.get("time")
+        self.times.append(math.nan if t is None else float(t))
+        track = rec.get("track_id")
+        face = rec.get("label") is not None
+        self.tracks.append(-2 if not face else -1 if track is None else int(track))
+        self.label_index.append(self.labels.index(rec["label"]) if face else -1)
+        if face:
+            self.scores.extend(float(scores[k]) for k in self.labels)
+
+
 def summarize(results: Iterable, min_frames: int = MIN_TRACK_FRAMES) -> list[ClipSummary]:
     """One :class:`ClipSummary` per source, in the order sources first appear.
 
     ``results``: :class:`mobilefer.stream.Result` objects, or record dicts (``predict``'s
-    output, read back with :func:`read_records`); results with an error are left out.
+    output, read back with :func:`read_records` or, a record at a time, with
+    :func:`mobilefer.records.iter_records`); results with an error are left out. Records are
+    kept compact, so a long clip's summary stays small.
     """
-    records: list[dict] = []
+    clips: dict[str, _Clip] = {}
     fps: dict[str, float] = {}
+
+    def add(rec: dict) -> None:
+        key = rec["source"] if rec.get("frame") is not None else f"{Path(rec['source']).parent}/"
+        clips.setdefault(key, _Clip(key)).add(rec)
+
     for r in results:
         if isinstance(r, dict):
-            records.append(r)
+            add(r)
             continue
         if r.error or r.kind == "skipped":
             continue
         if r.fps:
             fps[r.source] = r.fps
-        records += r.records()
-    clips: dict[str, list[dict]] = {}
-    for rec in records:
-        key = rec["source"] if rec.get("frame") is not None else f"{Path(rec['source']).parent}/"
-        clips.setdefault(key, []).append(rec)
-    return [_clip(key, recs, fps.get(key), min_frames) for key, recs in clips.items()]
+        for rec in r.records():
+            add(rec)
+    return [_clip(c, fps.get(key), min_frames) for key, c in clips.items()]
 
 
-def _labels(recs: list[dict]) -> tuple[str, ...]:
-    return next((tuple(r["scores"]) for r in recs if r.get("scores")), ())
-
-
-def _clip(source: str, recs: list[dict], fps: float | None, min_frames: int) -> ClipSummary:
-    labels = _labels(recs)
-    if recs[0].get("frame") is None:  # a set of photos
-        faces = [r for r in recs if r.get("label")]
-        counts = {k: sum(r["label"] == k for r in faces) for k in labels}
+def _clip(c: _Clip, fps: float | None, min_frames: int) -> ClipSummary:
+    labels, k = c.labels, len(c.labels)
+    frames = np.frombuffer(c.frames, np.int64)
+    tracks = np.frombuffer(c.tracks, np.int64)
+    which = np.frombuffer(c.label_index, np.int8)
+    scores = np.frombuffer(c.scores, np.float32).reshape(-1, k) if k else np.zeros((0, 0))
+    if frames[0] < 0:  # a set of photos
+        faces = which[which >= 0]
+        n = len(faces)
         return ClipSummary(
-            source, "images", labels, frames=len({r["source"] for r in recs}), duration=None,
-            images=len({r["source"] for r in recs}), faces=len(faces),
-            share={k: v / len(faces) for k, v in counts.items()} if faces else None,
+            c.source, "images", labels, frames=len(c.sources), duration=None,
+            images=len(c.sources), faces=n,
+            share={lab: float((faces == i).sum()) / n for i, lab in enumerate(labels)}
+            if n else None,
         )  # fmt: skip
-
-    def when(r: dict) -> float | None:
-        if r.get("time") is not None:
-            return float(r["time"])
-        return r["frame"] / fps if fps else None
-
-    frames = sorted({r["frame"] for r in recs})
-    times = [t for t in (when(r) for r in recs) if t is not None]
-    by_track: dict[int, list[dict]] = {}
-    for r in recs:
-        if r.get("label") is not None:
-            by_track.setdefault(-1 if r.get("track_id") is None else r["track_id"], []).append(r)
-    tracks = tuple(
-        _track(tid, sorted(rs, key=lambda r: r["frame"]), labels, when, min_frames)
-        for tid, rs in sorted(by_track.items())
-    )
-    return ClipSummary(source, "video", labels, frames=len(frames),
-                       duration=max(times) - min(times) if times else None,
-                       tracks=tracks)  # fmt: skip
+    times = np.frombuffer(c.times, np.float64)
+    when = np.where(np.isnan(times), frames / fps if fps else np.nan, times)
+    known = when[~np.isnan(when)]
+    face_rows = np.flatnonzero(tracks > -2)  # rows with a face, in order; scores follow them
+    out = []
+    for tid in sorted(set(tracks[face_rows].tolist())):
+        rows = np.flatnonzero(tracks[face_rows] == tid)
+        order = rows[np.argsort(frames[face_rows][rows], kind="stable")]
+        out.append(_track(tid, order, face_rows, frames, when, which, scores, labels, min_frames))
+    return ClipSummary(c.source, "video", labels, frames=len(set(frames.tolist())),
+                       duration=float(known.max() - known.min()) if len(known) else None,
+                       tracks=tuple(out))  # fmt: skip
 
 
-def _track(tid, recs, labels, when, min_frames) -> TrackSummary:
-    n = len(recs)
-    share = {k: sum(r["label"] == k for r in recs) / n for k in labels}
-    mean = {k: sum(r["scores"][k] for r in recs) / n for k in labels}
+def _track(tid, order, face_rows, frames, when, which, scores, labels, min_frames):
+    """One track's summary: ``order`` indexes its faces (into ``scores``), by frame."""
+    rows = face_rows[order]
+    p = scores[order].astype(np.float64)
+    n = len(order)
+
+    def t(row) -> float | None:
+        v = when[row]
+        return None if np.isnan(v) else float(v)
+
+    idx = which[rows]
+    share = {k: float((idx == i).sum()) / n for i, k in enumerate(labels)}
+    mean = {k: float(p[:, i].sum()) / n for i, k in enumerate(labels)}
     peaks = {}
-    for k in labels:
-        top = max(recs, key=lambda r: r["scores"][k])  # the first of equal maxima
-        peaks[k] = Peak(when(top), top["frame"], top["scores"][k])
+    for i, k in enumerate(labels):
+        top = int(np.argmax(p[:, i]))  # the first of equal maxima
+        peaks[k] = Peak(t(rows[top]), int(frames[rows[top]]), float(p[top, i]))
+    vals = [valence(dict(zip(labels, row, strict=True))) for row in p.tolist()]
     return TrackSummary(
-        track_id=tid, first_time=when(recs[0]), last_time=when(recs[-1]),
-        first_frame=recs[0]["frame"], last_frame=recs[-1]["frame"], frames=n, share=share,
-        mean=mean, dominant=max(labels, key=lambda k: (share[k], mean[k])), peaks=peaks,
-        valence=tuple((when(r), valence(r["scores"])) for r in recs), short=n < min_frames,
+        track_id=tid, first_time=t(rows[0]), last_time=t(rows[-1]),
+        first_frame=int(frames[rows[0]]), last_frame=int(frames[rows[-1]]), frames=n,
+        share=share, mean=mean, dominant=max(labels, key=lambda k: (share[k], mean[k])),
+        peaks=peaks, valence=tuple((t(r), v) for r, v in zip(rows, vals, strict=True)),
+        short=n < min_frames,
     )  # fmt: skip
