@@ -421,3 +421,16 @@ def test_frames_of_a_variable_frame_rate_video_are_placed_at_their_own_times(
     results = list(Recognizer(tiny_model, detector="haar").stream(str(path)))
     assert [r.frame for r in results] == list(range(6))
     assert [r.time for r in results] == pytest.approx(times, abs=0.002)
+
+
+def test_an_empty_crop_or_a_device_as_model_is_one_clear_error(tiny_model):
+    """ExpressionModel([0x0x3 array]) raised cv2.error; ExpressionModel("/dev/null") said
+    "no such model"."""
+    from mobilefer import ExpressionModel, InputError, ModelError
+
+    model = ExpressionModel(tiny_model)
+    for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 5), np.uint8)):
+        with pytest.raises(InputError, match="empty"):
+            model.predict_proba([empty])
+    with pytest.raises(ModelError, match="/dev/null: not a regular file"):
+        ExpressionModel("/dev/null")

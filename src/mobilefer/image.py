@@ -109,6 +109,8 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 def to_gray(image: np.ndarray) -> np.ndarray:
     """Return a 2-D uint8 gray copy of a gray, BGR or BGRA image (dtypes: :func:`to_uint8`)."""
     img = to_uint8(image)
+    if img.size == 0:
+        raise InputError(f"empty image of shape {img.shape}; pass one with pixels")
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
     if img.ndim == 2:

@@ -47,6 +47,9 @@ def model_path(model: str | Path | None = None) -> Path:
             raise ModelError(f"{path}: shipped model missing; reinstall mobilefer")
         return path
     path = Path(model).expanduser()
+    if path.exists() and not path.is_file():
+        raise ModelError(f"{model}: not a regular file (a folder, pipe or device); pass a .onnx "
+                         "file written by 'mobilefer export'")  # fmt: skip
     if not path.is_file():
         raise ModelError(
             f"{model}: no such model; choose from {', '.join(MODELS)} or pass a .onnx file "
