@@ -439,3 +439,18 @@ def test_report_replaces_a_file_only_with_overwrite_and_writes_it_whole(capsys, 
     assert code == 0, err
     assert page.read_text().startswith("<!doctype html") and table.read_text().startswith("source,")
     assert not list(tmp_path.glob(".mobilefer-*"))  # no temporary file left behind
+
+
+def test_a_clip_given_twice_to_report_is_read_once(capsys, tmp_path, tiny_model):
+    pytest.importorskip("plotly")
+    import shutil
+
+    from conftest import ROOT, run
+
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(ROOT / "tests" / "data" / "golden" / "clip.mp4", clip)
+    code, _, err = run(capsys, "report", clip, str(clip), "--out", tmp_path / "r.html",
+                       "--csv", tmp_path / "r.csv", "--model", tiny_model)  # fmt: skip
+    assert code == 0 and "clip.mp4: given twice; read once" in err
+    rows = (tmp_path / "r.csv").read_text().splitlines()[1:]
+    assert rows and all(int(r.split(",")[4]) <= 12 for r in rows)  # frames per track: the clip's

@@ -177,9 +177,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         err(f"--out {shown(out)}: the report is one HTML file; name it report.html")
         return 2
     check_outputs({"--out": out, "--csv": args.csv}, args.source, args.overwrite)
+    sources, seen = [], set()
+    for spec in args.source:  # a clip given twice would be one clip of twice its frames
+        key = os.path.realpath(spec) if os.path.exists(spec) else spec
+        if key in seen:
+            err(f"{shown(spec)}: given twice; read once")
+            continue
+        seen.add(key)
+        sources.append(spec)
     rec = recognizer_of(args)
     collector, loop = Collector(), ResultLoop()
-    for result in loop.run(rec.stream(args.source, **options_of(args).stream_options())):
+    for result in loop.run(rec.stream(sources, **options_of(args).stream_options())):
         collector.add(result)
     loop.close()
     if not collector.results:
