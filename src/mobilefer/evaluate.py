@@ -111,3 +111,16 @@ def format_report(result: dict) -> str:
             "",
         ]
     return "\n".join(lines).rstrip()
+
+
+def split_metrics(recognizer, data: FerData, splits=("public",)) -> dict:
+    """The scores a model file's card stores: ``{split}_{target}_accuracy`` and ``_macro_f1``
+    for each split and each set of labels the data has (FER2013's; FER+'s with votes)."""
+    metrics = {}
+    for split in splits:
+        r = evaluate_model(recognizer, data.split(split))
+        for target in ("fer2013", "ferplus"):
+            if target in r:
+                metrics[f"{split}_{target}_accuracy"] = round(r[target]["accuracy"], 4)
+                metrics[f"{split}_{target}_macro_f1"] = round(r[target]["macro_f1"], 4)
+    return metrics

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..data import FerData, ferplus_targets
 from ..errors import ModelError, OptionError
-from ..evaluate import evaluate_model, scores
+from ..evaluate import scores, split_metrics
 from ..model import ExpressionModel, combine
 from ..modelcard import ModelCard, update_card, write_card
 from ..preprocess import SOURCE_SIZE, ZOOM_RANGE, prepare
@@ -279,15 +279,8 @@ def export_checkpoint(
                "zoom": zoom}  # fmt: skip
     if data is not None:
         # The scores stored in the file are those of the file itself, through ONNX Runtime.
-        written = ExpressionModel(out)
-        metrics = {}
         splits = ("public", "private") if report_private else ("public",)
-        for split in splits:
-            r = evaluate_model(written, data.split(split))
-            for target in ("fer2013", "ferplus"):
-                if target in r:
-                    metrics[f"{split}_{target}_accuracy"] = round(r[target]["accuracy"], 4)
-                    metrics[f"{split}_{target}_macro_f1"] = round(r[target]["macro_f1"], 4)
+        metrics = split_metrics(ExpressionModel(out), data, splits)
         update_card(out, metrics=metrics)
         report["metrics"] = metrics
     return report
