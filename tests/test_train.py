@@ -205,6 +205,15 @@ def test_int8_quantization_keeps_the_card_and_marks_it(tmp_path, tiny_model):
     assert np.allclose(p.sum(1), 1) and np.abs(p - fp32.predict_proba(list(faces[:8]))).max() < 0.1
     with pytest.raises(OptionError, match="choose from minmax, entropy, percentile"):
         quantize_file(tiny_model, tmp_path / "x.onnx", faces, "kl")
+    # the first convolution and the head kept float: no QDQ pair feeds them
+    import onnx
+
+    kept = quantize_file(tiny_model, tmp_path / "k.onnx", faces, "percentile", float_ends=True)
+    graph = onnx.load(kept["path"]).graph
+    made = {o: n.op_type for n in graph.node for o in n.output}
+    gemms = [n for n in graph.node if n.op_type == "Gemm"]
+    assert gemms and all(made.get(n.input[1]) != "DequantizeLinear" for n in gemms)
+    assert Recognizer(kept["path"], detector="haar").card.quantization["float"].startswith("first")
 
 
 def test_quantize_command_writes_each_calibration_and_its_parity(tmp_path, capsys, fer_npz,

@@ -145,7 +145,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     faces = calibration_faces(data.split("train").pixels, args.faces)
     report = {"model": str(src), "calibration_faces": len(faces), "files": {}}
     for method, path in targets.items():
-        report["files"][method] = quantize_file(src, path, faces, method)
+        report["files"][method] = quantize_file(src, path, faces, method, args.float_ends)
     val = []
     if not args.no_val:
         for spec in VAL_SOURCES:

@@ -125,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                    default=512, help="Training faces to calibrate on (each with its mirror)")
     q.add_argument("--no-val", action="store_true", help="score PublicTest only, not the val "
                    "folds of $MOBILEFER_SHARED/data/ood (default ../shared)")  # fmt: skip
+    q.add_argument("--float-ends", action="store_true", help="keep the first convolution and the "
+                   "dense head in float")  # fmt: skip
     q.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     q.set_defaults(func=cmd_quantize)
 
