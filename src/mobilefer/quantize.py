@@ -14,6 +14,8 @@ the written file needs only ONNX Runtime.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -88,7 +90,8 @@ def quantize_file(
             x = next(self._it, None)
             return None if x is None else {"input": x}
 
-    with tempfile.TemporaryDirectory() as tmp:
+    # ONNX Runtime's tool prints its progress to stdout, where a command's results go
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre))
         quantize_static(
