@@ -192,7 +192,10 @@ def model_card(domains: dict, speed: dict) -> str:
             f"tau {card.prior_tau:g}.",
             "- Trained on: FER2013 Training" + "".join(f", {k}" for k in learnt)
             + (f"; fine-tuned from `{recipe['init']}` (network {recipe.get('init_member', 0)})"
-               if recipe.get("init") else "") + ".",
+               if recipe.get("init") else "")
+            + (f", its weights then averaged with that network's ({wise['alpha']:g} of the "
+               "fine-tuned, WiSE-FT)" if (wise := recipe.get("notes", {}).get("wise_ft")) else "")
+            + ".",
             f"- Precision: {card.precision}"
             + (f" (static quantization, {quant.get('calibration')} calibration on "
                f"{quant.get('faces')} Training faces and their mirrors)" if quant else "") + ".",
