@@ -55,12 +55,13 @@ def end_nodes(path: str | Path) -> list[str]:
 
 def quantize_file(
     src: str | Path, dst: str | Path, faces: np.ndarray, calibration: str = "minmax",
-    float_ends: bool = False,
+    float_ends: bool = False, extra_options: dict | None = None,
 ) -> dict:
     """Write an int8 copy of the model file ``src`` to ``dst``, calibrated on ``faces`` (N x 48
     x 48 uint8 Training faces) and their mirrors with ONNX Runtime's ``calibration`` method;
     with ``float_ends``, the first convolution and the dense head stay float
-    (:func:`end_nodes`). Returns ``{"path", "bytes", "calibration", "faces", ...}``."""
+    (:func:`end_nodes`); ``extra_options`` go to ``quantize_static`` as they are (its
+    ``CalibMovingAverage``, ``CalibPercentile``, ...). Returns ``{"path", "bytes", "calibration", "faces", ...}``."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -100,11 +101,13 @@ def quantize_file(
             calibrate_method=methods[calibration],
             calibration_cache_path=Path(tmp) / "calibration",
             nodes_to_exclude=end_nodes(pre) if float_ends else None,
+            extra_options=dict(extra_options or {}),
         )  # fmt: skip
     how = {"calibration": calibration, "faces": int(len(faces)), "views": "face and mirror",
            "data": "FER2013 Training, evenly spaced", "weights": "int8 per channel (7 bits)",
            "activations": "uint8", "format": "QDQ",
-           "float": "first convolution and dense head" if float_ends else "none"}  # fmt: skip
+           "float": "first convolution and dense head" if float_ends else "none",
+           "options": dict(extra_options or {})}  # fmt: skip
     write_card(dst, replace(card, precision="int8", quantization=how))
     return {"path": str(dst), "bytes": dst.stat().st_size, **how}
 

@@ -122,6 +122,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def calibration_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ONNX Runtime's ``extra_options``: true/false, a number, or a word."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise OptionError(f"--option {text!r}: expected KEY=VALUE, e.g. CalibMovingAverage=true")
+    if raw.lower() in ("true", "false"):
+        return key, raw.lower() == "true"
+    try:
+        return key, float(raw)
+    except ValueError:
+        return key, raw
+
+
 def cmd_quantize(args: argparse.Namespace) -> int:
     try:
         import onnx  # noqa: F401  (ONNX Runtime's quantization tool needs it)
@@ -145,7 +158,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     faces = calibration_faces(data.split("train").pixels, args.faces)
     report = {"model": str(src), "calibration_faces": len(faces), "files": {}}
     for method, path in targets.items():
-        report["files"][method] = quantize_file(src, path, faces, method, args.float_ends)
+        report["files"][method] = quantize_file(src, path, faces, method, args.float_ends,
+                                                dict(calibration_option(t) for t in args.option))
     val = []
     if not args.no_val:
         for spec in VAL_SOURCES:

@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "folds of $MOBILEFER_SHARED/data/ood (default ../shared)")  # fmt: skip
     q.add_argument("--float-ends", action="store_true", help="keep the first convolution and the "
                    "dense head in float")  # fmt: skip
+    q.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="one of ONNX Runtime's calibration extra_options, e.g. "
+                   "CalibMovingAverage=true or CalibPercentile=99.99 (repeatable)")  # fmt: skip
     q.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     q.set_defaults(func=cmd_quantize)
 
