@@ -61,7 +61,8 @@ def quantize_file(
     x 48 uint8 Training faces) and their mirrors with ONNX Runtime's ``calibration`` method;
     with ``float_ends``, the first convolution and the dense head stay float
     (:func:`end_nodes`); ``extra_options`` go to ``quantize_static`` as they are (its
-    ``CalibMovingAverage``, ``CalibPercentile``, ...). Returns ``{"path", "bytes", "calibration", "faces", ...}``."""
+    ``CalibMovingAverage``, ``CalibPercentile``, ...). Returns ``{"path", "bytes",
+    "calibration", "faces", ...}``."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
