@@ -200,8 +200,8 @@ def model_card(domains: dict, speed: dict) -> str:
             f"- Test time: flip TTA {'on' if card.flip_tta else 'off'}, class-prior correction "
             f"tau {card.prior_tau:g}.",
             "- Trained on: FER2013 Training" + "".join(f", {k}" for k in learnt)
-            + (f"; fine-tuned from `{recipe['init']}` (network {recipe.get('init_member', 0)})"
-               if recipe.get("init") else "")
+            + (f"; fine-tuned from network {recipe.get('init_member', 0)} of the "
+               f"`{recipe['init']}` file shipped before it" if recipe.get("init") else "")
             + (f", its weights then averaged with that network's ({wise['alpha']:g} of the "
                "fine-tuned, WiSE-FT)" if (wise := recipe.get("notes", {}).get("wise_ft")) else "")
             + ".",
