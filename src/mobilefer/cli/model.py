@@ -43,7 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         from ..train.config import apply_settings, read_run_config, recipe
         from ..train.loop import fit
-        from ..train.report import epoch_header, epoch_row, write_report
+        from ..train.plots import epoch_header, epoch_row, write_report
     except ImportError as e:
         return missing_extra("training", "train", e)
 
