@@ -434,3 +434,17 @@ def test_an_empty_crop_or_a_device_as_model_is_one_clear_error(tiny_model):
             model.predict_proba([empty])
     with pytest.raises(ModelError, match="/dev/null: not a regular file"):
         ExpressionModel("/dev/null")
+
+
+def test_a_clip_named_like_an_image_is_read_as_a_video(tmp_path, tiny_model):
+    """A clip named .jpg was read as an image (and failed): its first bytes say video."""
+    import shutil
+
+    from mobilefer import Recognizer
+
+    from conftest import ROOT
+
+    clip = tmp_path / "holiday.jpg"
+    shutil.copy(ROOT / "tests" / "data" / "golden" / "clip.mp4", clip)
+    results = list(Recognizer(tiny_model, detector="haar").stream(str(clip)))
+    assert len(results) == 12 and all(r.kind == "video" and not r.error for r in results)

@@ -51,12 +51,29 @@ class Frame:
     fps: float | None = None
 
 
+#: How video containers begin (bytes 4-8 of MP4/MOV/3GP; AVI; Matroska/WebM), to catch a clip
+#: named like an image.
+VIDEO_MAGIC = ((4, b"ftyp"), (0, b"RIFF"), (0, b"\x1aE\xdf\xa3"))
+
+
+def looks_like_video(path: Path) -> bool:
+    """Whether a regular file's first bytes are those of a video container (AVI: RIFF....AVI)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    if head[:4] == b"RIFF":
+        return head[8:11] == b"AVI"
+    return any(head[at : at + len(magic)] == magic for at, magic in VIDEO_MAGIC)
+
+
 def _kind(path: Path) -> str:
     if path.exists() and not path.is_dir() and not path.is_file():
         return "irregular"
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        return "image"
+        return "video" if path.is_file() and looks_like_video(path) else "image"
     if suffix in VIDEO_SUFFIXES:
         return "video"
     return "other"
