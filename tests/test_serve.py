@@ -441,3 +441,40 @@ def test_limits_are_a_typed_error_with_their_status():
     with pytest.raises(LimitError) as e:
         decode_image(data, "big.png", 100)
     assert e.value.status == 413
+
+
+def test_a_connection_that_never_finishes_its_headers_is_closed():
+    """64 slow-loris senders held every connection: one that has not sent its headers within
+    the limit is closed (uvicorn armed no timer before a first request)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from mobilefer.serve import header_timeout_protocol
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(create_app(Recognizer(detector="haar")), host="127.0.0.1",
+                            port=port, log_level="warning", http=header_timeout_protocol(1.0))
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never ends
+            t0 = time.perf_counter()
+            assert c.recv(100) == b""  # closed by the server
+            assert time.perf_counter() - t0 < 4
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:  # a whole request
+            c.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert c.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        server.should_exit = True
+        thread.join(5)

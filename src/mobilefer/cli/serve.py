@@ -16,7 +16,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from ..serve import create_app, is_loopback, serving_hosts
+        from ..serve import (
+            HEADER_SECONDS,
+            create_app,
+            header_timeout_protocol,
+            is_loopback,
+            serving_hosts,
+        )
     except ImportError as e:
         return missing_extra("serve", "serve", e)
 
@@ -38,7 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
              f"port {args.port} sees the demo and can send it images")  # fmt: skip
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     config = uvicorn.Config(app, log_level="warning", limit_concurrency=SERVE_CONNECTIONS,
-                            timeout_keep_alive=5)  # fmt: skip
+                            timeout_keep_alive=5, http=header_timeout_protocol(HEADER_SECONDS))
     print(f"mobilefer serve: open http://{shown_host}:{args.port}/ (Ctrl-C stops)",
           file=sys.stderr, flush=True)  # fmt: skip
     uvicorn.Server(config).run(sockets=[sock])

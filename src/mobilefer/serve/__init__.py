@@ -8,6 +8,13 @@ nothing is written to disk. See :func:`mobilefer.serve.app.create_app` for the r
 from __future__ import annotations
 
 from .app import LIMITS, create_app
-from .doors import is_loopback, serving_hosts
+from .doors import HEADER_SECONDS, header_timeout_protocol, is_loopback, serving_hosts
 
-__all__ = ["LIMITS", "create_app", "is_loopback", "serving_hosts"]
+__all__ = [
+    "HEADER_SECONDS",
+    "LIMITS",
+    "create_app",
+    "header_timeout_protocol",
+    "is_loopback",
+    "serving_hosts",
+]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 
+#: Seconds a connection may take to send its request's headers (slow-loris senders are closed).
+HEADER_SECONDS = 10.0
+
 
 def is_loopback(host: str) -> bool:
     """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1, localhost)."""
@@ -53,3 +56,30 @@ def serving_hosts(host: str) -> list[str]:
     if host in ("0.0.0.0", "::", ""):
         return ["*"]
     return [host, f"[{host}]"]
+
+
+def header_timeout_protocol(seconds: float):
+    """uvicorn's h11 protocol, closing a connection whose first request's headers have not all
+    come within ``seconds`` of its opening (slow-loris senders held every connection: uvicorn
+    arms its keep-alive timer only after a response, and disarms it on any byte received)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeout(H11Protocol):
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.header_deadline = self.loop.time() + seconds
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.cycle is None:  # still no whole request: the deadline stands
+                self._arm()
+
+        def _arm(self) -> None:
+            if self.timeout_keep_alive_task is None:
+                delay = max(0.0, self.header_deadline - self.loop.time())
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    delay, self.timeout_keep_alive_handler
+                )
+
+    return HeaderTimeout
