@@ -454,3 +454,18 @@ def test_a_clip_given_twice_to_report_is_read_once(capsys, tmp_path, tiny_model)
     assert code == 0 and "clip.mp4: given twice; read once" in err
     rows = (tmp_path / "r.csv").read_text().splitlines()[1:]
     assert rows and all(int(r.split(",")[4]) <= 12 for r in rows)  # frames per track: the clip's
+
+
+def test_export_and_webcam_never_replace_a_file_they_were_not_told_to(capsys, tmp_path):
+    """export --out best.pt wrote the ONNX file over the checkpoint; webcam --save replaced an
+    existing video. Both are refused before any work, as report's outputs are."""
+    from conftest import run
+
+    ck = tmp_path / "best.pt"
+    ck.write_bytes(b"checkpoint")
+    code, _, err = run(capsys, "export", ck, "--out", ck)
+    assert code == 2 and "that is an input" in err and ck.read_bytes() == b"checkpoint"
+    video = tmp_path / "live.mp4"
+    video.write_bytes(b"old video")
+    code, _, err = run(capsys, "webcam", "0", "--save", video)
+    assert code == 2 and "exists; pass --overwrite" in err and video.read_bytes() == b"old video"

@@ -104,7 +104,7 @@ def test_train_export_evaluate_cli(tmp_path, fer_npz, capsys):
     assert set(report["metrics"]) >= {"public_fer2013_accuracy", "public_fer2013_macro_f1"}
     assert not any(k.startswith("private") for k in report["metrics"])
     argv = ["export", str(run / "best.pt"), "--out", str(model), "--data", str(fer_npz)]
-    code = main([*argv, "--report-private"])
+    code = main([*argv, "--report-private", "--overwrite"])  # the same --out, replaced
     out, _ = capsys.readouterr()
     assert code == 0
     report = json.loads(out.splitlines()[-1])

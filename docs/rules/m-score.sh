@@ -10,6 +10,6 @@ D=../shared/data/fer2013/fer2013.npz
 M=.venv/bin/mobilefer
 B=".venv/bin/python benchmarks/domains.py --part val --threads 2"
 if [ "$HEAD" = ferplus ]; then CK=best_ferplus.pt; OLD=runs/baseline/ferplus_v12.onnx; else CK=best.pt; OLD=runs/baseline/pair_v13_v14.onnx; fi
-$M export runs/$RUN/$CK --head $HEAD --data $D --out runs/$RUN/$HEAD.onnx > runs/$RUN/export-$HEAD.json
+$M export runs/$RUN/$CK --head $HEAD --data $D --out runs/$RUN/$HEAD.onnx --overwrite > runs/$RUN/export-$HEAD.json
 $B --model runs/$RUN/$HEAD.onnx $OLD --out runs/$RUN/dom-$HEAD-card.json > runs/$RUN/dom-$HEAD-card.txt
 $B --model runs/$RUN/$HEAD.onnx --tau 0 0.5 --out runs/$RUN/dom-$HEAD-tau.json > runs/$RUN/dom-$HEAD-tau.txt

@@ -93,6 +93,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         tau = float_in(tau, 0, 2, "--prior-tau")
     if zoom != "auto":
         zoom = float_in(zoom, *ZOOM_RANGE, "--zoom")
+    from ..sinks import check_outputs
+
+    check_outputs({"--out": args.out}, args.checkpoint, args.overwrite)  # never a checkpoint
     try:
         from ..train.export import export_checkpoint
     except ImportError as e:

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("index", nargs="?", type=number(int, 0, what="must be >= 0"), default=0,
                    help="camera index")  # fmt: skip
     w.add_argument("--save", help="write the annotated stream to this video file (no window)")
+    w.add_argument("--overwrite", action="store_true", help="replace an existing --save file")
     w.add_argument("--no-window", action="store_true", help="no window (use with --print)")
     w.add_argument("--print", action="store_true", help="also print the faces to stdout")
     add_inference_options(w)
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="best.pt, best_ferplus.pt or last.pt from 'mobilefer train'; several "
                    "make one ensemble file that averages them")  # fmt: skip
     x.add_argument("--out", required=True, help="the .onnx file to write")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     x.add_argument("--data", help="FER2013: for the choices, the parity batch and the scores")
     x.add_argument(
         "--flip-tta",

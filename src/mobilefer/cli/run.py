@@ -219,8 +219,9 @@ def has_display() -> bool:
 
 def cmd_webcam(args: argparse.Namespace) -> int:
     from ..records import RecordWriter
-    from ..sinks import VideoSink
+    from ..sinks import VideoSink, check_outputs
 
+    check_outputs({"--save": args.save}, overwrite=args.overwrite)  # before the camera opens
     show = not args.save and not args.no_window
     if show and not has_display():
         err(
