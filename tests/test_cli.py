@@ -356,3 +356,12 @@ def test_library_warnings_are_the_cli_s_own_one_line(tmp_path, tiny_model):
     assert p.returncode == 0 and len(records(p.stdout)) == 1
     (line,) = p.stderr.splitlines()
     assert line.startswith("mobilefer: warning: YuNet unavailable, using haar: ")
+
+
+def test_train_out_that_is_a_file_is_one_line(capsys, tmp_path):
+    """--out naming a file ended in a FileExistsError traceback when the run made its folder."""
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    code, out, err = run(capsys, "train", "--data", tmp_path / "x.npz", "--out", taken)
+    assert code == 2 and err.strip() == f"mobilefer: --out {taken}: exists and is not a folder; " \
+        "name the run's folder"

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         if e.errno == errno.ENOSPC or getattr(e, "filename", None) is None:
             err(f"cannot write the results: {e.strerror or e}")
             return 1
-        raise
+        err(shown(f"{e.filename}: {e.strerror or e}"))  # a file the command could not use
+        return 1
 
 
 if __name__ == "__main__":

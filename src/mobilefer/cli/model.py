@@ -40,6 +40,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise OptionError(f"--out {args.out}: exists and is not a folder; name the run's folder")
     try:
         from ..train.config import apply_settings, read_run_config, recipe
         from ..train.loop import fit
