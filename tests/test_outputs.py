@@ -469,3 +469,35 @@ def test_export_and_webcam_never_replace_a_file_they_were_not_told_to(capsys, tm
     video.write_bytes(b"old video")
     code, _, err = run(capsys, "webcam", "0", "--save", video)
     assert code == 2 and "exists; pass --overwrite" in err and video.read_bytes() == b"old video"
+
+
+def test_a_clip_whose_name_is_not_utf8_gets_its_report(capsys, tmp_path, tiny_model):
+    """It ended in a UnicodeEncodeError traceback after the work, leaving a 0-byte page."""
+    pytest.importorskip("plotly")
+    import os
+    import shutil
+
+    from conftest import ROOT, run
+
+    clip = os.fsdecode(bytes(tmp_path) + b"/clip\xff.mp4")
+    shutil.copy(ROOT / "tests" / "data" / "golden" / "clip.mp4", clip)
+    page, table = tmp_path / "r.html", tmp_path / "r.csv"
+    code, _, err = run(capsys, "report", clip, "--out", page, "--csv", table, "--model",
+                       tiny_model)  # fmt: skip
+    assert code == 0 and "Traceback" not in err
+    assert page.stat().st_size > 1000 and "clip\\udcff.mp4" in table.read_text()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["predict", "x.jpg", "--engine", "ray", "--out", "r.jsonl", "--actors", "100000"],
+     "must lie in 1-1024"),
+    (["report", "--help"], None),
+])  # fmt: skip
+def test_counts_have_a_maximum_and_report_offers_no_format(capsys, argv, message):
+    from conftest import run
+
+    code, out, err = run(capsys, *argv)
+    if message:
+        assert code == 2 and message in err
+    else:
+        assert code == 0 and "--format" not in out

@@ -247,7 +247,8 @@ def write_atomic(path: str | Path, data: str | bytes) -> int:
     interrupted write leaves the old file or none; the file gets the umask's mode. Returns
     the bytes written."""
     path = Path(path)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
+    # a name that is not valid UTF-8 (a surrogate-escaped byte) is written as \udcff, not lost
+    raw = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".mobilefer-")
     try:
         with os.fdopen(fd, "wb") as f:
