@@ -68,3 +68,11 @@ def test_a_pipe_is_refused_not_waited_on(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(InputError, match="not a regular file"):
         read_records(fifo)
+
+
+def test_summarize_refuses_two_label_sets_for_one_source():
+    from mobilefer import summarize
+
+    other = GOOD | {"scores": {"angry": 0.5, "contempt": 0.5}, "label": "contempt"}
+    with pytest.raises(InputError, match="labels angry, contempt differ"):
+        summarize([GOOD, other])

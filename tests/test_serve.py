@@ -478,3 +478,22 @@ def test_a_connection_that_never_finishes_its_headers_is_closed():
     finally:
         server.should_exit = True
         thread.join(5)
+
+
+def test_a_live_sessions_report_keeps_a_bounded_number_of_frames(monkeypatch, jpg):
+    """A live connection kept about 1.8 KB per frame for its whole life; its report now keeps
+    the first LIMITS['live_report_frames'] frames."""
+    pytest.importorskip("plotly")
+    import json
+
+    import mobilefer.serve.app as serve_app
+
+    monkeypatch.setitem(serve_app.LIMITS, "live_report_frames", 3)
+    with TestClient(create_app(Recognizer(detector="haar"))) as c:
+        with c.websocket_connect("/ws/live") as ws:
+            for _ in range(6):
+                ws.send_bytes(jpg)
+                assert json.loads(ws.receive_text())["faces"]
+            ws.send_text("report")
+            report = json.loads(ws.receive_text())
+    assert report["tracks"] == 1 and "3 frames" in report["report"]

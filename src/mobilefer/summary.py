@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
+
 #: Tracks seen in fewer frames than this are kept but marked ``short`` (a detector's false
 #: alarm, or a face passing through): 1 s at 10 frames/s.
 MIN_TRACK_FRAMES = 10
@@ -101,6 +103,10 @@ class _Clip:
         scores = rec.get("scores")
         if scores and not self.labels:
             self.labels = tuple(scores)
+        elif scores and tuple(scores) != self.labels:
+            raise InputError(f"{rec['source']}: labels {', '.join(scores)} differ from the "
+                             f"source's first ({', '.join(self.labels)}); summarize one model's "
+                             "results at a time")  # fmt: skip
         self.sources.add(rec["source"])
         frame = rec.get("frame")
         self.frames.append(-1 if frame is None else int(frame))
