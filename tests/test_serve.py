@@ -346,14 +346,19 @@ def test_the_clips_tab_in_chromium(server, tmp_path, clip_bytes):
             browser.close()
 
 
+def live_report(ws, frame: bytes, n: int) -> dict:
+    """Send ``n`` frames with a face on a live socket, then ask for the session's report."""
+    for _ in range(n):
+        ws.send_bytes(frame)
+        assert json.loads(ws.receive_text())["faces"]
+    ws.send_text("report")
+    return json.loads(ws.receive_text())
+
+
 def test_the_live_session_report(client, jpg):
     pytest.importorskip("plotly")
     with client.websocket_connect("/ws/live") as ws:
-        for _ in range(3):
-            ws.send_bytes(jpg)
-            assert json.loads(ws.receive_text())["faces"]
-        ws.send_text("report")
-        reply = json.loads(ws.receive_text())
+        reply = live_report(ws, jpg, 3)
         assert reply["tracks"] == 1 and "Facial expressions over time" in reply["report"]
         ws.send_bytes(jpg)  # the session goes on after its report
         assert json.loads(ws.receive_text())["frame"] == 3
@@ -484,16 +489,11 @@ def test_a_live_sessions_report_keeps_a_bounded_number_of_frames(monkeypatch, jp
     """A live connection kept about 1.8 KB per frame for its whole life; its report now keeps
     the first LIMITS['live_report_frames'] frames."""
     pytest.importorskip("plotly")
-    import json
 
     import mobilefer.serve.app as serve_app
 
     monkeypatch.setitem(serve_app.LIMITS, "live_report_frames", 3)
     with TestClient(create_app(Recognizer(detector="haar"))) as c:
         with c.websocket_connect("/ws/live") as ws:
-            for _ in range(6):
-                ws.send_bytes(jpg)
-                assert json.loads(ws.receive_text())["faces"]
-            ws.send_text("report")
-            report = json.loads(ws.receive_text())
+            report = live_report(ws, jpg, 6)
     assert report["tracks"] == 1 and "3 frames" in report["report"]
