@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..detectors import create_detector, image_detect_size
 from ..errors import DataError, OptionError
 from ..image import read_image
 from ..labels import EMOTIONS
@@ -144,17 +145,13 @@ def cut_faces(paths: list[Path], detect: bool, margin: float, detector: str = "a
     """Read images and make them 48x48 faces: whole (``detect`` False) or the largest face the
     detector finds, cropped with ``margin`` as :meth:`mobilefer.Recognizer.classify_boxes`
     crops it."""
-    det = None
-    if detect:
-        from ..detectors import create_detector
-
-        det = create_detector(detector)
+    det = create_detector(detector) if detect else None
     pixels = np.zeros((len(paths), SOURCE_SIZE, SOURCE_SIZE), np.uint8)
     found = np.ones(len(paths), bool)
     for i, path in enumerate(paths):
         image = read_image(path)
-        if det is not None:
-            boxes = det.detect(image)
+        if det is not None:  # searched as Recognizer.analyze searches a photo
+            boxes = det.detect(image, image_detect_size(*image.shape[:2]))
             if not boxes:
                 found[i] = False
                 continue
