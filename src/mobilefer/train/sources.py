@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -207,7 +207,3 @@ def epoch_indices(counts: list[int], weights: list[float], gen):
     order = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=gen.device)
     return order[torch.randperm(len(order), generator=gen, device=gen.device)]
 
-
-def describe(sources) -> list[dict]:
-    """The sources as plain dicts (for configs and cards)."""
-    return [asdict(source_of(s)) for s in sources]
