@@ -76,3 +76,14 @@ def test_summarize_refuses_two_label_sets_for_one_source():
     other = GOOD | {"scores": {"angry": 0.5, "contempt": 0.5}, "label": "contempt"}
     with pytest.raises(InputError, match="labels angry, contempt differ"):
         summarize([GOOD, other])
+
+
+def test_a_csv_saved_by_a_spreadsheet_with_a_byte_order_mark_is_read(tmp_path):
+    from mobilefer.records import csv_columns
+
+    path = tmp_path / "r.csv"
+    row = "a.jpg,,,0,1,2,3,4,happy,0.75,haar,,,0.75,0.25"
+    path.write_bytes(b"\xef\xbb\xbf" + (",".join(csv_columns(["happy", "sad"])) + "\n" + row
+                                        + "\n").encode())  # fmt: skip
+    (rec,) = read_records(path)
+    assert rec["source"] == "a.jpg" and rec["label"] == "happy"

@@ -190,8 +190,8 @@ def _lines(raw, p: Path) -> Iterator[tuple[int, str]]:
     for n, line in enumerate(iter(lambda: raw.readline(MAX_LINE + 1), b""), start=1):
         if len(line) > MAX_LINE:
             raise InputError(f"{shown(p)}:{n}: a line over {MAX_LINE:,} bytes is not a record")
-        try:
-            yield n, line.decode("utf-8").rstrip("\r\n")
+        try:  # a byte-order mark (spreadsheets write one) is not part of the first record
+            yield n, line.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
             raise InputError(f"{shown(p)}:{n}: not UTF-8 text") from None
 

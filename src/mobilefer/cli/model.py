@@ -154,11 +154,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     src, out = Path(args.model), Path(args.out)
     methods = CALIBRATIONS if args.calibration == "all" else (args.calibration,)
     targets = {m: out if len(methods) == 1 else out.with_suffix(f".{m}.onnx") for m in methods}
-    for path in targets.values():
-        if path.resolve() == src.resolve():
-            raise OptionError(f"--out {path}: that is the model being quantized; name a new file")
-        if path.exists() and not args.overwrite:
-            raise OptionError(f"--out {path}: exists; pass --overwrite to replace it")
+    from ..sinks import check_outputs
+
+    flags = {(f"--out ({m})" if len(targets) > 1 else "--out"): p for m, p in targets.items()}
+    check_outputs(flags, [src], args.overwrite)  # never the model, a folder or a pipe
     data = load_fer2013_with_ferplus(args.data, args.ferplus)
     faces = calibration_faces(data.split("train").pixels, args.faces)
     report = {"model": str(src), "calibration_faces": len(faces), "files": {}}
