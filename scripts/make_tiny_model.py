@@ -1,4 +1,4 @@
-"""Write the tiny test model, ``tests/data/tiny.onnx``: an untrained MobileNetV2 (width 0.25,
+"""Write the tiny test model, ``tests/data/tiny.onnx``: an untrained MobileNetV2 (width 0.2,
 32 px, head 16-8) exported through the real export path, whose scores differ from face to face.
 
 It is committed so that the inference tests run without torch; ``tests/test_train.py`` checks
@@ -19,7 +19,7 @@ def tiny_config():
     """The config of the tiny model (and of the training tests' tiny runs)."""
     from mobilefer.train.config import recipe
 
-    return recipe("default", input_size=32, width_mult=0.25, backbone=None, hidden=(16, 8),
+    return recipe("default", input_size=32, width_mult=0.2, backbone=None, hidden=(16, 8),
                   epochs=1, batch_size=16, threads=1, dropout=0.0, ferplus_weight=0.0)  # fmt: skip
 
 

@@ -138,7 +138,7 @@ def test_export_parity_and_metadata(tmp_path, tiny_config):
     from mobilefer.train.export import export_onnx
     from mobilefer.train.model import FerNet
 
-    net = FerNet(hidden=tiny_config.hidden, width_mult=0.25, backbone=None).eval()
+    net = FerNet(hidden=tiny_config.hidden, width_mult=tiny_config.width_mult, backbone=None).eval()
     rep = export_onnx(net, tiny_config, tmp_path / "x.onnx", flip_tta=True, metrics={"a": 1})
     assert rep["max_abs_diff"] <= 1e-4
     proto = onnx.load(str(tmp_path / "x.onnx"))
@@ -413,7 +413,7 @@ def test_prior_correction_is_stored_and_applied(tmp_path, tiny_config):
     from mobilefer.train.export import export_onnx
     from mobilefer.train.model import FerNet
 
-    net = FerNet(hidden=tiny_config.hidden, width_mult=0.25, backbone=None).eval()
+    net = FerNet(hidden=tiny_config.hidden, width_mult=tiny_config.width_mult, backbone=None).eval()
     prior = (0.14, 0.015, 0.145, 0.25, 0.17, 0.11, 0.17)
     export_onnx(net, tiny_config, tmp_path / "plain.onnx")
     export_onnx(net, tiny_config, tmp_path / "fixed.onnx", prior=prior, prior_tau=0.5)
@@ -432,7 +432,7 @@ def test_zoom_is_stored_and_applied(tmp_path, tiny_config):
     from mobilefer.train.scoring import predict_probs
 
     torch.manual_seed(0)
-    net = FerNet(hidden=tiny_config.hidden, width_mult=0.25, backbone=None).eval()
+    net = FerNet(hidden=tiny_config.hidden, width_mult=tiny_config.width_mult, backbone=None).eval()
     with torch.no_grad():  # untrained BatchNorm statistics make every face look alike
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -508,7 +508,8 @@ def test_an_ensemble_file_averages_its_members(tmp_path, tiny_config, fer_npz):
     nets = []
     for seed in (1, 2):
         torch.manual_seed(seed)
-        nets.append(FerNet(hidden=tiny_config.hidden, width_mult=0.25, backbone=None).eval())
+        nets.append(FerNet(hidden=tiny_config.hidden, width_mult=tiny_config.width_mult,
+                           backbone=None).eval())
     for i, net in enumerate(nets):
         export_onnx(net, tiny_config, tmp_path / f"m{i}.onnx")
     rep = export_onnx(nets, [tiny_config, replace(tiny_config, seed=7)], tmp_path / "both.onnx")
