@@ -149,11 +149,12 @@ class HaarDetector:
     ):
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self._path = str(path)
-        if cv2.CascadeClassifier(self._path).empty():
+        self._local = threading.local()  # one native cascade per thread: it is not thread-safe
+        self._local.cascade = cv2.CascadeClassifier(self._path)  # this thread's, checked once
+        if self._local.cascade.empty():
             raise WeightsError(
                 f"{path}: OpenCV's Haar cascade is missing; reinstall opencv-python-headless<5"
             )
-        self._local = threading.local()  # one native cascade per thread: it is not thread-safe
         self.detect_size = detect_size
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors

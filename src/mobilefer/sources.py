@@ -73,7 +73,7 @@ def _kind(path: Path) -> str:
         return "irregular"
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        return "video" if path.is_file() and looks_like_video(path) else "image"
+        return "image"
     if suffix in VIDEO_SUFFIXES:
         return "video"
     return "other"

@@ -24,7 +24,7 @@ from .errors import InputError
 from .image import MAX_PIXELS, check_regular, read_image_pages, to_bgr
 from .options import DETECT_EVERY, SMOOTHING, check_option
 from .results import Face, Kind, Result
-from .sources import SKIPPED, Source, expand, read_video, read_webcam
+from .sources import SKIPPED, Source, expand, looks_like_video, read_video, read_webcam
 from .tracking import ClassifyFn, DetectFn, FaceTracker
 
 
@@ -138,8 +138,7 @@ class Session:
 
 
 def _image(rec, name, image, detect_size, kind="image", root=None) -> Result:
-    size = detect_size if detect_size is not None else image_detect_size(*image.shape[:2])
-    faces = rec.analyze(image, detect_size=size)
+    faces = rec.analyze(image, detect_size=detect_size)  # None: analyze's photo policy
     return Result(name, kind, tuple(faces), image, root=root, detector=rec.detector.name)
 
 
@@ -170,7 +169,10 @@ def _source(rec, src: Source, max_pixels, opts) -> Iterator[Result]:
         try:
             image, pages = read_image_pages(src.spec, max_pixels=max_pixels)
         except InputError as e:
-            yield Result(src.spec, "image", root=src.root, error=str(e))
+            if looks_like_video(Path(src.spec)):  # a clip named like an image
+                yield from _source(rec, replace(src, kind="video"), max_pixels, opts)
+            else:
+                yield Result(src.spec, "image", root=src.root, error=str(e))
             return
         result = _image(rec, src.spec, image, opts["detect_size"], root=src.root)
         if pages > 1:

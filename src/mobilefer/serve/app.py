@@ -195,11 +195,18 @@ class LiveSession:
         return {"report": page, "tracks": sum(len(c.tracks) for c in clips)}
 
 
-def report_collector():
-    """A report Collector, or None without the ``[report]`` extra (the live tab works without)."""
+def has_report_extra() -> bool:
+    """Whether plotly (the ``[report]`` extra) is installed: reports need it."""
     try:
         import plotly  # noqa: F401
     except ImportError:
+        return False
+    return True
+
+
+def report_collector():
+    """A report Collector, or None without the ``[report]`` extra (the live tab works without)."""
+    if not has_report_extra():
         return None
     from ..report import Collector
 
@@ -269,7 +276,7 @@ async def api_photo(request: Request):
 async def api_clip(request: Request):
     demo: Demo = request.app.state.demo
     name = request.query_params.get("name", "clip.mp4")[:200]
-    if report_collector() is None:
+    if not has_report_extra():
         return error(501, "clip reports need the [report] extra: pip install -e '.[report]'")
     refused = upload_problem(request, name, "video", LIMITS["clip_bytes"])
     if refused:

@@ -264,8 +264,7 @@ def fit(
     train, public = data.split("train"), data.split("public")
     if cfg.limit_train:
         train = train.head(cfg.limit_train)
-    extra = [(source_of(d), None) for d in cfg.sources]
-    extra = [(src, load_source(src, "train", cfg.margin, out)) for src, _ in extra]
+    extra = [(s, load_source(s, "train", cfg.margin, out)) for s in map(source_of, cfg.sources)]
     val = [(s, load_source(s, "val", cfg.margin, out)) for s in map(source_of, cfg.val_sources)]
     if cfg.limit_train:
         extra = [(src, Faces(f.pixels[: cfg.limit_train], f.labels[: cfg.limit_train],
