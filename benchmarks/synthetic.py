@@ -74,3 +74,40 @@ def small_face_photo(
     y, x = 1200, 1800
     img[y : y + head.shape[0], x : x + head.shape[1]] = head
     return img, (x, y, head.shape[1], head.shape[0])
+
+
+def turn_face(image: np.ndarray, landmarks, yaw: float = 0.0, pitch: float = 0.0,
+              roll: float = 0.0) -> np.ndarray:
+    """``image`` with its face turned by ``yaw``, ``pitch`` and ``roll`` degrees (the signs of
+    :mod:`mobilefer.pose`: yaw toward the image's right, pitch up, roll clockwise), as a
+    camera far away would see it: the picture is laid on a generic head (an ellipsoid with a
+    nose, sized by the five ``landmarks``: right eye, left eye, nose tip, mouth corners),
+    rotated about the head's centre and projected straight back. Occluded parts take the
+    nearest visible texture; enough for landmarks to move as a turned face's do."""
+    pts = np.asarray(landmarks, np.float64)
+    eyes = float(np.hypot(*(pts[1] - pts[0])))
+    centre = (pts[:2].mean(0) + pts[3:].mean(0)) / 2
+    a, b, c = 1.6 * eyes, 2.1 * eyes, 1.6 * eyes  # the head's half width, height and depth
+    h, w = image.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    dx, dy = xs - centre[0], ys - centre[1]
+    inside = np.clip(1 - (dx / a) ** 2 - (dy / b) ** 2, 0, None)
+    nose = 0.35 * eyes * np.exp(-((xs - pts[2, 0]) ** 2 + (ys - pts[2, 1]) ** 2)
+                                / (2 * (0.28 * eyes) ** 2))  # fmt: skip
+    z = c * np.sqrt(inside) + nose * (inside > 0)  # toward the camera
+    cy_, sy = np.cos(np.radians(yaw)), np.sin(np.radians(yaw))
+    cp, sp = np.cos(np.radians(pitch)), np.sin(np.radians(pitch))
+    x1, z1 = dx * cy_ + z * sy, -dx * sy + z * cy_  # yaw: about the vertical axis
+    y1 = dy * cp - z1 * sp  # pitch: about the horizontal axis, the nose going up
+    cr, sr = np.cos(np.radians(roll)), np.sin(np.radians(roll))
+    x2, y2 = x1 * cr - y1 * sr, x1 * sr + y1 * cr  # roll: clockwise on screen (y down)
+    move_x = (x2 - dx).astype(np.float32)
+    move_y = (y2 - dy).astype(np.float32)
+    # where each output pixel comes from: solve F(src) = out by fixed-point iteration
+    src_x, src_y = xs.astype(np.float32), ys.astype(np.float32)
+    out_x, out_y = src_x.copy(), src_y.copy()
+    for _ in range(30):
+        mx = cv2.remap(move_x, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        my = cv2.remap(move_y, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        src_x, src_y = out_x - mx, out_y - my
+    return cv2.remap(image, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

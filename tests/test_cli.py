@@ -109,6 +109,9 @@ def test_predict_csv_schema(capsys, tiny_model, photo):
         "score",
         "detector",
         "detector_score",
+        "yaw",
+        "pitch",
+        "roll",
         "track_id",
         *EMOTIONS,
     ]

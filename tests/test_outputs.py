@@ -150,7 +150,7 @@ def test_ray_out_is_checked_before_ray_starts(capsys, monkeypatch, tmp_path, tin
 NOT_DEFAULT = {"model": "m.onnx", "threads": 3, "device": "auto", "flip_tta": True,
                "prior_tau": 0.5, "detector": "haar", "yunet": "y.onnx", "margin": 0.1,
                "detect_size": 100, "detect_every": 3, "smoothing": 0.3, "max_frames": 5,
-               "max_pixels": 1000}  # fmt: skip
+               "max_pixels": 1000, "max_yaw": 30.0}  # fmt: skip
 #: predict's flags that are not options of the record, and what --engine ray does with them.
 RAY_OWN = {"--format": (["csv"], None), "--save": (["saved"], None), "--actors": (["3"], 3)}
 RAY_ONLY = {"--engine", "--address", "--out", "--overwrite", "-h", "--help"}

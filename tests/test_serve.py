@@ -331,11 +331,17 @@ def test_the_clips_tab_in_chromium(server, tmp_path, clip_bytes):
             page = browser.new_page(viewport={"width": 1100, "height": 1000})
             page.goto(server)
             page.click("nav button[data-tab=clips]")
+            page.set_input_files("#clip-events", files=[
+                {"name": "events.csv", "mimeType": "text/csv",
+                 "buffer": b"name,start,end\nintro,0,0.5\nad,0.5,5\n"}])  # fmt: skip
+            page.fill("#clip-baseline", "intro")
             page.set_input_files("#clip-file", files=[
                 {"name": "clip.mp4", "mimeType": "video/mp4", "buffer": clip_bytes}])  # fmt: skip
             page.wait_for_selector("#clip-report:not([hidden])", timeout=60_000)
             frame = page.frame_locator("#clip-report")
             assert frame.locator(".track").count() >= 1
+            assert frame.locator("#study").count() == 1  # the events made it a study
+            assert frame.locator("table.events").first.inner_text().count("ad") >= 1
             assert page.locator("#clip-download:not([hidden])").count() == 1
             page.screenshot(path=str(tmp_path / "clips.png"))
             page.set_input_files("#clip-file", files=[
@@ -344,6 +350,23 @@ def test_the_clips_tab_in_chromium(server, tmp_path, clip_bytes):
             assert "broken.mp4" in error.text_content()
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("query, status, message", [
+    ("events=name,start\nad,0", 400, "needs columns name,start,end"),
+    ("events=name,start,end\nad,2,1", 400, "needs 0 <= start < end"),
+    ("events=name,start,end\nad,0,1&baseline=intro", 400, "'intro' is not an event"),
+    ("baseline=intro", 400, "goes with an events file"),
+    ("events=" + "x" * 9000, 413, "over the limit"),
+])  # fmt: skip
+def test_a_clips_events_are_checked_before_its_upload(client, clip_bytes, query, status, message):
+    pytest.importorskip("plotly")
+    from urllib.parse import quote
+
+    encoded = "&".join(k + "=" + quote(v) for k, v in (p.split("=", 1) for p in query.split("&")))
+    r = client.post(f"/api/clip?name=c.mp4&{encoded}", content=clip_bytes,
+                    headers={"content-type": "video/mp4"})  # fmt: skip
+    assert r.status_code == status and message in r.json()["error"]
 
 
 def live_report(ws, frame: bytes, n: int) -> dict:

@@ -28,6 +28,7 @@ from .errors import (
 )
 from .labels import EMOTIONS
 from .records import read_records
+from .study import EventSummary, Study, compare, read_events, read_participants
 from .summary import ClipSummary, TrackSummary, summarize
 
 if TYPE_CHECKING:
@@ -46,6 +47,11 @@ __all__ = [
     "read_records",
     "ClipSummary",
     "TrackSummary",
+    "compare",
+    "read_events",
+    "read_participants",
+    "EventSummary",
+    "Study",
     "MobileferError",
     "InputError",
     "LimitError",

@@ -14,15 +14,16 @@ COLORS = {label: bgr(hex_colour) for label, hex_colour in PALETTE.items()}
 
 
 def draw(image: np.ndarray, faces: Sequence, fps: float | None = None) -> np.ndarray:
-    """A copy of a BGR image with each face's box, label and score drawn (and frames/s);
+    """A copy of a BGR image with each face's box, label and score drawn (a face not scored,
+    turned beyond ``max_yaw``: a gray box, "turned away"; and frames/s);
     ``faces`` are :class:`mobilefer.Face` objects (anything with box, label and score)."""
     out = image.copy()
     thick = max(1, round(max(out.shape[:2]) / 400))
     for f in faces:
         x, y, w, h = f.box
-        color = COLORS.get(f.label, (0, 255, 0))
+        color = COLORS.get(f.label, (0, 255, 0)) if f.label else (160, 160, 160)
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thick)
-        text = f"{f.label} {f.score:.0%}"
+        text = f"{f.label} {f.score:.0%}" if f.label else "turned away"
         scale = max(0.4, w / 200)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
         top = max(y - th - base - 2, 0)

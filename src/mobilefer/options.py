@@ -87,6 +87,9 @@ class Options:
     margin: float | None = _opt(None, "float", "grow face boxes by this fraction per side, "
                                 "below 0 shrink them (default: as the model file says)",
                                 "detector", lo=MARGIN_RANGE[0], hi=MARGIN_RANGE[1])  # fmt: skip
+    max_yaw: float | None = _opt(None, "float", "faces turned further than this many degrees "
+                                 "left or right are found but not scored (yunet only; default: "
+                                 "all are scored)", "detector", lo=0, hi=90)  # fmt: skip
     detect_size: int | None = _opt(None, "int", "shrink frames to this longest side before "
                                    "detection (default: photos by size, 640-2048 px; video "
                                    "and webcam 320; 0: never)", "stream", lo=0,

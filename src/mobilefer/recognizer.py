@@ -35,6 +35,8 @@ class Recognizer:
     model file says).
     ``detect_size`` (the detector's own detection size: the longest side images are shrunk to
     where a call gives none) and ``yunet`` (a local YuNet file) set up a detector given by name.
+    ``max_yaw``: faces turned further than this (degrees, either way; :mod:`mobilefer.pose`) are
+    found but not scored (their label and scores are ``None``); yunet gives the angles.
     """
 
     def __init__(
@@ -48,8 +50,12 @@ class Recognizer:
         yunet: str | Path | None = None,
         prior_tau: float | None = None,
         device: str = "cpu",
+        max_yaw: float | None = None,
     ) -> None:
         check_option("margin", margin)
+        check_option("max_yaw", max_yaw)
+        #: Faces turned further than this (degrees) are not scored; None: all are.
+        self.max_yaw = max_yaw
         check_option("detect_size", detect_size)
         if isinstance(model, ExpressionModel):
             given = [n for n, v in (("threads", threads), ("flip_tta", flip_tta),
@@ -133,7 +139,7 @@ class Recognizer:
         """Classify the faces at given detections of ``image`` in one batched call; each
         :class:`Face` keeps its detection's box, score and landmarks."""
         probs = self.boxes_proba(image, detections)
-        return [Face.from_probs(p, self.labels, d, self.detector.name)
+        return [Face.from_probs(p, self.labels, d, self.detector.name, max_yaw=self.max_yaw)
                 for p, d in zip(probs, detections, strict=True)]  # fmt: skip
 
     def analyze(self, image, detect_size: int | None = None) -> list[Face]:
@@ -169,4 +175,4 @@ class Recognizer:
         from .stream import Session
 
         return Session(self.detector.detect, self.boxes_proba, self.labels, self.detector.name,
-                       source, kind, **options)  # fmt: skip
+                       source, kind, max_yaw=self.max_yaw, **options)  # fmt: skip

@@ -53,6 +53,9 @@ RECORD_FIELDS: tuple[Field, ...] = (
     Field("scores", "scores", "every label's probability, summing to 1 (CSV: one column each)"),
     Field("detector", "str", "`haar` or `yunet`"),
     Field("detector_score", "float", "YuNet's confidence in the face (`null` for Haar)"),
+    Field("yaw", "float", "degrees the face is turned toward the image's right (`null` for Haar)"),
+    Field("pitch", "float", "degrees the face is turned up (`null` for Haar)"),
+    Field("roll", "float", "degrees the head is tilted clockwise (`null` for Haar)"),
     Field("track_id", "int", "the face's track in a video or webcam stream"),
     Field("score", "float", "the probability of `label`", csv_beside="label"),
 )
@@ -76,12 +79,14 @@ def records(source: str, faces, frame: int | None = None, t: float | None = None
             detector: str | None = None, empty: bool = True) -> list[dict]:  # fmt: skip
     """The JSON-ready records of one frame's faces, with the fields of :data:`RECORD_FIELDS` in
     order; with ``empty``, one no-face record when there is no face (its ``face``, ``box``,
-    ``label``, ``scores`` and ``score`` are ``None``), so every input read appears."""
+    ``label``, ``scores`` and ``score`` are ``None``), so every input read appears. A face
+    turned beyond ``max_yaw`` has its box and angles, and ``label``, ``scores`` and ``score``
+    ``None``."""
     base = {"source": source, "frame": frame, "time": None if t is None else round(t, 3)}
     out = []
     for i, face in enumerate(faces):
-        values = base | {"face": i, "box": list(face.box), "scores": dict(face.scores),
-                         "score": face.score}  # fmt: skip
+        values = base | {"face": i, "box": list(face.box), "score": face.score,
+                         "scores": None if face.scores is None else dict(face.scores)}
         out.append({n: values[n] if n in values else getattr(face, n) for n in FIELD_NAMES})
     if not out and empty:
         out.append(dict.fromkeys(FIELD_NAMES) | base | {"detector": detector})
@@ -107,6 +112,7 @@ class RecordWriter:
                 row = {k: rec.get(k) for k in CSV_FIELDS} | {"source": shown(rec["source"])}
                 if rec["box"] is not None:
                     row |= dict(zip("xywh", rec["box"], strict=True))
+                if rec["scores"] is not None:
                     row["score"] = round(rec["score"], 6)
                     row |= {k: round(v, 6) for k, v in rec["scores"].items()}
                 self._csv.writerow(row)
@@ -155,7 +161,7 @@ def iter_records(path: str | Path) -> Iterator[dict]:
                 return
             reader = csv.DictReader(io.StringIO(header[1]))
             columns = reader.fieldnames or []
-            missing = [c for c in CSV_FIELDS if c not in columns]
+            missing = [c for c in CSV_FIELDS if c not in columns and c not in _CSV_LATER]
             if missing:
                 raise InputError(f"{shown(p)}:1: not a CSV of records (no {', '.join(missing)})")
             for n, line in lines:
@@ -239,6 +245,8 @@ def _checked(rec, p: Path, n: int, labels: list) -> dict:
 
 #: The columns that are not one per label.
 _CSV_FIXED = set(CSV_FIELDS)
+#: Columns added after the first files were written: a CSV without them is still read.
+_CSV_LATER = {"yaw", "pitch", "roll"}
 
 
 def _from_csv(row: dict, p: Path, n: int) -> dict:
@@ -252,9 +260,12 @@ def _from_csv(row: dict, p: Path, n: int) -> dict:
 
     labels = [k for k in row if k not in _CSV_FIXED]
     empty = row.get("label") in (None, "")
+    box = [num(row.get(k), int) for k in "xywh"]
     return {
         "source": row["source"], "frame": num(row.get("frame"), int),
         "time": num(row.get("time")), "face": num(row.get("face"), int),
+        "box": None if None in box else box,
         "label": None if empty else row["label"], "track_id": num(row.get("track_id"), int),
         "scores": None if empty else {k: num(row[k]) for k in labels},
+        **{k: num(row.get(k)) for k in ("yaw", "pitch", "roll")},
     }  # fmt: skip

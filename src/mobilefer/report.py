@@ -26,6 +26,8 @@ from .labels import PALETTE
 from .preprocess import crop
 from .sinks import write_atomic
 from .sources import FALLBACK_FPS
+from .study import StudyPlan, compare
+from .study_view import event_table, study_section
 from .summary import ClipSummary, summarize
 
 #: Points per plotted series at most: a 10-minute clip at 30 frames/s has 18,000 frames.
@@ -72,7 +74,7 @@ class Collector:
             s = _sharpness(face)
             if s > self.sharpest.get(key, (-1.0, None))[0]:
                 self.sharpest[key] = (s, face)
-            for label, p in f.scores.items():
+            for label, p in (f.scores or {}).items():  # none for a face turned away
                 if p > self.peaks.get((*key, label), (-1.0, None))[0]:
                     self.peaks[(*key, label)] = (p, face)
 
@@ -82,12 +84,20 @@ class Collector:
             (source, track, label))  # fmt: skip
         return _jpeg(got[1] if got else None)
 
-    def summaries(self) -> list[ClipSummary]:
-        return summarize(self.results)
+    def summaries(self, events=(), baseline: str | None = None) -> list[ClipSummary]:
+        return summarize(self.results, events=events, baseline=baseline)
 
 
 def _every(n: int) -> int:
     return max(1, -(-n // MAX_POINTS))
+
+
+def _bands(fig, events) -> None:
+    """Mark each event on a timeline: a shaded band with its name at the top."""
+    for i, e in enumerate(events):
+        fig.add_vrect(x0=e.start, x1=e.end, fillcolor="#888" if i % 2 else "#bbb", opacity=0.15,
+                      line_width=0, annotation_text=html.escape(e.event),
+                      annotation_position="top left", annotation_font_size=11)  # fmt: skip
 
 
 def _timeline(clip: ClipSummary, track, series: list[dict]):
@@ -103,6 +113,7 @@ def _timeline(clip: ClipSummary, track, series: list[dict]):
             mode="lines", line={"width": 0.5, "color": PALETTE.get(label)},
             hovertemplate=f"{label} %{{y:.2f}} at %{{x:.1f}} s<extra></extra>",
         ))  # fmt: skip
+    _bands(fig, track.events)
     fig.update_layout(title="Expression probabilities over time", height=260,
                       margin={"l": 40, "r": 10, "t": 30, "b": 30}, xaxis_title="seconds",
                       yaxis={"range": [0, 1]}, legend={"traceorder": "reversed"})  # fmt: skip
@@ -125,6 +136,7 @@ def _valence(track):
             hovertemplate=hover,
         )
     )
+    _bands(fig, track.events)
     fig.update_layout(title="Valence (happy minus the strongest negative)", height=200,
                       margin={"l": 40, "r": 10, "t": 30, "b": 30}, xaxis_title="seconds",
                       yaxis={"range": [-1, 1]})  # fmt: skip
@@ -150,6 +162,8 @@ def _series(collector: Collector) -> dict[tuple[str, int], list[dict]]:
             continue
         t = r.time if r.time is not None else r.frame / (r.fps or FALLBACK_FPS)
         for f in r.faces:
+            if f.scores is None:  # turned away: not scored
+                continue
             key = (r.source, -1 if f.track_id is None else f.track_id)
             out.setdefault(key, []).append({"t": t, "scores": f.scores})
     return out
@@ -170,25 +184,33 @@ text-align:right} th{background:#f6f6f6} td:first-child,th:first-child{text-alig
 """
 
 
-def write_report(collector: Collector, out: str | Path, csv_path: str | Path | None = None) -> dict:
-    """Write the HTML page (and, with ``csv_path``, one CSV row per track); returns
-    ``{"path", "bytes", "clips", "tracks"}``."""
-    page, clips = render_report(collector)
+def write_report(collector: Collector, out: str | Path, csv_path: str | Path | None = None,
+                 study: StudyPlan | None = None) -> dict:  # fmt: skip
+    """Write the HTML page (and, with ``csv_path``, one CSV row per track; with a ``study``,
+    one row per participant and event instead); returns ``{"path", "bytes", "clips",
+    "tracks"}``."""
+    page, clips, table = render_report(collector, study)
     out = Path(out)
     tracks = [(c, t) for c in clips for t in c.tracks]
     if csv_path is not None:
-        write_csv(tracks, csv_path)
+        if table is not None:
+            write_atomic(csv_path, table.to_csv())
+        else:
+            write_csv(tracks, csv_path)
     write_atomic(out, page)
     return {"path": str(out), "bytes": out.stat().st_size, "clips": len(clips),
             "tracks": len(tracks)}  # fmt: skip
 
 
-def render_report(collector: Collector) -> tuple[str, list[ClipSummary]]:
-    """The HTML page of what ``collector`` saw, and the clips' summaries."""
+def render_report(collector: Collector, study: StudyPlan | None = None):
+    """The HTML page of what ``collector`` saw, the clips' summaries and, with a ``study``
+    (events, baseline, participants), the study table (:class:`mobilefer.study.Study`)."""
     import plotly.io as pio
     from plotly.offline import get_plotlyjs
 
-    clips = collector.summaries()
+    plan = study or StudyPlan()
+    clips = collector.summaries(plan.events, plan.baseline)
+    table = compare(clips, plan.participants, plan.baseline) if plan.events else None
     series = _series(collector)
     rows, sections = [], []
     for clip in clips:
@@ -198,7 +220,9 @@ def render_report(collector: Collector) -> tuple[str, list[ClipSummary]]:
                          max(share, key=share.get) if share else "no face", "", ""])  # fmt: skip
             continue
         sections.append(f"<h2>{html.escape(clip.source)}</h2><p class=note>{clip.frames} "
-                        f"frames, {len(clip.tracks)} face track(s)</p>")  # fmt: skip
+                        f"frames, {len(clip.tracks)} face track(s)</p>"
+                        + event_table(clip.events, clip.labels, "The participant (the largest "
+                                      "face scored in each frame) in each event"))  # fmt: skip
         if not clip.tracks:
             sections.append("<p>No face was found in this clip.</p>")
         for tr in clip.tracks:
@@ -230,14 +254,17 @@ def render_report(collector: Collector) -> tuple[str, list[ClipSummary]]:
                                         config={"displaylogo": False}) for f in figs)  # fmt: skip
             short = (f"<p class=short>Seen in only {tr.frames} frames: maybe a passing face or "
                      "a false detection.</p>" if tr.short else "")  # fmt: skip
+            turned = (f"<p class=note>Turned away (not scored) in {tr.turned} frames.</p>"
+                      if tr.turned else "")  # fmt: skip
             sections.append(
                 f"<div class=track data-track='{tr.track_id}'><div><img src='{thumb}' width=112 "
                 f"height=112 alt='face {tr.track_id}'><p>face {tr.track_id}<br>"
-                f"{_when(tr.first_time)}-{_when(tr.last_time)}</p></div><div>{short}{plots}"
+                f"{_when(tr.first_time)}-{_when(tr.last_time)}</p></div><div>{short}{turned}"
+                f"{plots}{event_table(tr.events, clip.labels, 'This face in each event')}"
                 f"<p class=note>Peak moments</p><div class=peaks>{peaks}</div></div></div>"
             )
     head = ["clip", "face", "seen", "frames", "mostly", "share", "mean valence"]
-    table = ("<table id=compare><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
+    table_html = ("<table id=compare><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
              + "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>"
                        for r in rows) + "</table>")  # fmt: skip
     page = (
@@ -247,9 +274,9 @@ def render_report(collector: Collector) -> tuple[str, list[ClipSummary]]:
         "clip: when it was seen, its most frequent expression and its mean valence (happy minus "
         "the strongest of sad, angry, fear and disgust, from -1 to 1). Expressions are what a "
         "face shows, not what a person feels; the labels are FER2013's.</p>"
-        f"{table}{''.join(sections)}</body></html>"
+        f"{table_html}{study_section(table) if table else ''}{''.join(sections)}</body></html>"
     )
-    return page, clips
+    return page, clips, table
 
 
 def write_csv(tracks, path: str | Path) -> None:

@@ -29,33 +29,54 @@ class Face:
     confidence (``None`` where it gives none); ``track_id`` identifies a face across video frames.
     ``landmarks`` (yunet only): right eye, left eye, nose tip, right and left mouth corner, as
     ``(x, y)`` in input pixels ("right" is the person's right); they are not in the records.
+    ``yaw``, ``pitch``, ``roll``: which way the face looks, in degrees (:mod:`mobilefer.pose`:
+    yaw > 0 toward the image's right, pitch > 0 up, roll > 0 clockwise), from the landmarks;
+    ``None`` without them (haar). A face turned further than the ``max_yaw`` option is found
+    but not scored: its ``label``, ``scores`` and ``score`` are ``None`` (``scored`` False).
     """
 
     box: tuple[int, int, int, int]
-    label: str
-    scores: dict[str, float]
+    label: str | None
+    scores: dict[str, float] | None
     detector: str | None = None
     detector_score: float | None = None
     track_id: int | None = None
     landmarks: tuple[tuple[float, float], ...] | None = None
+    yaw: float | None = None
+    pitch: float | None = None
+    roll: float | None = None
 
     @property
-    def score(self) -> float:
-        """The probability of ``label``."""
-        return self.scores[self.label]
+    def score(self) -> float | None:
+        """The probability of ``label`` (``None`` for a face not scored)."""
+        return None if self.label is None else self.scores[self.label]
+
+    @property
+    def scored(self) -> bool:
+        """Whether the face was classified (False: turned beyond ``max_yaw``)."""
+        return self.label is not None
 
     @classmethod
-    def from_probs(cls, probs, labels, detection, detector: str | None, track_id=None) -> Face:
+    def from_probs(cls, probs, labels, detection, detector: str | None, track_id=None,
+                   max_yaw: float | None = None) -> Face:  # fmt: skip
         """The face of a detection (anything with ``box``, ``score`` and ``landmarks``) given
-        its probabilities in ``labels`` order; the label is the most likely one."""
+        its probabilities in ``labels`` order; the label is the most likely one. Its angles come
+        from the landmarks; with ``max_yaw``, a face whose ``|yaw|`` is larger is not scored."""
+        from .pose import head_pose
+
+        marks = getattr(detection, "landmarks", None)
+        angles = head_pose(marks) or (None, None, None)
+        box = tuple(int(v) for v in detection.box)
+        if max_yaw is not None and angles[0] is not None and abs(angles[0]) > max_yaw:
+            return cls(box, None, None, detector, detection.score, track_id, marks, *angles)
         scores = {name: float(v) for name, v in zip(labels, probs, strict=True)}
-        return cls(tuple(int(v) for v in detection.box), labels[int(np.argmax(probs))], scores,
-                   detector, detection.score, track_id, getattr(detection, "landmarks", None))
+        return cls(box, labels[int(np.argmax(probs))], scores, detector, detection.score,
+                   track_id, marks, *angles)  # fmt: skip
 
     def to_dict(self) -> dict:
         """Plain JSON-ready data (every field; landmarks as lists)."""
         marks = None if self.landmarks is None else [list(p) for p in self.landmarks]
-        return asdict(self) | {"box": list(self.box), "landmarks": marks}
+        return asdict(self) | {"box": list(self.box), "landmarks": marks, "score": self.score}
 
 
 @dataclass(frozen=True)

@@ -115,9 +115,11 @@ class Session:
         detect_size: int | None = None,
         fps: float | None = None,
         root: str | None = None,
+        max_yaw: float | None = None,
     ) -> None:
         _check(detect_every, smoothing, detect_size, 0, MAX_PIXELS)
         self.labels, self.detector, self.source, self.kind = labels, detector, source, kind
+        self.max_yaw = max_yaw
         self.fps, self.root = fps, root
         self._tracker = FaceTracker(
             detect,
@@ -131,7 +133,8 @@ class Session:
         """The :class:`Result` of the next frame (a BGR image, or any image :func:`to_bgr`
         takes); ``frame`` and ``time`` (s) are stored in it as given."""
         image = to_bgr(image)
-        faces = tuple(Face.from_probs(t.probs, self.labels, t.detection, self.detector, t.track_id)
+        faces = tuple(Face.from_probs(t.probs, self.labels, t.detection, self.detector,
+                                      t.track_id, self.max_yaw)
                       for t in self._tracker.update(image))  # fmt: skip
         return Result(self.source, self.kind, faces, image, frame, time, self.root,
                       fps=self.fps, detector=self.detector)  # fmt: skip

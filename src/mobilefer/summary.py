@@ -24,12 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .study import NEGATIVE, Event, EventSummary, events_of, summarize_event, with_change
 
 #: Tracks seen in fewer frames than this are kept but marked ``short`` (a detector's false
 #: alarm, or a face passing through): 1 s at 10 frames/s.
 MIN_TRACK_FRAMES = 10
-#: The labels whose strongest probability is subtracted from happy's for valence.
-NEGATIVE = ("sad", "angry", "fear", "disgust")
 
 
 @dataclass(frozen=True)
@@ -65,6 +64,8 @@ class TrackSummary:
     peaks: dict[str, Peak]
     valence: tuple[tuple[float | None, float], ...]
     short: bool
+    turned: int = 0
+    events: tuple[EventSummary, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,9 @@ class ClipSummary:
     """One source: a video or webcam (``kind`` ``"video"``, with ``tracks``), or a set of
     photos (``kind`` ``"images"``: ``source`` is their folder; ``images`` read, ``faces``
     found and ``share`` of faces per top label). ``frames`` counts the frames read, ``labels``
-    names the model's classes in order."""
+    names the model's classes in order. ``events`` (video, with events): one
+    :class:`mobilefer.study.EventSummary` per event of the clip's participant: in each frame,
+    the largest face scored."""
 
     source: str
     kind: str
@@ -83,6 +86,7 @@ class ClipSummary:
     images: int = 0
     faces: int = 0
     share: dict[str, float] | None = None
+    events: tuple[EventSummary, ...] = ()
 
 
 def valence(scores: dict[str, float]) -> float:
@@ -91,13 +95,13 @@ def valence(scores: dict[str, float]) -> float:
 
 
 class _Clip:
-    """One source's records, kept compact (arrays of numbers, not dicts): about 60 bytes a
+    """One source's records, kept compact (arrays of numbers, not dicts): about 70 bytes a
     record, so that a summary of a million records stays within a few hundred MB."""
 
     def __init__(self, source: str) -> None:
         self.source, self.labels, self.sources = source, (), set()
         self.frames, self.times, self.tracks = array("q"), array("d"), array("q")
-        self.label_index, self.scores = array("b"), array("f")
+        self.label_index, self.scores, self.areas = array("b"), array("f"), array("d")
 
     def add(self, rec: dict) -> None:
         scores = rec.get("scores")
@@ -113,21 +117,33 @@ class _Clip:
         t = rec.get("time")
         self.times.append(math.nan if t is None else float(t))
         track = rec.get("track_id")
-        face = rec.get("label") is not None
+        box = rec.get("box")
+        scored = rec.get("label") is not None
+        face = scored or box is not None  # a face turned beyond max_yaw has a box, no label
         self.tracks.append(-2 if not face else -1 if track is None else int(track))
-        self.label_index.append(self.labels.index(rec["label"]) if face else -1)
-        if face:
+        self.label_index.append(self.labels.index(rec["label"]) if scored else -1)
+        self.areas.append(float(box[2] * box[3]) if box else 0.0)
+        if scored:
             self.scores.extend(float(scores[k]) for k in self.labels)
 
 
-def summarize(results: Iterable, min_frames: int = MIN_TRACK_FRAMES) -> list[ClipSummary]:
+def summarize(results: Iterable, min_frames: int = MIN_TRACK_FRAMES,
+              events: Iterable[Event] | None = None,
+              baseline: str | None = None) -> list[ClipSummary]:  # fmt: skip
     """One :class:`ClipSummary` per source, in the order sources first appear.
 
     ``results``: :class:`mobilefer.stream.Result` objects, or record dicts (``predict``'s
     output, read back with :func:`read_records` or, a record at a time, with
     :func:`mobilefer.records.iter_records`); results with an error are left out. Records are
-    kept compact, so a long clip's summary stays small.
+    kept compact, so a long clip's summary stays small. ``events``
+    (:func:`mobilefer.study.read_events`): each video's summary, and each of its tracks', gets
+    one :class:`mobilefer.study.EventSummary` per event; ``baseline`` names the event each is
+    compared with (``change``). :func:`mobilefer.compare` makes the study table of them.
     """
+    events = tuple(events or ())
+    if baseline is not None and baseline not in {e.name for e in events}:
+        names = ", ".join(sorted({e.name for e in events})) or "none given"
+        raise InputError(f"baseline {baseline!r} is not an event; choose from {names}")
     clips: dict[str, _Clip] = {}
     fps: dict[str, float] = {}
 
@@ -145,10 +161,11 @@ def summarize(results: Iterable, min_frames: int = MIN_TRACK_FRAMES) -> list[Cli
             fps[r.source] = r.fps
         for rec in r.records():
             add(rec)
-    return [_clip(c, fps.get(key), min_frames) for key, c in clips.items()]
+    return [_clip(c, fps.get(key), min_frames, events_of(events, key), baseline)
+            for key, c in clips.items()]  # fmt: skip
 
 
-def _clip(c: _Clip, fps: float | None, min_frames: int) -> ClipSummary:
+def _clip(c: _Clip, fps, min_frames: int, events: tuple[Event, ...], baseline) -> ClipSummary:
     labels, k = c.labels, len(c.labels)
     frames = np.frombuffer(c.frames, np.int64)
     tracks = np.frombuffer(c.tracks, np.int64)
@@ -166,20 +183,45 @@ def _clip(c: _Clip, fps: float | None, min_frames: int) -> ClipSummary:
     times = np.frombuffer(c.times, np.float64)
     when = np.where(np.isnan(times), frames / fps if fps else np.nan, times)
     known = when[~np.isnan(when)]
-    face_rows = np.flatnonzero(tracks > -2)  # rows with a face, in order; scores follow them
+    scored = np.flatnonzero(which >= 0)  # rows with a scored face, in order; scores follow them
+    seen = tracks > -2
     out = []
-    for tid in sorted(set(tracks[face_rows].tolist())):
-        rows = np.flatnonzero(tracks[face_rows] == tid)
-        order = rows[np.argsort(frames[face_rows][rows], kind="stable")]
-        out.append(_track(tid, order, face_rows, frames, when, which, scores, labels, min_frames))
+    for tid in sorted(set(tracks[seen].tolist())):
+        mine = np.flatnonzero(tracks[scored] == tid)
+        order = mine[np.argsort(frames[scored][mine], kind="stable")]
+        turned = int((seen & (tracks == tid) & (which < 0)).sum())
+        if len(order):
+            out.append(_track(tid, order, scored, frames, when, which, scores, labels,
+                              min_frames, turned, events, baseline))  # fmt: skip
     return ClipSummary(c.source, "video", labels, frames=len(set(frames.tolist())),
                        duration=float(known.max() - known.min()) if len(known) else None,
-                       tracks=tuple(out))  # fmt: skip
+                       tracks=tuple(out),
+                       events=_events(events, baseline, labels, frames, when, seen, scored,
+                                      scores, which, np.frombuffer(c.areas)))  # fmt: skip
 
 
-def _track(tid, order, face_rows, frames, when, which, scores, labels, min_frames):
-    """One track's summary: ``order`` indexes its faces (into ``scores``), by frame."""
-    rows = face_rows[order]
+def _events(events, baseline, labels, frames, when, seen, scored, scores, which, areas):
+    """The participant's event summaries: per frame, the largest scored face."""
+    if not events:
+        return ()
+    if np.isnan(when).any():
+        raise InputError("the records have no times and no frame rate: events cannot be placed")
+    first = np.unique(frames, return_index=True)[1]  # one row per frame read
+    faced = np.zeros(len(frames), bool)
+    np.logical_or.at(faced, np.searchsorted(frames[first], frames), seen)
+    # the largest scored face of each frame: sort by frame, then area (largest first)
+    order = scored[np.lexsort((-areas[scored], frames[scored]))]
+    keep = order[np.unique(frames[order], return_index=True)[1]]
+    rows = np.searchsorted(scored, keep)  # their rows in ``scores``
+    got = tuple(summarize_event(e, labels, when[first], frames[first], faced, scores[rows],
+                                which[keep], when[keep], frames[keep]) for e in events)  # fmt: skip
+    return with_change(got, baseline)
+
+
+def _track(tid, order, scored, frames, when, which, scores, labels, min_frames, turned=0,
+           events=(), baseline=None):  # fmt: skip
+    """One track's summary: ``order`` indexes its scored faces (into ``scores``), by frame."""
+    rows = scored[order]
     p = scores[order].astype(np.float64)
     n = len(order)
 
@@ -195,10 +237,16 @@ def _track(tid, order, face_rows, frames, when, which, scores, labels, min_frame
         top = int(np.argmax(p[:, i]))  # the first of equal maxima
         peaks[k] = Peak(t(rows[top]), int(frames[rows[top]]), float(p[top, i]))
     vals = [valence(dict(zip(labels, row, strict=True))) for row in p.tolist()]
+    per_event = ()
+    if events and not np.isnan(when[rows]).any():
+        every = np.ones(n, bool)
+        per_event = with_change(tuple(
+            summarize_event(e, labels, when[rows], frames[rows], every, scores[order], idx,
+                            when[rows], frames[rows]) for e in events), baseline)  # fmt: skip
     return TrackSummary(
         track_id=tid, first_time=t(rows[0]), last_time=t(rows[-1]),
         first_frame=int(frames[rows[0]]), last_frame=int(frames[rows[-1]]), frames=n,
         share=share, mean=mean, dominant=max(labels, key=lambda k: (share[k], mean[k])),
         peaks=peaks, valence=tuple((t(r), v) for r, v in zip(rows, vals, strict=True)),
-        short=n < min_frames,
+        short=n < min_frames, turned=turned, events=per_event,
     )  # fmt: skip

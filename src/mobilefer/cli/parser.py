@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", required=True, help="the HTML file to write (self-contained)")
     rp.add_argument("--csv", help="also write one row per tracked face to this CSV file")
     rp.add_argument("--overwrite", action="store_true", help="replace an existing --out or --csv")
+    rp.add_argument("--events", metavar="CSV", help="the stimulus's parts: a CSV of name,start,end "
+                    "in seconds (a column clip gives a clip its own times); marked on every "
+                    "timeline, with a table per event, and --csv one row per participant and "
+                    "event")  # fmt: skip
+    rp.add_argument("--baseline", metavar="EVENT", help="with --events: the event each is "
+                    "compared with (e.g. a neutral screen shown first)")  # fmt: skip
+    rp.add_argument("--participants", metavar="CSV", help="with --events: a CSV of "
+                    "clip,participant,group (default: one participant per clip, named by "
+                    "the file)")  # fmt: skip
     add_inference_options(rp, output=False)
     rp.set_defaults(func=cmd_report)
 

@@ -171,12 +171,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ImportError as e:
         return missing_extra("report", "report", e)
     from ..sinks import check_outputs
+    from ..study import StudyPlan
 
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
         err(f"--out {shown(out)}: the report is one HTML file; name it report.html")
         return 2
-    check_outputs({"--out": out, "--csv": args.csv}, args.source, args.overwrite)
+    given = [f for f in (args.events, args.participants) if f]
+    check_outputs({"--out": out, "--csv": args.csv}, [*args.source, *given], args.overwrite)
+    plan = StudyPlan.from_files(args.events, args.baseline, args.participants)
     sources, seen = [], set()
     for spec in args.source:  # a clip given twice would be one clip of twice its frames
         key = os.path.realpath(spec) if os.path.exists(spec) else spec
@@ -194,7 +197,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         err("nothing was read, so no report was written")
         return 1
     try:
-        made = write_report(collector, out, args.csv)
+        made = write_report(collector, out, args.csv, plan)
     except OSError as e:
         err(f"{shown(out)}: cannot write the report ({e.strerror or e})")
         return 1

@@ -7,7 +7,9 @@ Routes:
 - ``POST /api/photo?name=NAME``: the raw bytes of one image file as the body. Answers
   ``{"name", "width", "height", "faces": [records], "annotated": "data:image/jpeg;base64,..."}``
   or ``{"error": "..."}`` with status 400 (unreadable), 413 (too large) or 415 (not an image).
-- ``POST /api/clip?name=NAME``: the raw bytes of one video file; answers ``{"name", "frames",
+- ``POST /api/clip?name=NAME[&events=CSV&baseline=EVENT]``: the raw bytes of one video file
+  (``events``: the text of an events file, :func:`mobilefer.study.read_events`'s format, at
+  most 8 KB; its events are marked in the report); answers ``{"name", "frames",
   "tracks", "html"}`` with the page of ``mobilefer report`` (or ``{"error"}``, 400, 413 or 501
   without the ``[report]`` extra). The video is written to a temporary file that is always
   removed; its size, duration and frame size are checked before any frame is analysed.
@@ -74,6 +76,7 @@ LIMITS = {
     "clip_frames": 9_000,  # frames decoded from one clip (5 minutes at 30 frames/s)
     "live_sockets": 48,  # live connections at once, below the server's 64 connections
     "live_idle_seconds": 30,  # a live connection that sends nothing this long is closed
+    "events_bytes": 8192,  # an events file sent with a clip (in its query)
     "live_report_frames": 18_000,  # frames a live session's report keeps (the first ones)
 }
 #: Seconds an upload's body may take to arrive in full.
@@ -123,7 +126,7 @@ class Demo:
             "annotated": "data:image/jpeg;base64," + base64.b64encode(jpg.tobytes()).decode(),
         }  # fmt: skip
 
-    def analyze_clip(self, data: bytes, name: str, gone: threading.Event) -> dict:
+    def analyze_clip(self, data: bytes, name: str, gone: threading.Event, plan=None) -> dict:
         from ..report import Collector, render_report
         from ..sources import video_info
 
@@ -155,7 +158,7 @@ class Demo:
                 if result.error:
                     raise InputError(result.error.replace(path, name))
                 collector.add(replace(result, source=name))
-        page, clips = render_report(collector)
+        page, clips, _ = render_report(collector, plan)
         return {"name": name, "frames": clips[0].frames if clips else 0,
                 "tracks": sum(len(c.tracks) for c in clips), "html": page}  # fmt: skip
 
@@ -191,7 +194,7 @@ class LiveSession:
             return {"error": "session reports need the [report] extra: pip install -e '.[report]'"}
         from ..report import render_report
 
-        page, clips = render_report(self.report)
+        page, clips, _ = render_report(self.report)
         return {"report": page, "tracks": sum(len(c.tracks) for c in clips)}
 
 
@@ -273,6 +276,21 @@ async def api_photo(request: Request):
         return error(e.status, str(e))
 
 
+def clip_plan(query):
+    """The study plan of a clip upload: ``events`` (the CSV text of an events file, at most
+    ``LIMITS["events_bytes"]``) and ``baseline``; ``None`` without events."""
+    from ..study import StudyPlan, parse_events
+
+    text, baseline = query.get("events"), query.get("baseline") or None
+    if not text:
+        if baseline:
+            raise InputError("baseline goes with an events file")
+        return None
+    if len(text.encode()) > LIMITS["events_bytes"]:
+        raise LimitError(f"the events file is over the limit of {LIMITS['events_bytes']:,} bytes")
+    return StudyPlan(parse_events(text), baseline).checked()
+
+
 async def api_clip(request: Request):
     demo: Demo = request.app.state.demo
     name = request.query_params.get("name", "clip.mp4")[:200]
@@ -281,6 +299,10 @@ async def api_clip(request: Request):
     refused = upload_problem(request, name, "video", LIMITS["clip_bytes"])
     if refused:
         return refused
+    try:
+        plan = clip_plan(request.query_params)
+    except InputError as e:
+        return error(e.status, str(e))
     body = await read_body(request, name, LIMITS["clip_bytes"], BODY_TIMEOUT * 4)
     if not isinstance(body, bytes):
         return body  # the error response
@@ -288,7 +310,7 @@ async def api_clip(request: Request):
         return error(400, f"{name}: empty upload")
     try:
         gone = threading.Event()
-        work = asyncio.ensure_future(run_in_threadpool(demo.analyze_clip, body, name, gone))
+        work = asyncio.ensure_future(run_in_threadpool(demo.analyze_clip, body, name, gone, plan))
         while not work.done():  # the work stops when the client leaves
             await asyncio.wait({work}, timeout=1.0)
             if not work.done() and await request.is_disconnected():

@@ -219,7 +219,12 @@ $("clip-file").addEventListener("change", async (event) => {
     $("clip-status").textContent = `analysing ${file.name}… ${((performance.now() - started) / 1000).toFixed(0)} s`;
   }, 500);
   try {
-    const response = await fetch("/api/clip?name=" + encodeURIComponent(file.name), {
+    let query = "/api/clip?name=" + encodeURIComponent(file.name);
+    const events = $("clip-events").files[0];
+    if (events) query += "&events=" + encodeURIComponent(await events.text());
+    const baseline = $("clip-baseline").value.trim();
+    if (baseline) query += "&baseline=" + encodeURIComponent(baseline);
+    const response = await fetch(query, {
       method: "POST", body: file, headers: {"content-type": file.type || "application/octet-stream"},
     });
     const reply = await response.json().catch(() => ({}));
