@@ -520,3 +520,36 @@ def test_a_live_sessions_report_keeps_a_bounded_number_of_frames(monkeypatch, jp
         with c.websocket_connect("/ws/live") as ws:
             report = live_report(ws, jpg, 6)
     assert report["tracks"] == 1 and "3 frames" in report["report"]
+
+
+def test_a_clips_work_stops_when_its_client_leaves(app, server, monkeypatch, tmp_path, astronaut):
+    """A client that sends a clip and goes away: the server stops working on it within a few
+    seconds (it kept decoding and classifying every frame for minutes)."""
+    pytest.importorskip("plotly")
+    from urllib.parse import urlparse
+
+    from conftest import write_video
+
+    data = write_video(tmp_path / "long.mp4", astronaut, frames=60).read_bytes()
+    rec = app.state.demo.rec
+    calls = []
+
+    def slow(image, detections, real=rec.boxes_proba):
+        calls.append(time.monotonic())
+        time.sleep(0.1)
+        return real(image, detections)
+
+    monkeypatch.setattr(rec, "boxes_proba", slow)  # a frame takes 0.1 s: 60 take 6 s
+    url = urlparse(server)
+    with socket.create_connection((url.hostname, url.port)) as s:
+        s.sendall(f"POST /api/clip?name=long.mp4 HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                  f"Content-Type: video/mp4\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                  + data)  # fmt: skip
+        deadline = time.monotonic() + 20
+        while len(calls) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(calls) >= 5, "the clip's work never started"
+    left = time.monotonic()  # the client has gone
+    time.sleep(3.5)
+    after = [t for t in calls if t > left + 2.5]  # checked once a second, then a frame ends
+    assert not after and len(calls) < 60, f"{len(calls)} frames, {len(after)} after leaving"
