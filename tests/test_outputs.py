@@ -501,3 +501,17 @@ def test_counts_have_a_maximum_and_report_offers_no_format(capsys, argv, message
         assert code == 2 and message in err
     else:
         assert code == 0 and "--format" not in out
+
+
+def test_save_inside_an_input_folder_is_refused(capsys, tmp_path, tiny_model, jpg_bytes):
+    """Found by the third round's fresh probe: `predict photos --save photos/out` read its own
+    annotated files back as inputs on the next run and saved them a folder deeper."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(jpg_bytes)
+    for save in (photos / "out", photos / ".." / "photos" / "out"):
+        code, out, err = predict(capsys, tiny_model, photos, "--save", save)
+        assert code == 2 and "inside the input folder" in err and not out
+    assert not (photos / "out").exists()
+    code, _, _ = predict(capsys, tiny_model, photos / "a.jpg", "--save", photos / "out")
+    assert code == 0 and (photos / "out").is_dir()  # a file of the folder, not the folder

@@ -30,7 +30,19 @@ def jsonl(tmp_path, *lines) -> str:
     (json.dumps(GOOD).replace("0.25", "NaN"), "r.jsonl:2: not JSON Lines \\(NaN is not a finite"),
     (json.dumps(GOOD).replace("0.75}", "Infinity}"), "r.jsonl:2: not JSON Lines"),
     (json.dumps(GOOD | {"box": [1, 2]}), "r.jsonl:2: box \\[1, 2\\] is not a box"),
-    (json.dumps(GOOD | {"scores": {"angry": 1.0}}), "r.jsonl:2: labels angry differ"),
+    (json.dumps(GOOD | {"label": "angry", "scores": {"angry": 1.0}}),
+     "r.jsonl:2: labels angry differ"),
+    # found by the third round's fresh probe: each crashed summarize() or passed unchecked
+    (json.dumps(GOOD | {"frame": 10**30}), "r.jsonl:2: frame 1000.* is not a whole number"),
+    (json.dumps(GOOD | {"frame": -5}), "r.jsonl:2: frame -5 is not a whole number from 0"),
+    (json.dumps(GOOD | {"track_id": 2**63}), "r.jsonl:2: track_id .* is not a whole number"),
+    (json.dumps(GOOD | {"box": [1, 2, 10**400, 4]}), "r.jsonl:2: box .* is not a box of 4"),
+    (json.dumps(GOOD | {"label": "angry"}), "r.jsonl:2: label 'angry' is not one of its"),
+    (json.dumps(GOOD | {"scores": None}), "r.jsonl:2: label 'happy' is not one of its"),
+    (json.dumps(GOOD | {"label": None}), "r.jsonl:2: label None is not one of its"),
+    (json.dumps(GOOD | {"scores": {"happy": -3.0, "sad": 4.0}}), "summing to 1"),
+    (json.dumps(GOOD | {"scores": {"happy": 0.5, "sad": 0.2}}), "summing to 1"),
+    (json.dumps(GOOD | {"yaw": "left"}), "r.jsonl:2: yaw 'left' is not a float"),
     ("[" * 100_000 + "]" * 100_000, "r.jsonl:2: nested too deep"),
 ])  # fmt: skip
 def test_a_malformed_record_is_one_error_naming_file_and_line(tmp_path, line, message):

@@ -129,8 +129,8 @@ def write_y4m(path: Path, image: np.ndarray, frames: int = 20) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def server(app):
+def serving(app):
+    """A real server (uvicorn in a thread) for ``app``, on a free port: its address."""
     import uvicorn
 
     with socket.socket() as s:
@@ -147,9 +147,24 @@ def server(app):
     thread.join(timeout=10)
 
 
+@pytest.fixture(scope="module")
+def server(app):
+    yield from serving(app)
+
+
+@pytest.fixture(scope="module")
+def turned_server():
+    """A server whose every face counts as turned away (yunet, ``max_yaw=0``)."""
+    yield from serving(create_app(Recognizer(detector="yunet", max_yaw=0)))
+
+
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
-def test_live_page_in_chromium(server, tmp_path, astronaut):
+@pytest.mark.parametrize("turned", [False, True])
+def test_live_page_in_chromium(request, tmp_path, astronaut, turned):
+    """The live page; with ``--max-yaw 0`` every face is turned away (not scored): drawn gray,
+    listed as such, and the page goes on (a face without scores broke its bars and timeline)."""
     sync_api = pytest.importorskip("playwright.sync_api")
+    server = request.getfixturevalue("turned_server" if turned else "server")
     # the astronaut on a plain background, as a webcam would frame her
     frame = np.full((480, 640, 3), 90, np.uint8)
     import cv2
@@ -164,10 +179,20 @@ def test_live_page_in_chromium(server, tmp_path, astronaut):
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         try:
             page = browser.new_page(viewport={"width": 900, "height": 900})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(server)
+            if turned:
+                item = page.wait_for_selector("#face-list li", timeout=10_000)
+                assert "turned away" in item.text_content()
+                page.click("nav button[data-tab=timeline]")
+                page.wait_for_timeout(1500)  # frames keep coming, and nothing breaks
+                assert not errors, errors
+                return
             page.wait_for_selector("#face-list li[data-label=happy]", timeout=10_000)
             page.wait_for_function("parseFloat(document.getElementById('fps').textContent) > 0",
                                    timeout=10_000)  # fmt: skip
+            assert not errors, errors
             page.screenshot(path=str(tmp_path / "serve.png"))
             if os.environ.get("MOBILEFER_SCREENSHOT"):
                 shutil.copy(tmp_path / "serve.png", os.environ["MOBILEFER_SCREENSHOT"])

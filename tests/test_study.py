@@ -339,3 +339,43 @@ def test_the_study_report_opens_in_chromium(capsys, monkeypatch, study, tmp_path
         browser.close()
     assert not errors and not requests
     assert (tmp_path / "study.png").stat().st_size > 10_000
+
+
+def test_what_a_study_names_but_does_not_get_is_said(capsys, monkeypatch, study, tmp_path):
+    """A typo in a clip's name, or events for photos only: one line each, and the report is
+    still written (the events were an afterthought of hours of analysis)."""
+    pytest.importorskip("plotly")
+    monkeypatch.setattr(ExpressionModel, "predict_proba", fake_proba)
+    fake_proba.base = None
+    (tmp_path / "people.csv").write_text("clip,participant\nann.mp4,ann\nanne.mp4,anne\n")
+    out = tmp_path / "r.html"
+    code, _, err = run(capsys, "report", study / "ann.mp4", "--events", study / "events.csv",
+                       "--participants", tmp_path / "people.csv", "--out", out)  # fmt: skip
+    assert code == 0 and "anne.mp4: named in --events or --participants but not among" in err
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), person())
+    code, _, err = run(capsys, "report", photo, "--events", study / "events.csv", "--out",
+                       tmp_path / "p.html", "--csv", tmp_path / "p.csv")  # fmt: skip
+    assert code == 0 and "no video was read" in err and (tmp_path / "p.html").exists()
+
+
+def test_a_study_has_at_most_so_many_events(tmp_path):
+    from mobilefer.study import MAX_EVENTS
+
+    rows = "".join(f"e{i},{i},{i + 1}\n" for i in range(MAX_EVENTS + 1))
+    (tmp_path / "e.csv").write_text("name,start,end\n" + rows)
+    with pytest.raises(InputError, match=f"over {MAX_EVENTS} events"):
+        read_events(tmp_path / "e.csv")
+
+
+def test_bad_study_files_stop_the_report_before_any_work(capsys, study, tmp_path):
+    (tmp_path / "e.csv").write_text("name,start,end\nad,5,1\n")
+    code, _, err = run(capsys, "report", study / "ann.mp4", "--events", tmp_path / "e.csv",
+                       "--out", tmp_path / "r.html")  # fmt: skip
+    assert code == 2 and "e.csv:2: ad: needs 0 <= start < end" in err and "frames/s" not in err
+    code, _, err = run(capsys, "report", study / "ann.mp4", "--baseline", "intro", "--out",
+                       tmp_path / "r.html")  # fmt: skip
+    assert code == 2 and "go with --events" in err
+    code, _, err = run(capsys, "report", study / "ann.mp4", "--events", study / "events.csv",
+                       "--out", tmp_path / "r.html", "--csv", study / "events.csv")  # fmt: skip
+    assert code == 2 and "that is an input" in err  # the events file is never written over

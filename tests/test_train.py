@@ -25,6 +25,10 @@ def test_recipes_are_the_papers_and_ours():
     assert paper.hidden == (128, 64)
     with pytest.raises(ValueError, match="choose from paper, default"):
         recipe("fast")
+    from mobilefer.train.config import check_config
+
+    for cfg in RECIPES.values():  # every shipped recipe within the bounds
+        assert check_config(cfg) is cfg
 
 
 def test_one_epoch_on_synthetic_data(tmp_path, fer_npz, tiny_config):
@@ -733,3 +737,27 @@ def test_torch_scorer_scores_as_the_exported_file(tmp_path, tiny_config):
     plain = TorchScorer([(net, c)], zoom=1.1).predict_proba(faces)
     assert np.abs(plain - got).max() > 1e-3  # the flip is there, and it matters
     assert got.std(0).max() > 1e-3  # and the faces get different answers
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--set", "batch_size=1000000000"], "batch_size=1000000000: expected 2 to 65536"),
+    (["--threads", "100000"], "threads=100000: expected 0 to 256"),
+    (["--seed", str(10**30)], "seed=.*: expected 0 to 4294967295"),
+    (["--epochs", "100000000"], "epochs=100000000: expected 1 to 10000"),
+    (["--set", "zoom=1.3,0.8"], r"zoom=\(1.3, 0.8\): expected 0.1 to 10 \(low,high\)"),
+    (["--set", "flip_prob=2"], "flip_prob=2.0: expected 0 to 1"),
+    (["--set", "optimizer=sgd"], "optimizer='sgd': choose from adamw, adam"),
+    (["--set", "hidden=0"], r"hidden=\(0,\): expected 1 to 65536"),
+])  # fmt: skip
+def test_every_training_number_is_bounded_before_the_data_is_read(tmp_path, capsys, argv,
+                                                                    message):  # fmt: skip
+    """Found by the third round's fresh probe: `train --threads 100000` or a batch of 10^9 faces
+    was accepted, and failed (or hung) only after the data was loaded."""
+    code = main(["train", "--data", str(tmp_path / "never-read.npz"), "--out",
+                 str(tmp_path / "run"), *argv])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    import re
+
+    assert re.search(message, err), err
+    assert not (tmp_path / "run").exists()

@@ -206,6 +206,10 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a finite number")
 
 
+#: The largest whole number a record may hold (frames, boxes: what numpy's int64 holds).
+_INT_MAX = 2**63 - 1
+#: How far a record's probabilities may sum from 1 (CSV rounds each to 6 decimals).
+_SUM_TOLERANCE = 1e-3
 #: What each field may hold, by its kind (None is allowed where a no-face record has it).
 _TYPES = {"str": (str,), "int": (int,), "float": (int, float)}
 
@@ -224,15 +228,24 @@ def _checked(rec, p: Path, n: int, labels: list) -> dict:
         if f.kind in _TYPES:
             ok = isinstance(v, _TYPES[f.kind]) and not isinstance(v, bool)
             ok = ok and (f.kind != "float" or math.isfinite(v))
+            ok = ok and (f.kind != "int" or 0 <= v <= _INT_MAX)  # counts and indices
         elif f.kind == "box":
             ok = isinstance(v, list) and len(v) == 4 and all(
-                isinstance(x, int) and not isinstance(x, bool) for x in v)  # fmt: skip
+                isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= _INT_MAX
+                for x in v)  # fmt: skip
         else:  # scores
             ok = isinstance(v, dict) and bool(v) and all(
                 isinstance(k, str) and isinstance(x, (int, float)) and not isinstance(x, bool)
-                and math.isfinite(x) for k, x in v.items())  # fmt: skip
+                and 0 <= x <= 1 for k, x in v.items())  # fmt: skip
+            ok = ok and abs(sum(v.values()) - 1) <= _SUM_TOLERANCE
         if not ok:
-            raise InputError(f"{where}: {f.name} {shown(repr(v)[:60])} is not a {f.kind}")
+            what = {"int": "whole number from 0", "scores": "set of probabilities summing to 1",
+                    "box": "box of 4 whole numbers from 0"}.get(f.kind, f.kind)  # fmt: skip
+            raise InputError(f"{where}: {f.name} {shown(repr(v)[:60])} is not a {what}")
+    label, scores = rec.get("label"), rec.get("scores")
+    if (label is None) != (scores is None) or (label is not None and label not in scores):
+        raise InputError(f"{where}: label {shown(repr(label)[:40])} is not one of its scores' "
+                         "labels (a face's record has both, a no-face record neither)")  # fmt: skip
     if rec.get("scores"):
         names = tuple(rec["scores"])
         if labels[0] is None:

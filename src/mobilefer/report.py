@@ -210,7 +210,8 @@ def render_report(collector: Collector, study: StudyPlan | None = None):
 
     plan = study or StudyPlan()
     clips = collector.summaries(plan.events, plan.baseline)
-    table = compare(clips, plan.participants, plan.baseline) if plan.events else None
+    timed = any(c.events for c in clips)  # events place videos' frames; photos have none
+    table = compare(clips, plan.participants, plan.baseline) if timed else None
     series = _series(collector)
     rows, sections = [], []
     for clip in clips:

@@ -242,6 +242,17 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs=(), overwrite: b
                              "choose a writable folder") from None  # fmt: skip
 
 
+def check_save_folder(folder: str | Path, inputs=()) -> None:
+    """Refuse a ``--save`` folder inside a folder given to read: the next run would read its
+    annotated files as inputs (and save them again, a folder deeper each time)."""
+    inside = Path(folder).resolve()
+    for spec in inputs:
+        p = Path(str(spec))
+        if p.is_dir() and inside.is_relative_to(p.resolve()):
+            raise InputError(f"--save {shown(Path(folder))}: inside the input folder "
+                             f"{shown(p)}, whose files are read: choose a folder outside it")
+
+
 def write_atomic(path: str | Path, data: str | bytes) -> int:
     """Write ``data`` to ``path`` through a temporary file in its folder and a rename, so an
     interrupted write leaves the old file or none; the file gets the umask's mode. Returns

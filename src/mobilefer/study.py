@@ -33,6 +33,8 @@ from .image import shown
 NEGATIVE = ("sad", "angry", "fear", "disgust")
 #: Largest events or participants file read (bytes): a study's are a few KB.
 MAX_TABLE_BYTES = 1 << 20
+#: Most events a study may have (each is a band on every timeline and a row of every table).
+MAX_EVENTS = 500
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,12 @@ class StudyPlan:
         people = read_participants(participants) if participants is not None else None
         return cls(got, baseline, people).checked(shown(Path(events or "")))
 
+    def unmatched(self, sources) -> list[str]:
+        """The clips this plan names (an events row's ``clip``, a participant's) that are none of
+        ``sources``: a typo, or a clip left out of the run."""
+        named = {e.clip for e in self.events if e.clip} | set(self.participants or ())
+        return sorted(n for n in named if not any(matches(n, s) for s in sources))
+
     def checked(self, where: str = "the events") -> StudyPlan:
         """This plan, its baseline checked to be one of its events."""
         if self.baseline is not None and self.baseline not in {e.name for e in self.events}:
@@ -274,6 +282,9 @@ def parse_events(rows, name: str = "events.csv") -> tuple[Event, ...]:
             raise InputError(f"{where}: {name} is given twice" + (f" for {clip}" if clip else ""))
         seen.add((name, clip))
         out.append(Event(name, start, end, clip))
+        if len(out) > MAX_EVENTS:
+            raise InputError(f"{where}: over {MAX_EVENTS} events; a study's events are the parts "
+                             "of its stimulus")  # fmt: skip
     if not out:
         raise InputError(f"{name}: no events (rows of name,start,end)")
     return tuple(out)

@@ -43,7 +43,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise OptionError(f"--out {args.out}: exists and is not a folder; name the run's folder")
     try:
-        from ..train.config import apply_settings, read_run_config, recipe
+        from ..train.config import apply_settings, check_config, read_run_config, recipe
         from ..train.loop import fit
         from ..train.plots import epoch_header, epoch_row, write_report
     except ImportError as e:
@@ -74,6 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = apply_settings(replace(saved, **overrides), args.set)
     else:
         cfg = apply_settings(recipe(args.recipe or "default", **overrides), args.set)
+    check_config(cfg)  # before the data is loaded
     if cfg.ferplus_weight > 0:
         data = load_fer2013_with_ferplus(args.data, args.ferplus)
     else:
@@ -97,7 +98,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         zoom = float_in(zoom, *ZOOM_RANGE, "--zoom")
     from ..sinks import check_outputs
 
-    check_outputs({"--out": args.out}, args.checkpoint, args.overwrite)  # never a checkpoint
+    read = [*args.checkpoint, *(f for f in (args.data, args.ferplus) if f)]
+    check_outputs({"--out": args.out}, read, args.overwrite)  # never a checkpoint or the data
     try:
         from ..train.export import export_checkpoint
     except ImportError as e:
@@ -157,7 +159,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from ..sinks import check_outputs
 
     flags = {(f"--out ({m})" if len(targets) > 1 else "--out"): p for m, p in targets.items()}
-    check_outputs(flags, [src], args.overwrite)  # never the model, a folder or a pipe
+    read = [src, args.data, *([args.ferplus] if args.ferplus else [])]
+    check_outputs(flags, read, args.overwrite)  # never the model or data, a folder or a pipe
     data = load_fer2013_with_ferplus(args.data, args.ferplus)
     faces = calibration_faces(data.split("train").pixels, args.faces)
     report = {"model": str(src), "calibration_faces": len(faces), "files": {}}

@@ -77,8 +77,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         err("--out and --address go with --engine ray; without it, records go to stdout")
         return 2
     from ..records import RecordWriter
-    from ..sinks import AnnotatedSaver
+    from ..sinks import AnnotatedSaver, check_save_folder
 
+    if args.save:
+        check_save_folder(args.save, args.source)
     saver = AnnotatedSaver(args.save) if args.save else None
     rec = recognizer_of(args)
     out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout)
@@ -196,6 +198,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not collector.results:
         err("nothing was read, so no report was written")
         return 1
+    read = {r.source for r in collector.results}
+    for name in plan.unmatched(read):
+        err(f"{shown(name)}: named in --events or --participants but not among the clips read")
+    if plan.events and not any(r.frame is not None for r in collector.results):
+        err("--events mark times in videos, and no video was read: the report has no events")
     try:
         made = write_report(collector, out, args.csv, plan)
     except OSError as e:

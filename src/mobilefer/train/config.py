@@ -184,6 +184,54 @@ def parse_setting(text: str) -> tuple[str, object]:
     return key, value
 
 
+#: The range of each number of a config (tuples: each element; pairs are also low <= high), and
+#: the choices of its words. A run's numbers are checked once, before any work: a batch of
+#: 10^9 faces or 100,000 threads would fail only after the data was loaded, or hang.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "input_size": (32, 1024), "epochs": (1, 10_000), "batch_size": (2, 65_536),
+    "lr": (0, 10), "weight_decay": (0, 10), "warmup_epochs": (0, 10_000),
+    "label_smoothing": (0, 0.99), "dropout": (0, 0.99), "hidden": (1, 65_536),
+    "ferplus_weight": (0, 100), "logit_adjust": (0, 2), "distill_weight": (0, 1),
+    "distill_temperature": (0.1, 100), "fer2013_weight": (0, 1000), "margin": (-0.4, 1),
+    "max_rotation": (0, 180), "zoom": (0.1, 10), "max_shift": (0, 1), "flip_prob": (0, 1),
+    "erase_prob": (0, 1), "erase_area": (0, 1), "erase_aspect": (0.01, 100),
+    "photometric_prob": (0, 1), "contrast": (0, 10), "brightness": (0.01, 100),
+    "gamma": (0.01, 100), "blur_prob": (0, 1), "blur_sigma": (0, 20), "jpeg_prob": (0, 1),
+    "jpeg_quality": (1, 100), "freeze_blocks": (0, 19), "width_mult": (0.05, 4),
+    "init_member": (0, 1000), "seed": (0, 2**32 - 1), "threads": (0, 256),
+    "limit_train": (0, 10**9),
+}  # fmt: skip
+CHOICES = {"optimizer": ("adamw", "adam"), "schedule": ("cosine", "constant")}
+#: Tuples whose two values are a range (low, high).
+PAIRS = ("zoom", "erase_area", "erase_aspect", "contrast", "brightness", "gamma", "blur_sigma",
+         "jpeg_quality")  # fmt: skip
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
+def check_config(cfg: TrainConfig) -> TrainConfig:
+    """``cfg``, every number within :data:`BOUNDS` and every word one of :data:`CHOICES`;
+    :class:`OptionError` names the first setting that is not, and what it takes."""
+    for key, choices in CHOICES.items():
+        if getattr(cfg, key) not in choices:
+            raise OptionError(f"{key}={getattr(cfg, key)!r}: choose from {', '.join(choices)}")
+    for key, (lo, hi) in BOUNDS.items():
+        value = getattr(cfg, key)
+        values = value if isinstance(value, tuple) else (value,)
+        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                 and lo <= v <= hi for v in values)  # fmt: skip
+        if key in PAIRS:
+            ok = ok and len(values) == 2 and values[0] <= values[1]
+        if key == "hidden":
+            ok = ok and 1 <= len(values) <= 8
+        if not ok:
+            pair = " (low,high)" if key in PAIRS else ""
+            raise OptionError(f"{key}={value!r}: expected {_num(lo)} to {_num(hi)}{pair}")
+    return cfg
+
+
 #: Settings that may differ when a run is resumed: they change neither the data nor the schedule
 #: already followed. ``epochs`` may only grow (an extension on purpose).
 RESUMABLE_CHANGES = ("epochs", "threads")

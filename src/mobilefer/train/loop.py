@@ -29,7 +29,7 @@ from ..evaluate import scores
 from ..labels import FERPLUS_LABELS
 from ..model import MODELS, model_path
 from .augment import augment, jpeg_faces, normalise
-from .config import TrainConfig, check_resume, config_from_dict
+from .config import TrainConfig, check_config, check_resume, config_from_dict
 from .model import FerNet, onnx_state_dict
 from .scoring import HEAD_LABELS, predict_heads, predict_probs
 from .sources import Faces, Source, epoch_indices, load_source, source_of
@@ -247,6 +247,7 @@ def fit(
     With ``resume``, continues from ``last.pt``: the saved config must equal ``cfg`` but for
     :data:`RESUMABLE_CHANGES` (see :func:`check_resume`). Returns the metrics dict.
     """
+    check_config(cfg)
     out = Path(out_dir)
     last = out / "last.pt"
     ck = None

@@ -88,10 +88,10 @@ function drawFaces(reply) {
   $("facecount").textContent = reply.faces.length;
   for (const f of reply.faces) {
     const [x, y, w, h] = f.box;
-    const color = COLORS[f.label] || "#00ff00";
+    const color = f.label ? COLORS[f.label] || "#00ff00" : "#a0a0a0";  // gray: turned away
     g.strokeStyle = color;
     g.strokeRect(x, y, w, h);
-    const text = `${f.label} ${(100 * f.score).toFixed(0)}%`;
+    const text = describe(f);
     const tw = g.measureText(text).width + 8, th = parseInt(g.font) + 6;
     g.fillStyle = color;
     g.fillRect(x, Math.max(0, y - th), tw, th);
@@ -101,10 +101,15 @@ function drawFaces(reply) {
   $("face-list").replaceChildren(...reply.faces.map((f) => {
     const li = document.createElement("li");
     li.dataset.label = f.label;
-    li.textContent = `face ${f.track_id}: ${f.label} ${(100 * f.score).toFixed(0)}%`;
+    li.textContent = `face ${f.track_id}: ${describe(f)}`;
     return li;
   }));
-  drawBars(reply.faces[0]);
+  drawBars(reply.faces.find((f) => f.scores));
+}
+
+// a face's label and score, or that it was turned beyond --max-yaw (not scored)
+function describe(f) {
+  return f.label ? `${f.label} ${(100 * f.score).toFixed(0)}%` : "turned away";
 }
 
 function drawBars(face) {
@@ -123,6 +128,7 @@ function drawBars(face) {
 function remember(faces) {
   const now = performance.now() / 1000;
   for (const f of faces) {
+    if (!f.scores) continue;  // turned away: not scored
     if (!history.has(f.track_id)) history.set(f.track_id, []);
     history.get(f.track_id).push({t: now, scores: f.scores});
   }
