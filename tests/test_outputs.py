@@ -465,6 +465,11 @@ def test_export_and_webcam_never_replace_a_file_they_were_not_told_to(capsys, tm
     ck.write_bytes(b"checkpoint")
     code, _, err = run(capsys, "export", ck, "--out", ck)
     assert code == 2 and "that is an input" in err and ck.read_bytes() == b"checkpoint"
+    data = tmp_path / "fer2013.npz"  # the data given to read, even with --overwrite
+    data.write_bytes(b"faces")
+    for argv in (["export", ck, "--data", data], ["quantize", ck, "--data", data]):
+        code, _, err = run(capsys, *argv, "--out", data, "--overwrite")
+        assert code == 2 and "that is an input" in err and data.read_bytes() == b"faces"
     video = tmp_path / "live.mp4"
     video.write_bytes(b"old video")
     code, _, err = run(capsys, "webcam", "0", "--save", video)
