@@ -182,7 +182,7 @@ def test_each_angle_has_the_sign_of_the_turn(face_photo, axis, turn):
 
 #: The error the README states (results/pose.json, benchmarks/pose.py, 40 faces): mean absolute
 #: error for turns up to 30 degrees, with some room for a sample of 8 faces.
-STATED = {"yaw": 12 + 3, "pitch": 9.5 + 3, "roll": 3 + 2}
+STATED = {"yaw": 9.5 + 3, "pitch": 10 + 3, "roll": 3 + 2}
 
 
 def test_the_angles_are_within_the_stated_error():
@@ -208,11 +208,18 @@ def test_the_angles_are_within_the_stated_error():
 
 @pytest.mark.parametrize("axis", ["yaw", "roll"])
 def test_a_mirrored_face_turns_the_other_way(face_photo, axis):
+    """Turned and then mirrored, a face reads the opposite change (each from its own unturned
+    reading: the photo's own pose is not quite frontal)."""
     image, marks = face_photo
     at = {"yaw": 0, "roll": 2}[axis]
     turned = turn_face(image, marks, **{axis: 30})
-    a, b = reading(turned), reading(np.ascontiguousarray(turned[:, ::-1]))
-    assert a[at] > 3 and b[at] < -3 and abs(a[1] - b[1]) < 9.5  # pitch: within its error
+
+    def mirror(im):
+        return np.ascontiguousarray(im[:, ::-1])
+
+    a = reading(turned)[at] - reading(image)[at]
+    b = reading(mirror(turned))[at] - reading(mirror(image))[at]
+    assert a > 2 and b < -2, (a, b)  # the sign; the size is the benchmark's (README)
 
 
 def test_no_landmarks_no_angles():

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -375,7 +375,7 @@ def with_change(summaries: tuple[EventSummary, ...], baseline: str | None):
         if e.mean is not None:
             change = {k: e.mean[k] - base.mean[k] for k in e.mean}
             change["valence"] = e.valence - base.valence
-        out.append(EventSummary(**{**e.__dict__, "change": change}))
+        out.append(replace(e, change=change))
     return tuple(out)
 
 

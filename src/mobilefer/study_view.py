@@ -17,15 +17,26 @@ def _signed(v: float | None) -> str:
     return "" if v is None else f"{v:+.2f}"
 
 
+def _strongest(e) -> str:
+    """The event's strongest expression other than neutral: its peak probability and time."""
+    if not e.peaks:
+        return ""
+    label, m = max(((k, m) for k, m in e.peaks.items() if k != "neutral"),
+                   key=lambda km: km[1].probability, default=(None, None))  # fmt: skip
+    if m is None:
+        return ""
+    return f"{label} {m.probability:.0%} at {int(m.time // 60)}:{m.time % 60:04.1f}"
+
+
 def event_table(events, labels, caption: str) -> str:
     """An HTML table of one face's :class:`mobilefer.study.EventSummary` per event: usable
-    frames, mean valence, its change from the baseline, the most frequent expression, and each
-    label's mean probability."""
+    frames, mean valence, its change from the baseline, the most frequent expression, the
+    strongest moment of an expression other than neutral, and each label's mean probability."""
     if not events:
         return ""
     change = any(e.change for e in events)
     head = ["event", "seconds", "usable frames", "valence", *(["vs baseline"] if change else []),
-            "mostly", *labels]  # fmt: skip
+            "mostly", "strongest moment", *labels]  # fmt: skip
     rows = []
     for e in events:
         mostly = max(e.share, key=e.share.get) if e.share else "no face"
@@ -35,7 +46,7 @@ def event_table(events, labels, caption: str) -> str:
                  seen + (f", {e.turned} turned away" if e.turned else ""),
                  _signed(e.valence), *([_signed(e.change["valence"]) if e.change else ""]
                                        if change else []),
-                 mostly, *(_pct(e.mean[k]) if e.mean else "" for k in labels)]  # fmt: skip
+                 mostly, _strongest(e), *(_pct(e.mean[k]) if e.mean else "" for k in labels)]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     return (f"<table class=events><caption>{html.escape(caption)}</caption><tr>"
             + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + "".join(rows)
