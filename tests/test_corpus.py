@@ -63,6 +63,9 @@ def hostile(tmp_path, astronaut):
     (d / "truncated.jpg").write_bytes(good[: len(good) // 2])
     (d / "text.jpg").write_text("not an image")
     (d / "empty.png").write_bytes(b"")
+    clip = write_video(tmp_path / "clip.mp4", astronaut, frames=12).read_bytes()
+    (d / "clip named.jpg").write_bytes(clip)  # a video named as an image: read as a video
+    (d / os.fsdecode(b"clip \xff.mp4")).write_bytes(clip)  # a name that is not UTF-8
     video = write_video(d / "damaged.mp4", astronaut, frames=30)
     data = bytearray(video.read_bytes())
     data[len(data) // 3 : len(data) // 2] = bytes(len(data) // 2 - len(data) // 3)
@@ -86,6 +89,7 @@ def test_the_hostile_folder_through_the_cli(hostile, tiny_model):
     sources = {json.loads(line)["source"] for line in p.stdout.splitlines()}
     assert {str(hostile / f"good{i}.jpg") for i in range(3)} <= sources
     assert str(hostile / "damaged.mp4") in sources  # the frames it could read
+    assert str(hostile / "clip named.jpg") in sources  # read as the video it is
     lines = [ln for ln in p.stderr.splitlines() if ln.startswith("mobilefer: ")]
     for name in BAD:
         assert sum(str(hostile / name) in ln for ln in lines) == 1, name
@@ -94,11 +98,35 @@ def test_the_hostile_folder_through_the_cli(hostile, tiny_model):
     assert seconds < CLI_SECONDS and peak_mb(p.stderr) < CLI_PEAK_MB, (seconds, p.stderr[-40:])
 
 
+def test_the_hostile_folder_through_a_study_report(hostile, tiny_model, tmp_path):
+    """``report`` over the same folder, with events: one line per bad input, a page and a CSV
+    of the clips that could be read, the events file and the outputs untouched."""
+    pytest.importorskip("plotly")
+    events = tmp_path / "events.csv"
+    events.write_text("name,start,end\nstart,0,0.5\nrest,0.5,5\n")
+    out, table = tmp_path / "r.html", tmp_path / "r.csv"
+    p = subprocess.run(
+        [sys.executable, "-c", CLI, "report", str(hostile), "--model", str(tiny_model),
+         "--detector", "haar", "--events", str(events), "--baseline", "start", "--out",
+         str(out), "--csv", str(table)], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("mobilefer: ")]
+    for name in BAD:
+        assert sum(str(hostile / name) in ln for ln in lines) == 1, (name, lines)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    page = out.read_text()
+    assert "<table id=study>" in page and "clip named.jpg" in page and "damaged.mp4" in page
+    rows = table.read_text().splitlines()
+    assert rows[0].startswith("participant,group,clip,event") and len(rows) == 1 + 3 * 2
+    assert events.read_text().startswith("name,start,end")
+
+
 SERVER = (
     PEAK
     + """
-import sys, threading
+import os, sys, threading
 from pathlib import Path
+from urllib.parse import quote
 from starlette.testclient import TestClient
 from mobilefer import Recognizer
 from mobilefer.serve import create_app
@@ -110,7 +138,7 @@ status = {}
 
 def send(paths):
     for p in paths:
-        r = client.post("/api/photo?name=" + p.name, content=p.read_bytes(),
+        r = client.post("/api/photo?name=" + quote(os.fsencode(p.name)), content=p.read_bytes(),
                         headers={"content-type": "image/jpeg"})
         status[p.name] = r.status_code
 
@@ -137,4 +165,5 @@ def test_the_hostile_uploads_four_at_a_time(hostile, tmp_path, astronaut):
     status = dict(eval(p.stdout.strip()))  # noqa: S307 - our own script's printed list
     assert all(status[f"good{i}.jpg"] == 200 for i in range(3)) and status["big.jpg"] == 200
     assert all(status[n] in (400, 413) for n in ("bomb.tif", "bomb.jp2", "bomb.png", "text.jpg"))
+    assert all(code < 500 for code in status.values()), status  # a video as a photo, odd names
     assert peak_mb(p.stderr) < SERVER_PEAK_MB, p.stderr[-40:]

@@ -22,7 +22,9 @@ import numpy as np
 
 #: A generic face in camera axes (x to the image's right, y down, z away from the camera), the
 #: nose tip at the origin: right eye, left eye, nose tip, right and left mouth corner, in mm
-#: ("right" is the person's right), as in the landmarks' order.
+#: ("right" is the person's right), as in the landmarks' order. x and y are where YuNet puts
+#: its points on a frontal face (their mean over the 466 photos of the Taiwanese set's train
+#: fold, eyes 62 mm apart); z, how far each lies behind the nose tip, is anthropometric.
 FACE_3D = np.array(
     [
         [-31.0, -34.0, 27.0],
