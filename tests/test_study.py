@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -139,6 +140,9 @@ def test_events_and_participants_files_are_checked(tmp_path):
         read_events(tmp_path / "bad.csv")
     with pytest.raises(InputError, match="no such events file"):
         read_events(tmp_path / "missing.csv")
+    os.mkfifo(tmp_path / "fifo.csv")  # refused without being opened: opening it would block
+    with pytest.raises(InputError, match="fifo.csv: not a regular file; pass a CSV file"):
+        read_events(tmp_path / "fifo.csv")
     (tmp_path / "e.csv").write_text("\ufeffName,Start,End,Clip\nad,0,1,\nad,1,2,b.mp4\n")
     assert len(read_events(tmp_path / "e.csv")) == 2  # a spreadsheet's BOM and capitals
     with pytest.raises(InputError, match="--baseline 'intro' is not an event .*choose from ad"):

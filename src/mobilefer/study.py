@@ -212,9 +212,10 @@ def _table(path: str | Path, what: str, required: tuple[str, ...]) -> list[tuple
     """The rows of a small CSV file with these columns, each with its line number."""
     p = Path(path)
     try:
-        if not p.is_file():
-            raise InputError(f"{shown(p)}: no such {what} file (a CSV with columns "
-                             f"{','.join(required)})")  # fmt: skip
+        if not p.is_file():  # a pipe or device is never opened: it could block or never end
+            why = "not a regular file" if p.exists() else f"no such {what} file"
+            raise InputError(f"{shown(p)}: {why}; pass a CSV file with columns "
+                             f"{','.join(required)}")  # fmt: skip
         if p.stat().st_size > MAX_TABLE_BYTES:
             raise InputError(f"{shown(p)}: over {MAX_TABLE_BYTES >> 20} MB; a {what} file is a "
                              "small CSV")  # fmt: skip
