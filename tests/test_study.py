@@ -69,7 +69,7 @@ def test_an_expression_that_changes_at_a_known_second():
     assert ad.peaks["happy"].time == pytest.approx(2.0) and ad.peaks["happy"].frame == 20
     (track,) = c.tracks
     assert track.turned == 5 and track.frames == 50
-    assert [e.usable for e in track.events] == [20, 30]
+    assert [(e.frames, e.usable, e.turned) for e in track.events] == [(20, 20, 0), (35, 30, 5)]
 
 
 def test_an_event_past_the_end_or_before_any_face_has_no_numbers():

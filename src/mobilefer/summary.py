@@ -189,10 +189,10 @@ def _clip(c: _Clip, fps, min_frames: int, events: tuple[Event, ...], baseline) -
     for tid in sorted(set(tracks[seen].tolist())):
         mine = np.flatnonzero(tracks[scored] == tid)
         order = mine[np.argsort(frames[scored][mine], kind="stable")]
-        turned = int((seen & (tracks == tid) & (which < 0)).sum())
+        present = np.flatnonzero(seen & (tracks == tid))  # scored or turned away
         if len(order):
             out.append(_track(tid, order, scored, frames, when, which, scores, labels,
-                              min_frames, turned, events, baseline))  # fmt: skip
+                              min_frames, present, events, baseline))  # fmt: skip
     return ClipSummary(c.source, "video", labels, frames=len(set(frames.tolist())),
                        duration=float(known.max() - known.min()) if len(known) else None,
                        tracks=tuple(out),
@@ -218,9 +218,10 @@ def _events(events, baseline, labels, frames, when, seen, scored, scores, which,
     return with_change(got, baseline)
 
 
-def _track(tid, order, scored, frames, when, which, scores, labels, min_frames, turned=0,
+def _track(tid, order, scored, frames, when, which, scores, labels, min_frames, present,
            events=(), baseline=None):  # fmt: skip
-    """One track's summary: ``order`` indexes its scored faces (into ``scores``), by frame."""
+    """One track's summary: ``order`` indexes its scored faces (into ``scores``), by frame;
+    ``present`` the rows it was seen in, scored or turned away."""
     rows = scored[order]
     p = scores[order].astype(np.float64)
     n = len(order)
@@ -238,15 +239,15 @@ def _track(tid, order, scored, frames, when, which, scores, labels, min_frames, 
         peaks[k] = Peak(t(rows[top]), int(frames[rows[top]]), float(p[top, i]))
     vals = [valence(dict(zip(labels, row, strict=True))) for row in p.tolist()]
     per_event = ()
-    if events and not np.isnan(when[rows]).any():
-        every = np.ones(n, bool)
+    if events and not np.isnan(when[present]).any():
+        seen = np.ones(len(present), bool)
         per_event = with_change(tuple(
-            summarize_event(e, labels, when[rows], frames[rows], every, scores[order], idx,
+            summarize_event(e, labels, when[present], frames[present], seen, scores[order], idx,
                             when[rows], frames[rows]) for e in events), baseline)  # fmt: skip
     return TrackSummary(
         track_id=tid, first_time=t(rows[0]), last_time=t(rows[-1]),
         first_frame=int(frames[rows[0]]), last_frame=int(frames[rows[-1]]), frames=n,
         share=share, mean=mean, dominant=max(labels, key=lambda k: (share[k], mean[k])),
         peaks=peaks, valence=tuple((t(r), v) for r, v in zip(rows, vals, strict=True)),
-        short=n < min_frames, turned=turned, events=per_event,
+        short=n < min_frames, turned=len(present) - n, events=per_event,
     )  # fmt: skip
