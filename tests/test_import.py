@@ -57,3 +57,13 @@ def test_the_import_graph_has_no_cycle():
 
     for node in graph:
         visit(node, [])
+
+
+def test_no_module_is_over_400_lines():
+    """One room per job: a module past 400 lines holds two (study.py did, and was split)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "mobilefer"
+    long = {str(p.relative_to(root)): n for p in root.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}  # fmt: skip
+    assert not long, long

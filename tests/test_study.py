@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 
 from mobilefer import EMOTIONS, InputError, compare, read_events, summarize
+from mobilefer.events import Event, StudyPlan, read_participants
 from mobilefer.model import ExpressionModel
 from mobilefer.pose import head_pose
 from mobilefer.recognizer import Face
 from mobilefer.stream import Result
-from mobilefer.study import Event, StudyPlan, interval, read_participants, t975
+from mobilefer.study import interval, t975
 
 from conftest import run
 
@@ -371,7 +372,7 @@ def test_what_a_study_names_but_does_not_get_is_said(capsys, monkeypatch, study,
 
 
 def test_a_study_has_at_most_so_many_events(tmp_path):
-    from mobilefer.study import MAX_EVENTS
+    from mobilefer.events import MAX_EVENTS
 
     rows = "".join(f"e{i},{i},{i + 1}\n" for i in range(MAX_EVENTS + 1))
     (tmp_path / "e.csv").write_text("name,start,end\n" + rows)

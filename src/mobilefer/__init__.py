@@ -26,9 +26,10 @@ from .errors import (
     OptionError,
     WeightsError,
 )
+from .events import read_events, read_participants
 from .labels import EMOTIONS
 from .records import read_records
-from .study import EventSummary, Study, compare, read_events, read_participants
+from .study import EventSummary, Study, compare
 from .summary import ClipSummary, TrackSummary, summarize
 
 if TYPE_CHECKING:

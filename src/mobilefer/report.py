@@ -22,11 +22,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .events import StudyPlan
 from .labels import PALETTE
 from .preprocess import crop
 from .sinks import write_atomic
 from .sources import FALLBACK_FPS
-from .study import StudyPlan, compare
+from .study import compare
 from .study_view import event_table, study_section
 from .summary import ClipSummary, summarize
 

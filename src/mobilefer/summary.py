@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .study import NEGATIVE, Event, EventSummary, events_of, summarize_event, with_change
+from .events import Event, events_of
+from .study import NEGATIVE, EventSummary, summarize_event, with_change
 
 #: Tracks seen in fewer frames than this are kept but marked ``short`` (a detector's false
 #: alarm, or a face passing through): 1 s at 10 frames/s.
@@ -136,7 +137,7 @@ def summarize(results: Iterable, min_frames: int = MIN_TRACK_FRAMES,
     output, read back with :func:`read_records` or, a record at a time, with
     :func:`mobilefer.records.iter_records`); results with an error are left out. Records are
     kept compact, so a long clip's summary stays small. ``events``
-    (:func:`mobilefer.study.read_events`): each video's summary, and each of its tracks', gets
+    (:func:`mobilefer.events.read_events`): each video's summary, and each of its tracks', gets
     one :class:`mobilefer.study.EventSummary` per event; ``baseline`` names the event each is
     compared with (``change``). :func:`mobilefer.compare` makes the study table of them.
     """

@@ -172,8 +172,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         from ..report import Collector, write_report
     except ImportError as e:
         return missing_extra("report", "report", e)
+    from ..events import StudyPlan
     from ..sinks import check_outputs
-    from ..study import StudyPlan
 
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):

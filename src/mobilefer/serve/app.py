@@ -8,7 +8,7 @@ Routes:
   ``{"name", "width", "height", "faces": [records], "annotated": "data:image/jpeg;base64,..."}``
   or ``{"error": "..."}`` with status 400 (unreadable), 413 (too large) or 415 (not an image).
 - ``POST /api/clip?name=NAME[&events=CSV&baseline=EVENT]``: the raw bytes of one video file
-  (``events``: the text of an events file, :func:`mobilefer.study.read_events`'s format, at
+  (``events``: the text of an events file, :func:`mobilefer.events.read_events`'s format, at
   most 8 KB; its events are marked in the report); answers ``{"name", "frames",
   "tracks", "html"}`` with the page of ``mobilefer report`` (or ``{"error"}``, 400, 413 or 501
   without the ``[report]`` extra). The video is written to a temporary file that is always
@@ -279,7 +279,7 @@ async def api_photo(request: Request):
 def clip_plan(query):
     """The study plan of a clip upload: ``events`` (the CSV text of an events file, at most
     ``LIMITS["events_bytes"]``) and ``baseline``; ``None`` without events."""
-    from ..study import StudyPlan, parse_events
+    from ..events import StudyPlan, parse_events
 
     text, baseline = query.get("events"), query.get("baseline") or None
     if not text:
