@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mobilefer import EMOTIONS, InputError, compare, read_events, summarize
-from mobilefer.events import Event, StudyPlan, read_participants
+from mobilefer.events import Event, Member, StudyPlan, read_participants
 from mobilefer.model import ExpressionModel
 from mobilefer.pose import head_pose
 from mobilefer.recognizer import Face
@@ -86,7 +86,7 @@ def test_two_participants_whose_means_differ_by_a_known_amount():
     b = clip([("neutral", 0.8, 20), ("happy", 0.5, 40)], source="b.mp4")
     c = clip([("neutral", 0.8, 20), ("happy", 0.7, 40)], source="c.mp4")
     clips = summarize(a + b + c, events=EVENTS, baseline="baseline")
-    people = {"a.mp4": ("ann", "x"), "b": ("bob", "x"), "c.mp4": ("cid", "y")}
+    people = {"a.mp4": Member("ann", "x"), "b": Member("bob", "x"), "c.mp4": Member("cid", "y")}
     study = compare(clips, people, baseline="baseline")
     assert study.groups == ("x", "y") and study.events == ("baseline", "ad")
     rows = {(r.event, r.group): r for r in study.table}
@@ -109,6 +109,24 @@ def test_clip_rows_override_shared_events():
     late = clip([("happy", 0.9, 80)], source="late.mp4")
     by = {c.source: c.events for c in summarize(early + late, events=events)}
     assert by["early.mp4"][0].start == 2 and by["late.mp4"][0].start == 4
+
+
+def test_a_clip_whose_stimulus_began_later_is_shifted_by_its_offset(tmp_path):
+    """Participants recorded with different lead-ins: ``offset`` in the participants file moves
+    the shared events of their clip (its own rows stay as given)."""
+    early = clip([("neutral", 0.8, 20), ("happy", 0.9, 40)], source="early.mp4")
+    late = clip([("neutral", 0.8, 35), ("happy", 0.9, 40)], source="late.mp4")  # 1.5 s later
+    (tmp_path / "p.csv").write_text("clip,participant,offset\nearly.mp4,e,\nlate.mp4,l,1.5\n")
+    plan = StudyPlan(EVENTS, None, read_participants(tmp_path / "p.csv"))
+    by = {c.source: c.events for c in summarize(early + late, events=EVENTS,
+                                                offsets=plan.offsets())}  # fmt: skip
+    for source in ("early.mp4", "late.mp4"):
+        base, ad = by[source]
+        assert base.mean["neutral"] == pytest.approx(0.8) and ad.mean["happy"] == pytest.approx(0.9)
+    assert by["late.mp4"][1].start == 3.5 and by["early.mp4"][1].start == 2.0
+    (tmp_path / "bad.csv").write_text("clip,participant,offset\nlate.mp4,l,soon\n")
+    with pytest.raises(InputError, match="bad.csv:2: offset 'soon' must be seconds"):
+        read_participants(tmp_path / "bad.csv")
 
 
 def test_student_t_matches_scipy():

@@ -40,7 +40,7 @@ class Event:
 @dataclass(frozen=True)
 class StudyPlan:
     """What makes clips a study: the ``events``, the ``baseline`` event's name and the
-    ``participants`` (``{clip: (participant, group)}``); :meth:`from_files` reads them."""
+    ``participants`` (``{clip: Member}``); :meth:`from_files` reads them."""
 
     events: tuple[Event, ...] = ()
     baseline: str | None = None
@@ -57,6 +57,10 @@ class StudyPlan:
         got = read_events(events) if events is not None else ()
         people = read_participants(participants) if participants is not None else None
         return cls(got, baseline, people).checked(shown(Path(events or "")))
+
+    def offsets(self) -> dict[str, float]:
+        """Each clip's offset (s), from the participants file; clips not named have none."""
+        return {clip: m.offset for clip, m in (self.participants or {}).items() if m.offset}
 
     def unmatched(self, sources) -> list[str]:
         """The clips this plan names (an events row's ``clip``, a participant's) that are none of
@@ -156,10 +160,21 @@ def parse_events(rows, name: str = "events.csv") -> tuple[Event, ...]:
     return tuple(out)
 
 
-def read_participants(path: str | Path) -> dict[str, tuple[str, str | None]]:
-    """``{clip: (participant, group)}`` from a CSV file with columns ``clip,participant`` and
-    optionally ``group``. A participant has one clip (join a session's files into one)."""
-    out: dict[str, tuple[str, str | None]] = {}
+@dataclass(frozen=True)
+class Member:
+    """Who is in one clip: the ``participant``, their ``group`` (or ``None``) and the clip's
+    ``offset``: seconds from the clip's start to the stimulus's, added to the times of the
+    events shared by every clip (a clip's own rows in the events file are taken as given)."""
+
+    participant: str
+    group: str | None = None
+    offset: float = 0.0
+
+
+def read_participants(path: str | Path) -> dict[str, Member]:
+    """``{clip: Member}`` from a CSV file with columns ``clip,participant`` and optionally
+    ``group`` and ``offset`` (seconds). A participant has one clip (join a session's files)."""
+    out: dict[str, Member] = {}
     clips: dict[str, str] = {}
     for line, row in _table(path, "participants", ("clip", "participant")):
         where = f"{shown(Path(path))}:{line}"
@@ -171,9 +186,20 @@ def read_participants(path: str | Path) -> dict[str, tuple[str, str | None]]:
         if who in clips:
             raise InputError(f"{where}: participant {who} has two clips ({clips[who]}, {clip}); "
                              "join them into one clip or name them apart")  # fmt: skip
+        try:
+            offset = float(row.get("offset") or 0)
+        except ValueError:
+            offset = math.nan
+        if not math.isfinite(offset):
+            raise InputError(f"{where}: offset {row.get('offset')!r} must be seconds, e.g. 2.5")
         clips[who] = clip
-        out[clip] = (who, row.get("group") or None)
+        out[clip] = Member(who, row.get("group") or None, offset)
     return out
+
+
+def member_of(participants: dict | None, source: str) -> Member | None:
+    """The :class:`Member` whose clip is ``source`` (:func:`matches`), if any."""
+    return next((m for k, m in (participants or {}).items() if matches(k, source)), None)
 
 
 def matches(name: str, source: str) -> bool:
@@ -183,10 +209,11 @@ def matches(name: str, source: str) -> bool:
     return name in (source, src.name, src.stem) or Path(name) == src
 
 
-def events_of(events, source: str) -> tuple[Event, ...]:
+def events_of(events, source: str, offset: float = 0.0) -> tuple[Event, ...]:
     """The events of one clip, by start: its own rows, and the shared rows of the events it has
-    no row of its own for."""
+    no row of its own for, shifted by the clip's ``offset`` (s)."""
     own = [e for e in events if e.clip is not None and matches(e.clip, source)]
     names = {e.name for e in own}
-    shared = [e for e in events if e.clip is None and e.name not in names]
+    shared = [Event(e.name, e.start + offset, e.end + offset) for e in events
+              if e.clip is None and e.name not in names]  # fmt: skip
     return tuple(sorted(own + shared, key=lambda e: (e.start, e.end)))

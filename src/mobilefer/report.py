@@ -85,8 +85,9 @@ class Collector:
             (source, track, label))  # fmt: skip
         return _jpeg(got[1] if got else None)
 
-    def summaries(self, events=(), baseline: str | None = None) -> list[ClipSummary]:
-        return summarize(self.results, events=events, baseline=baseline)
+    def summaries(self, events=(), baseline: str | None = None,
+                  offsets: dict | None = None) -> list[ClipSummary]:  # fmt: skip
+        return summarize(self.results, events=events, baseline=baseline, offsets=offsets)
 
 
 def _every(n: int) -> int:
@@ -210,7 +211,7 @@ def render_report(collector: Collector, study: StudyPlan | None = None):
     from plotly.offline import get_plotlyjs
 
     plan = study or StudyPlan()
-    clips = collector.summaries(plan.events, plan.baseline)
+    clips = collector.summaries(plan.events, plan.baseline, plan.offsets())
     timed = any(c.events for c in clips)  # events place videos' frames; photos have none
     table = compare(clips, plan.participants, plan.baseline) if timed else None
     series = _series(collector)

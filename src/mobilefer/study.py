@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .events import Event, matches
+from .events import Event, Member, member_of
 
 #: The labels whose strongest probability is subtracted from happy's for valence.
 NEGATIVE = ("sad", "angry", "fear", "disgust")
@@ -237,8 +237,8 @@ def interval(values) -> Interval:
 
 def compare(clips, participants: dict | None = None, baseline: str | None = None) -> Study:
     """The study table of summaries made with events (:func:`mobilefer.summarize` with
-    ``events``): one participant per clip (named by ``participants``, ``{clip: (name,
-    group)}`` as :func:`read_participants` gives, else by the clip's file name); per event, and
+    ``events``): one participant per clip (named by ``participants``, ``{clip: Member}`` as
+    :func:`mobilefer.events.read_participants` gives, else by the clip's file name); per event, and
     per group where groups are given, each label's and valence's mean across the participants
     with usable frames in it, with a 95% interval."""
     videos = [c for c in clips if c.kind == "video"]
@@ -248,9 +248,8 @@ def compare(clips, participants: dict | None = None, baseline: str | None = None
     labels = videos[0].labels or next((c.labels for c in videos if c.labels), ())
     people = []
     for c in videos:
-        named = next((v for k, v in (participants or {}).items() if matches(k, c.source)), None)
-        name, group = named or (Path(c.source).stem, None)
-        people.append(Participant(name, group, c.source, c.events))
+        member = member_of(participants, c.source) or Member(Path(c.source).stem)
+        people.append(Participant(member.participant, member.group, c.source, c.events))
     order: list[str] = []
     for p in people:
         for e in p.events:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .events import Event, events_of
+from .events import Event, events_of, matches
 from .study import NEGATIVE, EventSummary, summarize_event, with_change
 
 #: Tracks seen in fewer frames than this are kept but marked ``short`` (a detector's false
@@ -129,8 +129,8 @@ class _Clip:
 
 
 def summarize(results: Iterable, min_frames: int = MIN_TRACK_FRAMES,
-              events: Iterable[Event] | None = None,
-              baseline: str | None = None) -> list[ClipSummary]:  # fmt: skip
+              events: Iterable[Event] | None = None, baseline: str | None = None,
+              offsets: dict[str, float] | None = None) -> list[ClipSummary]:  # fmt: skip
     """One :class:`ClipSummary` per source, in the order sources first appear.
 
     ``results``: :class:`mobilefer.stream.Result` objects, or record dicts (``predict``'s
@@ -139,7 +139,9 @@ def summarize(results: Iterable, min_frames: int = MIN_TRACK_FRAMES,
     kept compact, so a long clip's summary stays small. ``events``
     (:func:`mobilefer.events.read_events`): each video's summary, and each of its tracks', gets
     one :class:`mobilefer.study.EventSummary` per event; ``baseline`` names the event each is
-    compared with (``change``). :func:`mobilefer.compare` makes the study table of them.
+    compared with (``change``); ``offsets`` (``{clip: seconds}``, clips named as in the events
+    file) shift the shared events of clips whose stimulus began later. :func:`mobilefer.compare`
+    makes the study table of them.
     """
     events = tuple(events or ())
     if baseline is not None and baseline not in {e.name for e in events}:
@@ -162,7 +164,10 @@ def summarize(results: Iterable, min_frames: int = MIN_TRACK_FRAMES,
             fps[r.source] = r.fps
         for rec in r.records():
             add(rec)
-    return [_clip(c, fps.get(key), min_frames, events_of(events, key), baseline)
+    def shift(key: str) -> float:
+        return next((v for k, v in (offsets or {}).items() if matches(k, key)), 0.0)
+
+    return [_clip(c, fps.get(key), min_frames, events_of(events, key, shift(key)), baseline)
             for key, c in clips.items()]  # fmt: skip
 
 

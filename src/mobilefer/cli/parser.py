@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--baseline", metavar="EVENT", help="with --events: the event each is "
                     "compared with (e.g. a neutral screen shown first)")  # fmt: skip
     rp.add_argument("--participants", metavar="CSV", help="with --events: a CSV of "
-                    "clip,participant,group (default: one participant per clip, named by "
-                    "the file)")  # fmt: skip
+                    "clip,participant,group,offset (offset: seconds from the clip's start to "
+                    "the stimulus's; default: one participant per clip, named by the "
+                    "file)")  # fmt: skip
     add_inference_options(rp, output=False)
     rp.set_defaults(func=cmd_report)
 
