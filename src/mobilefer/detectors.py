@@ -166,10 +166,8 @@ class HaarDetector:
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
 
-    def detect(self, image: np.ndarray, detect_size: int | None = None,
-               upright: bool = True) -> list[Detection]:  # fmt: skip
-        """Faces in a BGR image, found on a copy shrunk to ``detect_size`` (None: the default);
-        with ``upright``, the landmarks of tilted faces are found again on an upright copy."""
+    def detect(self, image: np.ndarray, detect_size: int | None = None) -> list[Detection]:
+        """Faces in a BGR image, found on a copy shrunk to ``detect_size`` (None: the default)."""
         _check_image(image)
         small, scale = downscale(image, self.detect_size if detect_size is None else detect_size)
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
@@ -219,9 +217,19 @@ class YuNetDetector:
     def detect(self, image: np.ndarray, detect_size: int | None = None,
                upright: bool = True) -> list[Detection]:  # fmt: skip
         """Faces in a BGR image, found on a copy shrunk to ``detect_size`` (None: the default);
-        with ``upright``, the landmarks of tilted faces are found again on an upright copy."""
+        with ``upright`` (the default), the landmarks of tilted faces are found again on an
+        upright copy (:data:`UPRIGHT_DEG`)."""
         _check_image(image)
-        small, scale = downscale(image, self.detect_size if detect_size is None else detect_size)
+        size = self.detect_size if detect_size is None else detect_size
+        out = []
+        for box, score, marks in self._find(image, size):
+            marks = self._upright(image, box, marks) if upright else marks
+            out.append(Detection(box, score, tuple((float(x), float(y)) for x, y in marks)))
+        return out
+
+    def _find(self, image: np.ndarray, detect_size: int) -> list[tuple]:
+        """YuNet's faces: ``(box, score, landmarks as a 5 x 2 array)``, in ``image`` pixels."""
+        small, scale = downscale(image, detect_size)
         h, w = small.shape[:2]
         # YuNet's coarsest feature map has a stride of 32: below that size (a thumbnail, a
         # 1000x8 banner) it read past its input and returned random or infinite boxes. Padding
@@ -234,16 +242,12 @@ class YuNetDetector:
             local.net.setInputSize((pw, ph))
             local.size = (pw, ph)
         _, rows = local.net.detect(small)
-        if rows is None:
-            return []
         out = []
-        for r in rows:
+        for r in () if rows is None else rows:
             box = inside(r[:4], w, h)
             if box is not None:
-                pts = r[4:14].reshape(5, 2) / scale
-                marks = self._upright(image, _rescale(box, scale), pts) if upright else pts
-                out.append(Detection(_rescale(box, scale), float(np.clip(r[-1], 0, 1)),
-                                     tuple((float(x), float(y)) for x, y in marks)))  # fmt: skip
+                out.append((_rescale(box, scale), float(np.clip(r[-1], 0, 1)),
+                            r[4:14].reshape(5, 2).astype(np.float64) / scale))  # fmt: skip
         return out
 
     def _upright(self, image: np.ndarray, box, marks: np.ndarray) -> np.ndarray:
@@ -260,14 +264,13 @@ class YuNetDetector:
             turn[:, 2] += UPRIGHT_SIDE / 2 - centre
             upright = cv2.warpAffine(image, turn, (UPRIGHT_SIDE, UPRIGHT_SIDE),
                                      flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            found = self.detect(upright, 0, upright=False)
+            found = self._find(upright, 0)
             if not found:
                 break
-            middle = min(found, key=lambda d: float(np.hypot(*(np.mean(d.landmarks, 0)
-                                                              - UPRIGHT_SIDE / 2))))
+            middle = min((f[2] for f in found),  # the face nearest the copy's centre
+                         key=lambda pts: float(np.hypot(*(pts.mean(0) - UPRIGHT_SIDE / 2))))
             back = cv2.invertAffineTransform(turn)
-            pts = np.asarray(middle.landmarks, np.float64)
-            marks = pts @ back[:, :2].T + back[:, 2]
+            marks = middle @ back[:, :2].T + back[:, 2]
         return marks
 
 
