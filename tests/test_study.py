@@ -409,3 +409,12 @@ def test_bad_study_files_stop_the_report_before_any_work(capsys, study, tmp_path
     code, _, err = run(capsys, "report", study / "ann.mp4", "--events", study / "events.csv",
                        "--out", tmp_path / "r.html", "--csv", study / "events.csv")  # fmt: skip
     assert code == 2 and "that is an input" in err  # the events file is never written over
+
+
+def test_an_events_error_past_the_first_row_names_the_file():
+    """Each row's event name overwrote the file's name, so errors after the first row named the
+    previous event instead of the file."""
+    with pytest.raises(InputError, match=r"^events.csv:4: b: needs 0 <= start < end"):
+        from mobilefer.events import parse_events
+
+        parse_events("name,start,end\na,0,1\nc,1,2\nb,3,2\n")

@@ -136,8 +136,8 @@ def parse_events(rows, name: str = "events.csv") -> tuple[Event, ...]:
     out, seen = [], set()
     for line, row in rows:
         where = f"{name}:{line}"
-        name = row["name"]
-        if not name:
+        event = row["name"]
+        if not event:
             raise InputError(f"{where}: an event needs a name")
         try:
             start, end = float(row["start"]), float(row["end"])
@@ -145,13 +145,13 @@ def parse_events(rows, name: str = "events.csv") -> tuple[Event, ...]:
             raise InputError(f"{where}: start {row['start']!r} and end {row['end']!r} must be "
                              "seconds, e.g. 12.5") from None  # fmt: skip
         if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
-            raise InputError(f"{where}: {name}: needs 0 <= start < end (seconds), got "
+            raise InputError(f"{where}: {event}: needs 0 <= start < end (seconds), got "
                              f"{start:g}-{end:g}")  # fmt: skip
         clip = row.get("clip") or None
-        if (name, clip) in seen:
-            raise InputError(f"{where}: {name} is given twice" + (f" for {clip}" if clip else ""))
-        seen.add((name, clip))
-        out.append(Event(name, start, end, clip))
+        if (event, clip) in seen:
+            raise InputError(f"{where}: {event} is given twice" + (f" for {clip}" if clip else ""))
+        seen.add((event, clip))
+        out.append(Event(event, start, end, clip))
         if len(out) > MAX_EVENTS:
             raise InputError(f"{where}: over {MAX_EVENTS} events; a study's events are the parts "
                              "of its stimulus")  # fmt: skip

@@ -28,7 +28,7 @@ from .preprocess import crop
 from .sinks import write_atomic
 from .sources import FALLBACK_FPS
 from .study import compare
-from .study_view import event_table, study_section
+from .study_view import clock, event_table, study_section
 from .summary import ClipSummary, summarize
 
 #: Points per plotted series at most: a 10-minute clip at 30 frames/s has 18,000 frames.
@@ -171,10 +171,6 @@ def _series(collector: Collector) -> dict[tuple[str, int], list[dict]]:
     return out
 
 
-def _when(t: float | None) -> str:
-    return "" if t is None else f"{int(t // 60)}:{t % 60:04.1f}"
-
-
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222}
 h1{font-size:24px} h2{font-size:19px;margin-top:36px;border-top:1px solid #ddd;padding-top:16px}
@@ -231,7 +227,7 @@ def render_report(collector: Collector, study: StudyPlan | None = None):
         for tr in clip.tracks:
             mean_v = float(np.mean([v for _, v in tr.valence])) if tr.valence else 0.0
             flag = " (short)" if tr.short else ""
-            seen = f"{_when(tr.first_time)}-{_when(tr.last_time)}"
+            seen = f"{clock(tr.first_time)}-{clock(tr.last_time)}"
             rows.append(
                 [
                     clip.source,
@@ -248,7 +244,7 @@ def render_report(collector: Collector, study: StudyPlan | None = None):
             peaks = "".join(
                 f"<figure><img src='{face[k]}'"
                 f" width=72 height=72 alt='{k}'><figcaption>{k} {p.probability:.0%}<br>"
-                f"{_when(p.time)}</figcaption></figure>"
+                f"{clock(p.time)}</figcaption></figure>"
                 for k, p in tr.peaks.items()
             )  # fmt: skip
             figs = [_timeline(clip, tr, series.get((clip.source, tr.track_id), [])),
@@ -262,7 +258,7 @@ def render_report(collector: Collector, study: StudyPlan | None = None):
             sections.append(
                 f"<div class=track data-track='{tr.track_id}'><div><img src='{thumb}' width=112 "
                 f"height=112 alt='face {tr.track_id}'><p>face {tr.track_id}<br>"
-                f"{_when(tr.first_time)}-{_when(tr.last_time)}</p></div><div>{short}{turned}"
+                f"{clock(tr.first_time)}-{clock(tr.last_time)}</p></div><div>{short}{turned}"
                 f"{plots}{event_table(tr.events, clip.labels, 'This face in each event')}"
                 f"<p class=note>Peak moments</p><div class=peaks>{peaks}</div></div></div>"
             )

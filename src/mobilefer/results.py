@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from .pose import head_pose
 from .records import records
 
 #: What a :class:`Result` comes from (see its docstring).
@@ -62,8 +63,6 @@ class Face:
         """The face of a detection (anything with ``box``, ``score`` and ``landmarks``) given
         its probabilities in ``labels`` order; the label is the most likely one. Its angles come
         from the landmarks; with ``max_yaw``, a face whose ``|yaw|`` is larger is not scored."""
-        from .pose import head_pose
-
         marks = getattr(detection, "landmarks", None)
         angles = head_pose(marks) or (None, None, None)
         box = tuple(int(v) for v in detection.box)

@@ -32,10 +32,11 @@ NEGATIVE = ("sad", "angry", "fear", "disgust")
 
 
 @dataclass(frozen=True)
-class Moment:
-    """Where an expression peaked within an event: time (s), frame and probability."""
+class Peak:
+    """The moment one expression was most probable (for a track, or within an event): time (s;
+    ``None`` where the source gave none), frame and probability."""
 
-    time: float
+    time: float | None
     frame: int
     probability: float
 
@@ -61,7 +62,7 @@ class EventSummary:
     mean: dict[str, float] | None
     share: dict[str, float] | None
     valence: float | None
-    peaks: dict[str, Moment] | None
+    peaks: dict[str, Peak] | None
     change: dict[str, float] | None = None
 
     @property
@@ -184,7 +185,7 @@ def summarize_event(event: Event, labels, when: np.ndarray, frame_of: np.ndarray
     peaks = {}
     for i, k in enumerate(labels):
         j = rows[int(np.argmax(p[:, i]))]
-        peaks[k] = Moment(float(p_when[j]), int(p_frame[j]), float(probs[j, i]))
+        peaks[k] = Peak(float(p_when[j]), int(p_frame[j]), float(probs[j, i]))
     val = float(valence_of(p, labels).mean())
     return EventSummary(event.name, event.start, event.end, frames, usable, turned, mean, share,
                         val, peaks)  # fmt: skip
@@ -245,7 +246,7 @@ def compare(clips, participants: dict | None = None, baseline: str | None = None
     if not videos or not any(c.events for c in videos):
         raise InputError("no video with events among these summaries: events mark times in "
                          "videos (summarize them with events=...)")  # fmt: skip
-    labels = videos[0].labels or next((c.labels for c in videos if c.labels), ())
+    labels = next((c.labels for c in videos if c.labels), ())
     people = []
     for c in videos:
         member = member_of(participants, c.source) or Member(Path(c.source).stem)

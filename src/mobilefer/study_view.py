@@ -17,6 +17,11 @@ def _signed(v: float | None) -> str:
     return "" if v is None else f"{v:+.2f}"
 
 
+def clock(t: float | None) -> str:
+    """A time in seconds as ``m:ss.s`` (empty for ``None``)."""
+    return "" if t is None else f"{int(t // 60)}:{t % 60:04.1f}"
+
+
 def _strongest(e) -> str:
     """The event's strongest expression other than neutral: its peak probability and time."""
     if not e.peaks:
@@ -25,7 +30,7 @@ def _strongest(e) -> str:
                    key=lambda km: km[1].probability, default=(None, None))  # fmt: skip
     if m is None:
         return ""
-    return f"{label} {m.probability:.0%} at {int(m.time // 60)}:{m.time % 60:04.1f}"
+    return f"{label} {m.probability:.0%} at {clock(m.time)}"
 
 
 def event_table(events, labels, caption: str) -> str:

@@ -25,20 +25,11 @@ import numpy as np
 
 from .errors import InputError
 from .events import Event, events_of, matches
-from .study import NEGATIVE, EventSummary, summarize_event, with_change
+from .study import EventSummary, Peak, summarize_event, valence_of, with_change
 
 #: Tracks seen in fewer frames than this are kept but marked ``short`` (a detector's false
 #: alarm, or a face passing through): 1 s at 10 frames/s.
 MIN_TRACK_FRAMES = 10
-
-
-@dataclass(frozen=True)
-class Peak:
-    """The moment one expression was most probable for a track."""
-
-    time: float | None
-    frame: int
-    probability: float
 
 
 @dataclass(frozen=True)
@@ -92,7 +83,7 @@ class ClipSummary:
 
 def valence(scores: dict[str, float]) -> float:
     """Happy minus the strongest negative expression (module docstring), in -1..1."""
-    return scores.get("happy", 0.0) - max((scores.get(k, 0.0) for k in NEGATIVE), default=0.0)
+    return float(valence_of(np.array([list(scores.values())], np.float64), tuple(scores))[0])
 
 
 class _Clip:
@@ -164,6 +155,7 @@ def summarize(results: Iterable, min_frames: int = MIN_TRACK_FRAMES,
             fps[r.source] = r.fps
         for rec in r.records():
             add(rec)
+
     def shift(key: str) -> float:
         return next((v for k, v in (offsets or {}).items() if matches(k, key)), 0.0)
 
@@ -243,7 +235,7 @@ def _track(tid, order, scored, frames, when, which, scores, labels, min_frames, 
     for i, k in enumerate(labels):
         top = int(np.argmax(p[:, i]))  # the first of equal maxima
         peaks[k] = Peak(t(rows[top]), int(frames[rows[top]]), float(p[top, i]))
-    vals = [valence(dict(zip(labels, row, strict=True))) for row in p.tolist()]
+    vals = valence_of(p, labels).tolist()  # one value per frame
     per_event = ()
     if events and not np.isnan(when[present]).any():
         seen = np.ones(len(present), bool)
