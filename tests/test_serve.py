@@ -364,6 +364,9 @@ def test_the_clips_tab_in_chromium(server, tmp_path, clip_bytes):
                 {"name": "clip.mp4", "mimeType": "video/mp4", "buffer": clip_bytes}])  # fmt: skip
             page.wait_for_selector("#clip-report:not([hidden])", timeout=60_000)
             frame = page.frame_locator("#clip-report")
+            frame.locator(".track").first.wait_for(timeout=20_000)
+            frame.locator(".main-svg").first.wait_for(timeout=20_000)  # plotly ran, sandboxed
+            assert page.frames[1].evaluate("origin") == "null"  # an origin of its own
             assert frame.locator(".track").count() >= 1
             assert frame.locator("#study").count() == 1  # the events made it a study
             assert frame.locator("table.events").first.inner_text().count("ad") >= 1
@@ -427,7 +430,7 @@ def test_a_page_on_another_host_name_is_refused(tmp_path):
     with pytest.raises(WebSocketDenialResponse):  # the socket is refused before it opens
         with evil.websocket_connect("/ws/live", headers={"origin": "http://evil.example:8000"}):
             pass
-    assert serving_hosts("0.0.0.0") == ["*"] and serving_hosts("10.0.0.5")[0] == "10.0.0.5"
+    assert "*" not in serving_hosts("0.0.0.0") and serving_hosts("10.0.0.5") == ["10.0.0.5"]
 
 
 @pytest.mark.parametrize(("path", "headers", "status", "message"), [
@@ -578,3 +581,98 @@ def test_a_clips_work_stops_when_its_client_leaves(app, server, monkeypatch, tmp
     time.sleep(3.5)
     after = [t for t in calls if t > left + 2.5]  # checked once a second, then a frame ends
     assert not after and len(calls) < 60, f"{len(calls)} frames, {len(after)} after leaving"
+
+
+# ------------------------------------------------------------ round four: the page and its doors
+HOSTILE_NAME = '<img src=x onerror="window.__xss=1">.jpg'
+
+
+def test_the_page_never_turns_text_into_markup():
+    """Names and labels reach the page from uploads and model files: the script builds
+    elements and sets text, never markup."""
+    from mobilefer.serve.app import STATIC
+
+    script = (STATIC / "app.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "srcdoc"):
+        assert sink not in script, sink
+    page = (STATIC / "index.html").read_text()
+    assert 'id="clip-report"' in page and 'sandbox="allow-scripts"' in page
+
+
+def test_every_response_carries_the_security_headers(client, jpg):
+    for r in (client.get("/"), client.get("/static/app.js"), client.get("/api/info"),
+              client.post("/api/photo?name=a.jpg", content=jpg,
+                          headers={"content-type": "image/jpeg"}),
+              client.post("/api/photo?name=a.jpg", content=b"x",
+                          headers={"content-type": "text/plain"})):  # fmt: skip
+        policy = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
+        assert "unsafe-inline" not in policy
+        assert r.headers["x-content-type-options"] == "nosniff"
+    frame = client.get("/report-frame")
+    assert frame.headers["content-security-policy"].startswith("sandbox allow-scripts;")
+    assert "connect-src" not in frame.headers["content-security-policy"]  # default-src 'none'
+
+
+def test_a_token_is_asked_of_every_request_when_given():
+    from starlette.websockets import WebSocketDisconnect
+
+    app = create_app(Recognizer(detector="haar"), token="a-long-enough-token")
+    c = TestClient(app)
+    assert c.get("/").status_code == 401 and c.get("/api/info").status_code == 401
+    assert "token" in c.get("/api/info").json()["error"]
+    with pytest.raises(WebSocketDisconnect) as refused:
+        with c.websocket_connect("/ws/live") as ws:
+            ws.receive_text()
+    assert refused.value.code == 1008
+    assert c.get("/?token=wrong-token-value").status_code == 401
+    first = c.get("/?token=a-long-enough-token")
+    assert first.status_code == 200 and "HttpOnly" in first.headers["set-cookie"]
+    assert c.get("/api/info").status_code == 200  # the cookie carries it from now on
+    bearer = {"authorization": "Bearer a-long-enough-token"}
+    assert TestClient(app).get("/api/info", headers=bearer).status_code == 200
+
+
+def test_all_interfaces_answer_only_this_machines_names():
+    from mobilefer.serve import serving_hosts
+
+    hosts = serving_hosts("0.0.0.0", ["fer.example.org"])
+    assert "*" not in hosts and "localhost" in hosts and "fer.example.org" in hosts
+    assert socket.gethostname() in hosts
+    app = create_app(Recognizer(detector="haar"), hosts=hosts)
+    assert TestClient(app, base_url="http://fer.example.org").get("/api/info").status_code == 200
+    assert TestClient(app, base_url="http://evil.example").get("/api/info").status_code == 400
+
+
+@pytest.mark.parametrize("host, token, says, code", [
+    ("127.0.0.1", "short", "--token: give at least 12", 2),
+])  # fmt: skip
+def test_serve_refuses_a_weak_token(capsys, host, token, says, code):
+    from conftest import run
+
+    got, _, err = run(capsys, "serve", "--host", host, "--port", "1", "--token", token)
+    assert got == code and says in err
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+def test_a_hostile_photo_name_stays_text_in_chromium(server, jpg):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+        try:
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server)
+            page.click("nav button[data-tab=photos]")
+            page.set_input_files("#files", files=[
+                {"name": HOSTILE_NAME, "mimeType": "image/jpeg", "buffer": jpg}])  # fmt: skip
+            shown = page.wait_for_selector("#results .result strong", timeout=20_000)
+            assert shown.text_content() == HOSTILE_NAME  # the name, as text
+            page.wait_for_timeout(300)
+            assert page.evaluate("window.__xss") is None
+            assert page.locator("#results img[src='x']").count() == 0
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                     help="another page origin (http://host:port) that may open the live "
                     "WebSocket; the server's own always may (repeatable)")  # fmt: skip
+    sv.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                    help="another host name the server answers to (a DNS name of this machine; "
+                    "repeatable); it answers to no other")  # fmt: skip
+    sv.add_argument("--token", default="auto", metavar="auto|off|TOKEN",
+                    help="a token every request must carry: auto (default) makes one when "
+                    "--host is not this machine only, and prints the address with it; off "
+                    "never asks for one")  # fmt: skip
     sv.set_defaults(func=cmd_serve)
 
     e = sub.add_parser("evaluate", help="accuracy, macro-F1 and confusion matrix on FER2013")

@@ -8,7 +8,7 @@ nothing is written to disk. See :func:`mobilefer.serve.app.create_app` for the r
 from __future__ import annotations
 
 from .app import LIMITS, create_app
-from .doors import HEADER_SECONDS, header_timeout_protocol, is_loopback, serving_hosts
+from .doors import HEADER_SECONDS, header_timeout_protocol, is_loopback, new_token, serving_hosts
 
 __all__ = [
     "HEADER_SECONDS",
@@ -16,5 +16,6 @@ __all__ = [
     "create_app",
     "header_timeout_protocol",
     "is_loopback",
+    "new_token",
     "serving_hosts",
 ]

@@ -3,6 +3,7 @@
 Routes:
 
 - ``GET /``: the page (Live, Timeline, Photos); ``GET /static/...``: its script and styles.
+- ``GET /report-frame``: a sandboxed page that shows the clip report the page posts to it.
 - ``GET /api/info``: labels, model, detector and the limits below, as JSON.
 - ``POST /api/photo?name=NAME``: the raw bytes of one image file as the body. Answers
   ``{"name", "width", "height", "faces": [records], "annotated": "data:image/jpeg;base64,..."}``
@@ -47,7 +48,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -58,7 +59,7 @@ from ..labels import PALETTE
 from ..options import Options
 from ..recognizer import Recognizer
 from ..records import records
-from .doors import name_problem, same_origin, upload_type_problem
+from .doors import FRAME_PATH, Guard, name_problem, same_origin, upload_type_problem
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,20 @@ async def page(request: Request):
     return FileResponse(str(STATIC / "index.html"))
 
 
+#: The report frame's page: it writes the report the Clips tab posts to it (and nothing else:
+#: its policy, :data:`mobilefer.serve.doors.FRAME_HEADERS`, sandboxes it).
+FRAME_PAGE = """<!doctype html><meta charset=utf-8><title>report</title><script>
+addEventListener("message", (e) => {
+  if (e.source !== parent || typeof e.data !== "string") return;
+  document.open(); document.write(e.data); document.close();
+});
+</script>"""
+
+
+async def report_frame(request: Request):
+    return HTMLResponse(FRAME_PAGE)
+
+
 async def api_info(request: Request):
     return JSONResponse(request.app.state.demo.info())
 
@@ -367,15 +382,23 @@ async def live(ws: WebSocket):
         demo.live_sockets -= 1
 
 
-def create_app(options: Options | Recognizer | None = None, allow_origins=(), hosts=None):
+def create_app(options: Options | Recognizer | None = None, allow_origins=(), hosts=None,
+               token: str | None = None):  # fmt: skip
     """The Starlette app around one :class:`Recognizer`: made from ``options`` (an
     :class:`mobilefer.options.Options`, whose stream options photos, clips and live sessions
     follow), or given (with the default stream options). ``allow_origins``: other page origins
     (``http://host:port``) that may open the live WebSocket, beside the server's own.
-    ``hosts``: the ``Host`` names it answers to (:func:`serving_hosts`; None: any)."""
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))] if hosts else []
+    ``hosts``: the ``Host`` names it answers to (:func:`serving_hosts`; None: any).
+    ``token``: every request must carry it (``?token=``, then a cookie; or ``Authorization:
+    Bearer``), for a server other machines can reach. Every response carries a
+    Content-Security-Policy, ``nosniff`` and ``frame-ancestors 'none'``
+    (:class:`mobilefer.serve.doors.Guard`)."""
+    middleware = [Middleware(Guard, token=token)]
+    if hosts:
+        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts)))
     app = Starlette(middleware=middleware, routes=[
         Route("/", page),
+        Route(FRAME_PATH, report_frame),
         Route("/api/info", api_info),
         Route("/api/photo", api_photo, methods=["POST"]),
         Route("/api/clip", api_clip, methods=["POST"]),

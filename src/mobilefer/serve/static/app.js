@@ -16,9 +16,18 @@ document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click
   if (b.dataset.tab === "timeline") drawTimeline();
 }));
 
-function showError(el, message) {
-  el.textContent = message;
-  el.hidden = !message;
+function showError(box, message) {
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+// An element with a class and children (strings become text, never markup: names and labels
+// come from uploads and model files).
+function el(tag, className = "", ...children) {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  e.append(...children);
+  return e;
 }
 
 // ---------------------------------------------------------------- live
@@ -117,10 +126,11 @@ function drawBars(face) {
   bars.className = "bars";
   bars.replaceChildren(...labels.map((name) => {
     const p = face ? face.scores[name] : 0;
-    const row = document.createElement("div");
-    row.className = "bar";
-    row.innerHTML = `<span>${name}</span><span><span class="fill" style="width:${(100 * p).toFixed(1)}%;background:${COLORS[name] || "#0a84ff"}"></span></span><span>${(100 * p).toFixed(0)}%</span>`;
-    return row;
+    const fill = el("span", "fill");
+    fill.style.width = `${(100 * p).toFixed(1)}%`;
+    fill.style.background = COLORS[name] || "#0a84ff";
+    return el("div", "bar", el("span", "", name), el("span", "", fill),
+      el("span", "", `${(100 * p).toFixed(0)}%`));
   }));
 }
 
@@ -160,10 +170,12 @@ function drawTimeline() {
       });
       g.stroke();
     }
-    const legend = document.createElement("div");
-    legend.className = "legend";
-    legend.innerHTML = `<strong>face ${id}</strong> ` +
-      labels.map((n) => `<span style="color:${COLORS[n] || "#888"}">■ ${n}</span>`).join("");
+    const legend = el("div", "legend", el("strong", "", `face ${id}`), " ",
+      ...labels.map((n) => {
+        const key = el("span", "", `■ ${n}`);
+        key.style.color = COLORS[n] || "#888";
+        return key;
+      }));
     box.append(legend, canvas);
     return box;
   }));
@@ -191,11 +203,11 @@ async function upload(file) {
   link.href = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], {type: "application/json"}));
   link.download = reply.name.replace(/\.[^.]*$/, "") + ".json";
   link.textContent = "download JSON";
-  const summary = document.createElement("div");
   const faces = reply.faces.filter((f) => f.label);
-  summary.innerHTML = `<strong>${reply.name}</strong><br>${faces.length} face(s): ` +
-    (faces.map((f) => `${f.label} ${(100 * f.score).toFixed(0)}%`).join(", ") || "none") + "<br>";
-  summary.append(link);
+  const summary = el("div", "", el("strong", "", reply.name), el("br"),
+    `${faces.length} face(s): ` +
+    (faces.map((f) => `${f.label} ${(100 * f.score).toFixed(0)}%`).join(", ") || "none"),
+    el("br"), link);
   item.append(img, summary);
   $("results").prepend(item);
 }
@@ -241,8 +253,12 @@ $("clip-file").addEventListener("change", async (event) => {
     }
     $("clip-status").textContent = `${reply.name}: ${reply.frames} frames, ${reply.tracks} face track(s)`;
     const url = URL.createObjectURL(new Blob([reply.html], {type: "text/html"}));
-    $("clip-report").srcdoc = reply.html;
-    $("clip-report").hidden = false;
+    // The report is shown in a sandboxed frame of its own origin-less page (/report-frame),
+    // which writes the HTML it is sent: its scripts (plotly) never run in this page's origin.
+    const frame = $("clip-report");
+    frame.onload = () => frame.contentWindow.postMessage(reply.html, "*");
+    frame.src = "/report-frame";
+    frame.hidden = false;
     $("clip-download").href = url;
     $("clip-download").download = file.name.replace(/\.[^.]*$/, "") + "_report.html";
     $("clip-download").hidden = false;
