@@ -96,6 +96,24 @@ def records(source: str, faces, frame: int | None = None, t: float | None = None
 #: The CSV columns before the one-per-label ones.
 CSV_FIELDS = csv_columns()
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP's CSV injection),
+#: and the quote that marks a cell neutralised.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value):
+    """A CSV cell a spreadsheet shows as text: a string that begins like a formula (or with
+    the marking quote) gets a leading ``'``; numbers and everything else stay as they are.
+    :func:`uncell` undoes it."""
+    if isinstance(value, str) and value.startswith((*FORMULA_START, "'")):
+        return "'" + value
+    return value
+
+
+def uncell(value: str) -> str:
+    """A text cell as it was before :func:`cell`."""
+    return value[1:] if value.startswith("'") else value
+
 
 class RecordWriter:
     """Writes records to a text stream as JSON Lines (``jsonl``) or CSV (``csv``)."""
@@ -103,8 +121,9 @@ class RecordWriter:
     def __init__(self, fmt: str, labels, stream) -> None:
         self.fmt, self.labels, self.stream = fmt, list(labels), stream
         if fmt == "csv":
-            self._csv = csv.DictWriter(self.stream, fieldnames=csv_columns(self.labels))
-            self._csv.writeheader()
+            columns = csv_columns(self.labels)
+            self._csv = csv.DictWriter(self.stream, fieldnames=columns)
+            csv.writer(self.stream).writerow([cell(c) for c in columns])
 
     def write(self, recs: list[dict]) -> None:
         for rec in recs:
@@ -115,7 +134,7 @@ class RecordWriter:
                 if rec["scores"] is not None:
                     row["score"] = round(rec["score"], 6)
                     row |= {k: round(v, 6) for k, v in rec["scores"].items()}
-                self._csv.writerow(row)
+                self._csv.writerow({k: cell(v) for k, v in row.items()})
             else:
                 self.stream.write(json.dumps(rec, allow_nan=False) + "\n")
         self.stream.flush()
@@ -160,7 +179,7 @@ def iter_records(path: str | Path) -> Iterator[dict]:
             if header is None:
                 return
             reader = csv.DictReader(io.StringIO(header[1]))
-            columns = reader.fieldnames or []
+            columns = [uncell(c) for c in reader.fieldnames or []]
             missing = [c for c in CSV_FIELDS if c not in columns and c not in _CSV_LATER]
             if missing:
                 raise InputError(f"{shown(p)}:1: not a CSV of records (no {', '.join(missing)})")
@@ -172,8 +191,8 @@ def iter_records(path: str | Path) -> Iterator[dict]:
                 if len(values) != len(columns):
                     raise InputError(f"{shown(p)}:{n}: {len(values)} columns, the header has "
                                      f"{len(columns)}")  # fmt: skip
-                yield _checked(_from_csv(dict(zip(columns, values, strict=True)), p, n), p, n,
-                               labels)  # fmt: skip
+                row = {c: uncell(v) for c, v in zip(columns, values, strict=True)}
+                yield _checked(_from_csv(row, p, n), p, n, labels)
             return
         for n, line in lines:
             if not line.strip():

@@ -25,6 +25,7 @@ import numpy as np
 from .events import StudyPlan
 from .labels import PALETTE
 from .preprocess import crop
+from .records import cell
 from .sinks import write_atomic
 from .sources import FALLBACK_FPS
 from .study import compare
@@ -284,11 +285,11 @@ def write_csv(tracks, path: str | Path) -> None:
     labels = tracks[0][0].labels if tracks else ()
     f = io.StringIO(newline="")
     w = csv.writer(f)
-    w.writerow(["source", "track_id", "first_time", "last_time", "frames", "short",
-                "dominant", *(f"share_{k}" for k in labels),
-                *(f"mean_{k}" for k in labels)])  # fmt: skip
+    w.writerow([cell(c) for c in ["source", "track_id", "first_time", "last_time", "frames",
+                                  "short", "dominant", *(f"share_{k}" for k in labels),
+                                  *(f"mean_{k}" for k in labels)]])  # fmt: skip
     for clip, t in tracks:
-        w.writerow([clip.source, t.track_id, t.first_time, t.last_time, t.frames, t.short,
-                    t.dominant, *(round(t.share[k], 4) for k in labels),
+        w.writerow([cell(clip.source), t.track_id, t.first_time, t.last_time, t.frames, t.short,
+                    cell(t.dominant), *(round(t.share[k], 4) for k in labels),
                     *(round(t.mean[k], 4) for k in labels)])  # fmt: skip
     write_atomic(path, f.getvalue())

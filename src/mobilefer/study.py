@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import InputError
 from .events import Event, Member, member_of
+from .records import cell
 
 #: The labels whose strongest probability is subtracted from happy's for valence.
 NEGATIVE = ("sad", "angry", "fear", "disgust")
@@ -145,9 +146,9 @@ class Study:
         rows = self.rows()
         f = io.StringIO(newline="")
         if rows:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows({k: "" if v is None else v for k, v in r.items()} for r in rows)
+            w = csv.writer(f)
+            w.writerow([cell(k) for k in rows[0]])
+            w.writerows([cell("" if v is None else v) for v in r.values()] for r in rows)
         return f.getvalue()
 
 
