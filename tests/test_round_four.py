@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 
+import numpy as np
 import pytest
 
 from mobilefer import EMOTIONS, compare, summarize
@@ -81,3 +82,70 @@ def test_the_reports_track_csv_neutralises_names(tmp_path):
     text = (tmp_path / "r.csv").read_text()
     no_formula(text)
     assert "'=evil.mp4" in text
+
+
+# ------------------------------------------------------------------ outputs that survive a crash
+def left_behind(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".mobilefer-"))
+
+
+def test_quantize_replaces_its_output_whole_or_not_at_all(tmp_path, tiny_model, monkeypatch):
+    pytest.importorskip("onnx")
+    import mobilefer.quantize as q
+
+    out = tmp_path / "q.onnx"
+    out.write_bytes(b"the user's old model")
+    faces = np.random.default_rng(0).integers(0, 256, (16, 48, 48), dtype=np.uint8)
+
+    def full_disk(path, card):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(q, "write_card", full_disk)  # after ONNX Runtime wrote the int8 graph
+    with pytest.raises(OSError):
+        q.quantize_file(tiny_model, out, faces)
+    assert out.read_bytes() == b"the user's old model" and left_behind(tmp_path) == []
+    monkeypatch.undo()
+    made = q.quantize_file(tiny_model, out, faces)
+    assert made["path"] == str(out) and out.stat().st_size > 1000
+    assert left_behind(tmp_path) == []
+
+
+def test_export_replaces_its_output_whole_and_never_touches_a_fp32_neighbour(
+        tmp_path, tiny_config, monkeypatch):  # fmt: skip
+    pytest.importorskip("torch")
+    import torch
+
+    from mobilefer.train import export as ex
+    from mobilefer.train.model import FerNet
+
+    model = FerNet(hidden=tiny_config.hidden, width_mult=tiny_config.width_mult, backbone=None)
+    ck = tmp_path / "best.pt"
+    from dataclasses import asdict
+
+    torch.save({"model": model.state_dict(), "epoch": 1, "config": asdict(tiny_config)}, ck)
+    out = tmp_path / "m.onnx"
+    neighbour = tmp_path / "m.fp32.onnx"  # a user's file: --int8 used this name as its scratch
+    out.write_bytes(b"old")
+    neighbour.write_bytes(b"mine")
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ex, "update_card", broken)
+    from mobilefer.data import FerData
+
+    from conftest import synthetic_fer
+
+    pixels, emotion, usage = synthetic_fer()
+    data = FerData(pixels, emotion.astype(np.int64), usage)
+    with pytest.raises(OSError):
+        ex.export_checkpoint(ck, out, data=data, flip_tta=False, prior_tau=0.0, zoom=1.0)
+    assert out.read_bytes() == b"old" and left_behind(tmp_path) == []
+    monkeypatch.undo()
+    made = ex.export_checkpoint(ck, out, data=data, flip_tta=False, prior_tau=0.0, zoom=1.0,
+                                int8=True)  # fmt: skip
+    assert made["path"] == str(out)
+    assert neighbour.read_bytes() == b"mine" and left_behind(tmp_path) == []
+    from mobilefer import ExpressionModel
+
+    assert ExpressionModel(out).card.precision == "int8"

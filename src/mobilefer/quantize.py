@@ -25,6 +25,7 @@ import numpy as np
 from .errors import OptionError
 from .modelcard import read_card_file, write_card
 from .preprocess import prepare
+from .sinks import atomic_output
 
 #: ONNX Runtime's calibration methods, by the names the CLI takes.
 CALIBRATIONS = ("minmax", "entropy", "percentile", "distribution")
@@ -92,24 +93,26 @@ def quantize_file(
             x = next(self._it, None)
             return None if x is None else {"input": x}
 
+    how = {"calibration": calibration, "faces": int(len(faces)), "views": "face and mirror",
+           "data": "FER2013 Training, evenly spaced", "weights": "int8 per channel (7 bits)",
+           "activations": "uint8", "format": "QDQ",
+           "float": "first convolution and dense head" if float_ends else "none",
+           "options": dict(extra_options or {})}  # fmt: skip
+    # written whole beside dst, then renamed: a full disk or a kill never leaves half a model
     # ONNX Runtime's tool prints its progress to stdout, where a command's results go
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+    with (atomic_output(dst) as out, tempfile.TemporaryDirectory() as tmp,
+          contextlib.redirect_stdout(io.StringIO())):  # fmt: skip
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre))
         quantize_static(
-            str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+            str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
             reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=methods[calibration],
             calibration_cache_path=Path(tmp) / "calibration",
             nodes_to_exclude=end_nodes(pre) if float_ends else None,
             extra_options=dict(extra_options or {}),
         )  # fmt: skip
-    how = {"calibration": calibration, "faces": int(len(faces)), "views": "face and mirror",
-           "data": "FER2013 Training, evenly spaced", "weights": "int8 per channel (7 bits)",
-           "activations": "uint8", "format": "QDQ",
-           "float": "first convolution and dense head" if float_ends else "none",
-           "options": dict(extra_options or {})}  # fmt: skip
-    write_card(dst, replace(card, precision="int8", quantization=how))
+        write_card(out, replace(card, precision="int8", quantization=how))
     return {"path": str(dst), "bytes": dst.stat().st_size, **how}
 
 

@@ -13,6 +13,8 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -270,3 +272,22 @@ def write_atomic(path: str | Path, data: str | bytes) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     return len(raw)
+
+
+@contextmanager
+def atomic_output(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """A temporary path in ``path``'s folder to write the whole output to; when the block ends
+    without an error it is renamed to ``path`` (with the umask's mode), so a full disk, an
+    error or a kill leaves the old file (or none), never half a new one. On an error the
+    temporary file is removed."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
+                               prefix=".mobilefer-", suffix=suffix or path.suffix)  # fmt: skip
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -12,6 +12,7 @@ chosen on PublicTest, the file written and checked, then scored through ONNX Run
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from ..evaluate import scores, split_metrics
 from ..model import ExpressionModel, combine
 from ..modelcard import ModelCard, update_card, write_card
 from ..preprocess import SOURCE_SIZE, ZOOM_RANGE, prepare
+from ..sinks import atomic_output
 from .config import TrainConfig
 from .loop import load_checkpoint
 from .model import FerNet, Probabilities
@@ -263,24 +265,29 @@ def export_checkpoint(
                                         "tau_table")}  # fmt: skip
         report["zoom_table"] = [{k: v for k, v in r.items() if k != "tau_table"} for r in views]
     flip_tta, prior_tau, zoom = bool(flip_tta), float(prior_tau), float(zoom)
-    report |= export_onnx(
-        models, configs, out, head=head, margin=margin, zoom=zoom, flip_tta=flip_tta,
-        prior=None if prior is None else tuple(prior), prior_tau=prior_tau if prior is not None
-        else 0.0, check_faces=faces,
-    )  # fmt: skip
-    if int8:
-        fp32 = Path(out).with_suffix(".fp32.onnx")
-        Path(out).replace(fp32)
-        from ..quantize import calibration_faces, quantize_file
+    # written whole beside --out, then renamed: a full disk or a kill never leaves half a model
+    # (nor a float file whose card says int8); --int8's float file is a temporary one
+    with atomic_output(out) as tmp:
+        report |= export_onnx(
+            models, configs, tmp, head=head, margin=margin, zoom=zoom, flip_tta=flip_tta,
+            prior=None if prior is None else tuple(prior), prior_tau=prior_tau
+            if prior is not None else 0.0, check_faces=faces,
+        )  # fmt: skip
+        if int8:
+            from ..quantize import calibration_faces, quantize_file
 
-        report |= quantize_file(fp32, out, calibration_faces(data.split("train").pixels))
-        fp32.unlink()
-    report |= {"flip_tta": flip_tta, "prior_tau": prior_tau if prior is not None else 0.0,
-               "zoom": zoom}  # fmt: skip
-    if data is not None:
-        # The scores stored in the file are those of the file itself, through ONNX Runtime.
-        splits = ("public", "private") if report_private else ("public",)
-        metrics = split_metrics(ExpressionModel(out), data, splits)
-        update_card(out, metrics=metrics)
-        report["metrics"] = metrics
+            with tempfile.TemporaryDirectory(prefix="mobilefer-export-") as folder:
+                fp32 = Path(folder) / "fp32.onnx"
+                tmp.replace(fp32)
+                report |= quantize_file(fp32, tmp, calibration_faces(data.split("train").pixels))
+        report |= {"flip_tta": flip_tta, "prior_tau": prior_tau if prior is not None else 0.0,
+                   "zoom": zoom}  # fmt: skip
+        if data is not None:
+            # The scores stored in the file are those of the file itself, through ONNX Runtime.
+            splits = ("public", "private") if report_private else ("public",)
+            metrics = split_metrics(ExpressionModel(tmp), data, splits)
+            update_card(tmp, metrics=metrics)
+            report["metrics"] = metrics
+        report["bytes"] = tmp.stat().st_size
+    report["path"] = str(out)
     return report
