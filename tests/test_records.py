@@ -48,7 +48,7 @@ def jsonl(tmp_path, *lines) -> str:
 def test_a_malformed_record_is_one_error_naming_file_and_line(tmp_path, line, message):
     path = jsonl(tmp_path, json.dumps(GOOD), line)
     with pytest.raises(InputError, match=message):
-        read_records(path)
+        list(read_records(path))
 
 
 def test_good_records_come_back_one_at_a_time(tmp_path):
@@ -66,10 +66,10 @@ def test_a_csv_of_records_is_checked_too(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text(f"{header}\n{good}\n{good.replace('0.25', 'x')}\n")
     with pytest.raises(InputError, match="r.csv:3: 'x' is not a number"):
-        read_records(path)
+        list(read_records(path))
     path.write_text(f"{header}\n{good}\na.jpg,1\n")
     with pytest.raises(InputError, match="r.csv:3: 2 columns"):
-        read_records(path)
+        list(read_records(path))
     path.write_text(f"{header}\n{good}\n")
     (rec,) = read_records(path)
     assert rec["scores"] == {"happy": 0.75, "sad": 0.25} and rec["label"] == "happy"

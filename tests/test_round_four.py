@@ -10,7 +10,7 @@ import io
 import numpy as np
 import pytest
 
-from mobilefer import EMOTIONS, compare, summarize
+from mobilefer import EMOTIONS, InputError, compare, summarize
 from mobilefer.events import Event, Member
 from mobilefer.recognizer import Face
 from mobilefer.records import RecordWriter, cell, iter_records, uncell
@@ -149,3 +149,132 @@ def test_export_replaces_its_output_whole_and_never_touches_a_fp32_neighbour(
     from mobilefer import ExpressionModel
 
     assert ExpressionModel(out).card.precision == "int8"
+
+
+def test_reports_page_and_csv_are_written_both_or_neither(tmp_path, monkeypatch):
+    pytest.importorskip("plotly")
+    import os
+
+    import mobilefer.sinks as sinks
+    from mobilefer.report import Collector, write_report
+
+    collector = Collector()
+    for r in clip("a.mp4"):
+        collector.add(r)
+    page, table = tmp_path / "r.html", tmp_path / "r.csv"
+    page.write_text("old page")
+    table.write_text("old csv")
+    real = os.replace
+
+    def full_disk(src, dst):
+        if str(dst).endswith(".html"):
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(sinks.os, "replace", full_disk)
+    with pytest.raises(InputError, match="r.html: cannot write"):
+        write_report(collector, page, table)
+    monkeypatch.undo()
+    assert page.read_text() == "old page" and table.read_text() == "old csv"
+    assert left_behind(tmp_path) == []
+    write_report(collector, page, table)
+    assert page.read_text().startswith("<!doctype html>") and "a.mp4" in table.read_text()
+
+
+# ------------------------------------------------------------------ participants matched by path
+def test_a_bare_name_that_matches_two_clips_is_refused():
+    clips = summarize(clip("a/p01.mp4") + clip("b/p01.mp4"), events=(Event("ad", 0, 2),))
+    with pytest.raises(InputError, match="p01.mp4 names 2 clips"):
+        compare(clips, {"p01.mp4": Member("alice")})
+    by_path = compare(clips, {"a/p01.mp4": Member("alice"), "b/p01.mp4": Member("bob")})
+    assert [p.name for p in by_path.participants] == ["alice", "bob"]
+    plain = compare(clips)  # no file: two clips of one name are told apart by their paths
+    assert [p.name for p in plain.participants] == ["a/p01.mp4", "b/p01.mp4"]
+
+
+def test_two_rows_for_one_clip_are_refused_not_dropped(tmp_path):
+    from mobilefer.events import StudyPlan, read_participants
+
+    people = tmp_path / "people.csv"
+    people.write_text("clip,participant\np01.mp4,alice\np01,bob\n")
+    plan = StudyPlan((Event("ad", 0, 2),), None, read_participants(people))
+    with pytest.raises(InputError, match="p01.mp4 is named by 2 rows"):
+        plan.check_sources(["p01.mp4"])
+    clips = summarize(clip("p01.mp4"), events=plan.events)
+    with pytest.raises(InputError, match="named by 2 rows"):
+        compare(clips, plan.participants)
+
+
+# ------------------------------------------------------------------ hangs and memory
+def test_event_bands_are_set_at_once_and_the_report_can_be_cancelled(monkeypatch):
+    pytest.importorskip("plotly")
+    import plotly.graph_objects as go
+
+    from mobilefer.events import StudyPlan
+    from mobilefer.report import Collector, render_report
+
+    def one_by_one(*a, **k):
+        raise AssertionError("a band added one at a time: time grows with events squared")
+
+    monkeypatch.setattr(go.Figure, "add_vrect", one_by_one)
+    collector = Collector()
+    for r in clip("a.mp4", n=60):
+        collector.add(r)
+    events = tuple(Event(f"e{i}", i * 0.01, i * 0.01 + 0.01) for i in range(500))
+    page, _, _ = render_report(collector, StudyPlan(events))
+    assert "e499" in page
+    with pytest.raises(InputError, match="cancelled"):
+        render_report(collector, StudyPlan(events), cancelled=lambda: True)
+
+
+def test_a_long_live_session_keeps_a_bounded_number_of_thumbnails(monkeypatch):
+    import mobilefer.report as report
+
+    monkeypatch.setattr(report, "MAX_THUMBNAIL_TRACKS", 5)
+    collector = report.Collector()
+    image = np.full((120, 120, 3), 128, np.uint8)
+    for i in range(40):  # a new track in every frame
+        face = Face((10, 10, 50, 50), "happy", scores("happy", 0.8), "yunet", 0.9, i)
+        collector.add(Result("webcam", "video", (face,), image, i, i / 10, fps=10.0))
+    assert len(collector.sharpest) == 5
+    assert len({k[:2] for k in collector.peaks}) == 5
+
+
+def test_a_report_keeps_summaries_not_results():
+    import tracemalloc
+
+    from mobilefer.report import Collector
+
+    collector = Collector()
+    image = np.zeros((64, 64, 3), np.uint8)
+    face = Face((10, 10, 40, 40), "happy", scores("happy", 0.8), "yunet", 0.9, 0)
+    tracemalloc.start()
+    for i in range(3000):
+        collector.add(Result("long.mp4", "video", (face,), image, i, i / 30, fps=30.0))
+    kept, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert kept < 3_000_000, kept  # results as they were kept: about 8.5 KB each, 25 MB
+    (summary,) = collector.summaries()
+    assert summary.frames == 3000 and summary.tracks[0].frames == 3000
+
+
+def test_records_read_back_stream_through_summarize(tmp_path):
+    import json
+    import tracemalloc
+
+    from mobilefer import read_records
+
+    rec = {"source": "v.mp4", "frame": 0, "time": 0.0, "face": 0, "box": [1, 2, 30, 30],
+           "label": "happy", "scores": scores("happy", 0.8), "detector": "yunet",
+           "detector_score": 0.9, "yaw": 1.0, "pitch": 2.0, "roll": 3.0, "track_id": 0,
+           "score": 0.8}  # fmt: skip
+    path = tmp_path / "big.jsonl"
+    with path.open("w") as f:
+        for i in range(20_000):
+            f.write(json.dumps(rec | {"frame": i, "time": i / 30}) + "\n")
+    tracemalloc.start()
+    (summary,) = summarize(read_records(path))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert summary.tracks[0].frames == 20_000
+    assert peak < 12_000_000, peak  # every record held: about 40 MB

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,13 @@ class StudyPlan:
         ``sources``: a typo, or a clip left out of the run."""
         named = {e.clip for e in self.events if e.clip} | set(self.participants or ())
         return sorted(n for n in named if not any(matches(n, s) for s in sources))
+
+    def check_sources(self, sources) -> None:
+        """Refuse (:class:`InputError`) a participant or an events row's clip that matches
+        several of ``sources``, and a source that several participants match
+        (:func:`check_matches`)."""
+        check_matches(self.participants or (), sources)
+        check_matches({e.clip for e in self.events if e.clip}, sources, "--events")
 
     def checked(self, where: str = "the events") -> StudyPlan:
         """This plan, its baseline checked to be one of its events."""
@@ -203,10 +211,33 @@ def member_of(participants: dict | None, source: str) -> Member | None:
 
 
 def matches(name: str, source: str) -> bool:
-    """Whether a clip named in an events or participants file is ``source``: the same path,
-    file name, or file name without its suffix."""
-    src = Path(source)
-    return name in (source, src.name, src.stem) or Path(name) == src
+    """Whether a clip named in an events or participants file is ``source``: the same path
+    (as written, or the same file once resolved); a bare file name (no folder) also matches
+    by file name or by file name without its suffix. Names that match several sources are
+    refused by :func:`check_matches`."""
+    src, named = Path(source), Path(name)
+    if name == source or named == src:
+        return True
+    if len(named.parts) > 1:  # a path names one file, never another folder's namesake
+        return os.path.exists(name) and os.path.realpath(name) == os.path.realpath(source)
+    return name in (src.name, src.stem)
+
+
+def check_matches(names, sources, what: str = "--participants") -> None:
+    """Refuse what is ambiguous (:class:`InputError`): a name that matches two sources (two
+    folders' ``p01.mp4``), or a source that two names match (rows ``p01.mp4`` and ``p01``)."""
+    names, sources = list(dict.fromkeys(names)), list(dict.fromkeys(sources))
+    for name in names:
+        hits = [s for s in sources if matches(name, s)]
+        if len(hits) > 1:
+            raise InputError(f"{what}: {shown(name)} names {len(hits)} clips ("
+                             f"{', '.join(shown(h) for h in hits[:3])}); name each by its "
+                             "path")  # fmt: skip
+    for source in sources:
+        rows = [n for n in names if matches(n, source)]
+        if len(rows) > 1:
+            raise InputError(f"{what}: {shown(source)} is named by {len(rows)} rows "
+                             f"({', '.join(shown(r) for r in rows)}); keep one")  # fmt: skip
 
 
 def events_of(events, source: str, offset: float = 0.0) -> tuple[Event, ...]:

@@ -192,7 +192,7 @@ def iter_records(path: str | Path) -> Iterator[dict]:
                     raise InputError(f"{shown(p)}:{n}: {len(values)} columns, the header has "
                                      f"{len(columns)}")  # fmt: skip
                 row = {c: uncell(v) for c, v in zip(columns, values, strict=True)}
-                yield _checked(_from_csv(row, p, n), p, n, labels)
+                yield _checked(_from_csv(row, p, n), f"{shown(p)}:{n}", labels)
             return
         for n, line in lines:
             if not line.strip():
@@ -203,12 +203,29 @@ def iter_records(path: str | Path) -> Iterator[dict]:
                 raise InputError(f"{shown(p)}:{n}: not JSON Lines ({e})") from None
             except RecursionError:
                 raise InputError(f"{shown(p)}:{n}: nested too deep to be a record") from None
-            yield _checked(rec, p, n, labels)
+            yield _checked(rec, f"{shown(p)}:{n}", labels)
 
 
-def read_records(path: str | Path) -> list[dict]:
-    """Every record of a file (see :func:`iter_records`, which reads them one at a time)."""
-    return list(iter_records(path))
+def read_records(path: str | Path) -> Iterator[dict]:
+    """The records of a file, read one at a time as they are used (:func:`iter_records`; a
+    file of any length takes little memory): ``summarize(read_records(path))`` holds no more
+    than a summary. The file is checked to be readable now; ``list(read_records(path))`` holds
+    every record."""
+    p = Path(path)
+    try:
+        mode = os.stat(p).st_mode
+    except OSError as e:
+        raise InputError(f"{shown(p)}: cannot read the records ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{shown(p)}: not a regular file; pass a file of records")
+    return iter_records(p)
+
+
+def check_record(rec, where: str = "a record") -> dict:
+    """A record dict as :func:`iter_records` checks those of a file (fields, kinds, finite
+    numbers, probabilities summing to 1, a label among its scores); :class:`InputError`
+    naming ``where`` otherwise."""
+    return _checked(rec, where, [None])
 
 
 def _lines(raw, p: Path) -> Iterator[tuple[int, str]]:
@@ -233,8 +250,7 @@ _SUM_TOLERANCE = 1e-3
 _TYPES = {"str": (str,), "int": (int,), "float": (int, float)}
 
 
-def _checked(rec, p: Path, n: int, labels: list) -> dict:
-    where = f"{shown(p)}:{n}"
+def _checked(rec, where: str, labels: list) -> dict:
     if not isinstance(rec, dict):
         raise InputError(f"{where}: not a record (a JSON object per line)")
     missing = [f for f in ("source", "frame", "time", "label", "scores") if f not in rec]
@@ -269,6 +285,8 @@ def _checked(rec, p: Path, n: int, labels: list) -> dict:
         names = tuple(rec["scores"])
         if labels[0] is None:
             labels[0] = names
+        elif names != labels[0] and set(names) == set(labels[0]):  # another order: the first's
+            rec = {**rec, "scores": {k: rec["scores"][k] for k in labels[0]}}
         elif names != labels[0]:
             raise InputError(f"{where}: labels {', '.join(names)} differ from the file's "
                              f"first ({', '.join(labels[0])}); one file holds one model's")

@@ -16,24 +16,27 @@ import base64
 import csv
 import html
 import io
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .errors import InputError
 from .events import StudyPlan
 from .labels import PALETTE
 from .preprocess import crop
 from .records import cell
-from .sinks import write_atomic
-from .sources import FALLBACK_FPS
+from .sinks import write_together
 from .study import compare
 from .study_view import clock, event_table, study_section
-from .summary import ClipSummary, summarize
+from .summary import ClipSummary, Summarizer
 
 #: Points per plotted series at most: a 10-minute clip at 30 frames/s has 18,000 frames.
 MAX_POINTS = 600
+#: Tracks whose faces a report keeps as thumbnails (each about 200 KB while collected).
+MAX_THUMBNAIL_TRACKS = 200
+#: Tracks of one clip drawn with charts (the longest); the others are rows of the table only.
+MAX_DRAWN_TRACKS = 60
 #: Side of the face thumbnails, pixels; their JPEG quality.
 THUMB_SIDE, THUMB_QUALITY = 96, 80
 
@@ -57,21 +60,36 @@ def _jpeg(face: np.ndarray | None) -> str:
 
 
 class Collector:
-    """Keeps, per (source, track), the sharpest face seen and the face at each label's highest
-    probability so far, as small thumbnails; and the results' records for :func:`summarize`."""
+    """Watches results go by for a report: the summaries' compact arrays
+    (:class:`mobilefer.summary.Summarizer`, never the results), and per (source, track) the
+    sharpest face seen and the face at each label's highest probability so far, as small
+    thumbnails, for the first :data:`MAX_THUMBNAIL_TRACKS` tracks (a live session may see
+    thousands)."""
 
     def __init__(self) -> None:
-        self.results: list = []
+        self.summarizer = Summarizer()
         self.sharpest: dict[tuple[str, int], tuple[float, np.ndarray]] = {}
         self.peaks: dict[tuple[str, int, str], tuple[float, np.ndarray]] = {}
 
+    @property
+    def count(self) -> int:
+        """Results' records taken so far (0: nothing was read)."""
+        return self.summarizer.count
+
+    @property
+    def sources(self) -> dict[str, bool]:
+        """Every source read, and whether it is a video (or webcam)."""
+        return self.summarizer.sources
+
     def add(self, result) -> None:
-        """Take one :class:`mobilefer.stream.Result` (images are not kept, only thumbnails)."""
-        self.results.append(replace(result, image=None))
-        if result.image is None or result.frame is None:
+        """Take one :class:`mobilefer.stream.Result` (its image is not kept, only thumbnails)."""
+        self.summarizer.add(result)
+        if result.error or result.image is None or result.frame is None:
             return
         for f in result.faces:
             key = (result.source, -1 if f.track_id is None else f.track_id)
+            if key not in self.sharpest and len(self.sharpest) >= MAX_THUMBNAIL_TRACKS:
+                continue
             face = _face(result.image, f.box)
             s = _sharpness(face)
             if s > self.sharpest.get(key, (-1.0, None))[0]:
@@ -88,7 +106,7 @@ class Collector:
 
     def summaries(self, events=(), baseline: str | None = None,
                   offsets: dict | None = None) -> list[ClipSummary]:  # fmt: skip
-        return summarize(self.results, events=events, baseline=baseline, offsets=offsets)
+        return self.summarizer.summaries(events=events, baseline=baseline, offsets=offsets)
 
 
 def _every(n: int) -> int:
@@ -96,25 +114,31 @@ def _every(n: int) -> int:
 
 
 def _bands(fig, events) -> None:
-    """Mark each event on a timeline: a shaded band with its name at the top."""
-    for i, e in enumerate(events):
-        fig.add_vrect(x0=e.start, x1=e.end, fillcolor="#888" if i % 2 else "#bbb", opacity=0.15,
-                      line_width=0, annotation_text=html.escape(e.event),
-                      annotation_position="top left", annotation_font_size=11)  # fmt: skip
+    """Mark each event on a timeline: a shaded band with its name at the top (set in one
+    layout update: adding them one by one took time growing with the square of their
+    number)."""
+    shapes = [{"type": "rect", "xref": "x", "yref": "paper", "x0": e.start, "x1": e.end,
+               "y0": 0, "y1": 1, "fillcolor": "#888" if i % 2 else "#bbb", "opacity": 0.15,
+               "line": {"width": 0}, "layer": "below"} for i, e in enumerate(events)]  # fmt: skip
+    notes = [{"x": e.start, "xref": "x", "y": 1, "yref": "paper", "text": html.escape(e.event),
+              "showarrow": False, "xanchor": "left", "yanchor": "top", "font": {"size": 11}}
+             for e in events]  # fmt: skip
+    if events:
+        fig.update_layout(shapes=shapes, annotations=notes)
 
 
-def _timeline(clip: ClipSummary, track, series: list[dict]):
+def _timeline(clip: ClipSummary, track, series: tuple[np.ndarray, np.ndarray]):
     import plotly.graph_objects as go
 
-    step = _every(len(series))
-    pts = series[::step]
-    t = [p["t"] for p in pts]
+    times, probs = series
+    step = _every(len(times))
+    t, pts = times[::step].tolist(), probs[::step]
     fig = go.Figure()
-    for label in clip.labels:
+    for i, label in enumerate(clip.labels):
         fig.add_trace(go.Scatter(
-            x=t, y=[p["scores"][label] for p in pts], name=label, stackgroup="p",
-            mode="lines", line={"width": 0.5, "color": PALETTE.get(label)},
-            hovertemplate=f"{label} %{{y:.2f}} at %{{x:.1f}} s<extra></extra>",
+            x=t, y=pts[:, i].tolist() if len(pts) else [], name=html.escape(label),
+            stackgroup="p", mode="lines", line={"width": 0.5, "color": PALETTE.get(label)},
+            hovertemplate=f"{html.escape(label)} %{{y:.2f}} at %{{x:.1f}} s<extra></extra>",
         ))  # fmt: skip
     _bands(fig, track.events)
     fig.update_layout(title="Expression probabilities over time", height=260,
@@ -149,27 +173,13 @@ def _valence(track):
 def _shares(clip: ClipSummary, track):
     import plotly.graph_objects as go
 
-    fig = go.Figure(go.Bar(x=list(clip.labels), y=[track.share[k] for k in clip.labels],
+    fig = go.Figure(go.Bar(x=[html.escape(k) for k in clip.labels],
+                           y=[track.share[k] for k in clip.labels],
                            marker_color=[PALETTE.get(k) for k in clip.labels],
                            hovertemplate="%{x}: %{y:.0%} of the time<extra></extra>"))  # fmt: skip
     fig.update_layout(title="Time in each expression", height=200, yaxis_tickformat=".0%",
                       margin={"l": 40, "r": 10, "t": 30, "b": 30})  # fmt: skip
     return fig
-
-
-def _series(collector: Collector) -> dict[tuple[str, int], list[dict]]:
-    """Every track's probabilities over time, by (source, track), in one pass."""
-    out: dict[tuple[str, int], list[dict]] = {}
-    for r in collector.results:
-        if r.frame is None:
-            continue
-        t = r.time if r.time is not None else r.frame / (r.fps or FALLBACK_FPS)
-        for f in r.faces:
-            if f.scores is None:  # turned away: not scored
-                continue
-            key = (r.source, -1 if f.track_id is None else f.track_id)
-            out.setdefault(key, []).append({"t": t, "scores": f.scores})
-    return out
 
 
 STYLE = """
@@ -186,24 +196,26 @@ text-align:right} th{background:#f6f6f6} td:first-child,th:first-child{text-alig
 def write_report(collector: Collector, out: str | Path, csv_path: str | Path | None = None,
                  study: StudyPlan | None = None) -> dict:  # fmt: skip
     """Write the HTML page (and, with ``csv_path``, one CSV row per track; with a ``study``,
-    one row per participant and event instead); returns ``{"path", "bytes", "clips",
-    "tracks"}``."""
+    one row per participant and event instead): both or neither (each is written whole beside
+    its place, and both are renamed once both are whole), :class:`InputError` naming the file
+    that could not be written. Returns ``{"path", "bytes", "clips", "tracks"}``."""
     page, clips, table = render_report(collector, study)
     out = Path(out)
     tracks = [(c, t) for c in clips for t in c.tracks]
+    files = {out: page}
     if csv_path is not None:
-        if table is not None:
-            write_atomic(csv_path, table.to_csv())
-        else:
-            write_csv(tracks, csv_path)
-    write_atomic(out, page)
+        files[Path(csv_path)] = table.to_csv() if table is not None else track_csv(tracks)
+    write_together(files)
     return {"path": str(out), "bytes": out.stat().st_size, "clips": len(clips),
             "tracks": len(tracks)}  # fmt: skip
 
 
-def render_report(collector: Collector, study: StudyPlan | None = None):
+def render_report(collector: Collector, study: StudyPlan | None = None, cancelled=None):
     """The HTML page of what ``collector`` saw, the clips' summaries and, with a ``study``
-    (events, baseline, participants), the study table (:class:`mobilefer.study.Study`)."""
+    (events, baseline, participants), the study table (:class:`mobilefer.study.Study`).
+    ``cancelled``: a function asked between tracks; when it answers True the work stops with
+    :class:`InputError` (a server's client went away). Charts are drawn for the
+    :data:`MAX_DRAWN_TRACKS` longest tracks of a clip; every track is a row of the table."""
     import plotly.io as pio
     from plotly.offline import get_plotlyjs
 
@@ -211,7 +223,6 @@ def render_report(collector: Collector, study: StudyPlan | None = None):
     clips = collector.summaries(plan.events, plan.baseline, plan.offsets())
     timed = any(c.events for c in clips)  # events place videos' frames; photos have none
     table = compare(clips, plan.participants, plan.baseline) if timed else None
-    series = _series(collector)
     rows, sections = [], []
     for clip in clips:
         if clip.kind == "images":
@@ -225,7 +236,15 @@ def render_report(collector: Collector, study: StudyPlan | None = None):
                                       "face scored in each frame) in each event"))  # fmt: skip
         if not clip.tracks:
             sections.append("<p>No face was found in this clip.</p>")
+        longest = sorted(clip.tracks, key=lambda t: -t.frames)[:MAX_DRAWN_TRACKS]
+        drawn = {t.track_id for t in longest}
+        if len(drawn) < len(clip.tracks):
+            sections.append(f"<p class=note>Charts for the {len(drawn)} longest of "
+                            f"{len(clip.tracks)} tracks; the others are rows of the table "
+                            "above.</p>")  # fmt: skip
         for tr in clip.tracks:
+            if cancelled is not None and cancelled():
+                raise InputError(f"{clip.source}: the report was cancelled")
             mean_v = float(np.mean([v for _, v in tr.valence])) if tr.valence else 0.0
             flag = " (short)" if tr.short else ""
             seen = f"{clock(tr.first_time)}-{clock(tr.last_time)}"
@@ -240,15 +259,17 @@ def render_report(collector: Collector, study: StudyPlan | None = None):
                     f"{mean_v:+.2f}",
                 ]
             )
+            if tr.track_id not in drawn:
+                continue
             thumb = collector.thumbnail(clip.source, tr.track_id)
             face = {k: collector.thumbnail(clip.source, tr.track_id, k) for k in tr.peaks}
             peaks = "".join(
-                f"<figure><img src='{face[k]}'"
-                f" width=72 height=72 alt='{k}'><figcaption>{k} {p.probability:.0%}<br>"
+                f"<figure><img src='{face[k]}' width=72 height=72 alt='{html.escape(k)}'>"
+                f"<figcaption>{html.escape(k)} {p.probability:.0%}<br>"
                 f"{clock(p.time)}</figcaption></figure>"
                 for k, p in tr.peaks.items()
             )  # fmt: skip
-            figs = [_timeline(clip, tr, series.get((clip.source, tr.track_id), [])),
+            figs = [_timeline(clip, tr, collector.summarizer.series(clip.source, tr.track_id)),
                     _valence(tr), _shares(clip, tr)]  # fmt: skip
             plots = "".join(pio.to_html(f, full_html=False, include_plotlyjs=False,
                                         config={"displaylogo": False}) for f in figs)  # fmt: skip
@@ -279,9 +300,9 @@ def render_report(collector: Collector, study: StudyPlan | None = None):
     return page, clips, table
 
 
-def write_csv(tracks, path: str | Path) -> None:
-    """One row per track: source, track, times, frames, dominant, share_* and mean_* per label;
-    written whole, through a temporary file (:func:`mobilefer.sinks.write_atomic`)."""
+def track_csv(tracks) -> str:
+    """One row per track: source, track, times, frames, dominant, share_* and mean_* per
+    label, as CSV text with a header."""
     labels = tracks[0][0].labels if tracks else ()
     f = io.StringIO(newline="")
     w = csv.writer(f)
@@ -292,4 +313,4 @@ def write_csv(tracks, path: str | Path) -> None:
         w.writerow([cell(clip.source), t.track_id, t.first_time, t.last_time, t.frames, t.short,
                     cell(t.dominant), *(round(t.share[k], 4) for k in labels),
                     *(round(t.mean[k], 4) for k in labels)])  # fmt: skip
-    write_atomic(path, f.getvalue())
+    return f.getvalue()

@@ -291,3 +291,32 @@ def atomic_output(path: str | Path, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_together(files: dict) -> None:
+    """Write several files (``{path: text or bytes}``) as one: each whole beside its place,
+    then all renamed, so an error or a kill leaves the old files (or none), never a new one
+    beside an old one. :class:`InputError` names the file that could not be written."""
+    done: list[tuple[Path, Path]] = []
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            raw = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data
+            try:
+                fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
+                                           prefix=".mobilefer-")  # fmt: skip
+                done.append((Path(tmp), path))
+                with os.fdopen(fd, "wb") as f:
+                    f.write(raw)
+                os.chmod(tmp, umask_mode())
+            except OSError as e:
+                raise InputError(f"{shown(path)}: cannot write it ({e.strerror or e}); nothing "
+                                 "was written") from None  # fmt: skip
+        for tmp, path in done:
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                raise InputError(f"{shown(path)}: cannot write it ({e.strerror or e})") from None
+    finally:
+        for tmp, _ in done:
+            tmp.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .events import Event, Member, member_of
+from .events import Event, Member, check_matches, member_of
 from .records import cell
 
 #: The labels whose strongest probability is subtracted from happy's for valence.
@@ -248,9 +248,13 @@ def compare(clips, participants: dict | None = None, baseline: str | None = None
         raise InputError("no video with events among these summaries: events mark times in "
                          "videos (summarize them with events=...)")  # fmt: skip
     labels = next((c.labels for c in videos if c.labels), ())
+    check_matches(participants or (), [c.source for c in videos])
+    stems = [Path(c.source).stem for c in videos]
     people = []
     for c in videos:
-        member = member_of(participants, c.source) or Member(Path(c.source).stem)
+        stem = Path(c.source).stem  # a clip's own name; its path where two clips share it
+        member = member_of(participants, c.source) or Member(
+            stem if stems.count(stem) == 1 else c.source)
         people.append(Participant(member.participant, member.group, c.source, c.events))
     order: list[str] = []
     for p in people:

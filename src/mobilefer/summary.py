@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import InputError
 from .events import Event, events_of, matches
+from .records import check_record
 from .study import EventSummary, Peak, summarize_event, valence_of, with_change
 
 #: Tracks seen in fewer frames than this are kept but marked ``short`` (a detector's false
@@ -93,13 +94,13 @@ class _Clip:
     def __init__(self, source: str) -> None:
         self.source, self.labels, self.sources = source, (), set()
         self.frames, self.times, self.tracks = array("q"), array("d"), array("q")
-        self.label_index, self.scores, self.areas = array("b"), array("f"), array("d")
+        self.label_index, self.scores, self.areas = array("i"), array("f"), array("d")
 
     def add(self, rec: dict) -> None:
         scores = rec.get("scores")
         if scores and not self.labels:
             self.labels = tuple(scores)
-        elif scores and tuple(scores) != self.labels:
+        elif scores and set(scores) != set(self.labels):  # the same labels in any order
             raise InputError(f"{rec['source']}: labels {', '.join(scores)} differ from the "
                              f"source's first ({', '.join(self.labels)}); summarize one model's "
                              "results at a time")  # fmt: skip
@@ -119,55 +120,106 @@ class _Clip:
             self.scores.extend(float(scores[k]) for k in self.labels)
 
 
+class Summarizer:
+    """Summaries fed one result (or record) at a time: each source's records are kept in the
+    compact arrays of :class:`ClipSummary`'s making (about 70 bytes a face), never the results
+    themselves, so a report of hours of video stays small. :func:`summarize` is one pass of
+    it; :meth:`summaries` may be asked at any point."""
+
+    def __init__(self) -> None:
+        self._clips: dict[str, _Clip] = {}
+        self._fps: dict[str, float] = {}
+        self.count = 0  # results and records taken
+        self.sources: dict[str, bool] = {}  # every source read: whether it is a video
+
+    def add(self, r) -> None:
+        """Take one :class:`mobilefer.stream.Result` or record dict (checked as
+        :func:`mobilefer.records.iter_records` checks a file's: :class:`InputError` if it is
+        not a record); results with an error, and skipped files, are left out."""
+        if isinstance(r, dict):
+            self._add(check_record(r))
+            return
+        if r.error or r.kind == "skipped":
+            return
+        if r.fps:
+            self._fps[r.source] = r.fps
+        for rec in r.records():
+            self._add(rec)
+
+    def _add(self, rec: dict) -> None:
+        self.count += 1
+        video = rec.get("frame") is not None
+        self.sources[rec["source"]] = video
+        key = rec["source"] if video else f"{Path(rec['source']).parent}/"
+        self._clips.setdefault(key, _Clip(key)).add(rec)
+
+    def summaries(self, min_frames: int = MIN_TRACK_FRAMES, events: Iterable[Event] | None = None,
+                  baseline: str | None = None,
+                  offsets: dict[str, float] | None = None) -> list[ClipSummary]:  # fmt: skip
+        """One :class:`ClipSummary` per source so far (see :func:`summarize`)."""
+        events = tuple(events or ())
+        if baseline is not None and baseline not in {e.name for e in events}:
+            names = ", ".join(sorted({e.name for e in events})) or "none given"
+            raise InputError(f"baseline {baseline!r} is not an event; choose from {names}")
+
+        def shift(key: str) -> float:
+            return next((v for k, v in (offsets or {}).items() if matches(k, key)), 0.0)
+
+        return [_clip(c, self._fps.get(key), min_frames, events_of(events, key, shift(key)),
+                      baseline) for key, c in self._clips.items()]  # fmt: skip
+
+    def series(self, source: str, track_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """A video track's times (s) and probabilities (frames x labels), by frame, over the
+        frames it was scored in (empty arrays for anything else)."""
+        c = self._clips.get(source)
+        if c is None or not c.labels:
+            return np.zeros(0), np.zeros((0, 0))
+        frames = np.frombuffer(c.frames, np.int64)
+        which = np.frombuffer(c.label_index, np.int32)
+        scored = np.flatnonzero(which >= 0)
+        tracks = np.frombuffer(c.tracks, np.int64)[scored]
+        mine = np.flatnonzero(tracks == track_id)
+        mine = mine[np.argsort(frames[scored][mine], kind="stable")]
+        scores = np.frombuffer(c.scores, np.float32).reshape(-1, len(c.labels))[mine]
+        times = np.frombuffer(c.times, np.float64)[scored][mine]
+        fps = self._fps.get(source)
+        when = np.where(np.isnan(times), frames[scored][mine] / fps if fps else np.nan, times)
+        return when, scores
+
+
 def summarize(results: Iterable, min_frames: int = MIN_TRACK_FRAMES,
               events: Iterable[Event] | None = None, baseline: str | None = None,
               offsets: dict[str, float] | None = None) -> list[ClipSummary]:  # fmt: skip
     """One :class:`ClipSummary` per source, in the order sources first appear.
 
     ``results``: :class:`mobilefer.stream.Result` objects, or record dicts (``predict``'s
-    output, read back with :func:`read_records` or, a record at a time, with
-    :func:`mobilefer.records.iter_records`); results with an error are left out. Records are
-    kept compact, so a long clip's summary stays small. ``events``
-    (:func:`mobilefer.events.read_events`): each video's summary, and each of its tracks', gets
-    one :class:`mobilefer.study.EventSummary` per event; ``baseline`` names the event each is
-    compared with (``change``); ``offsets`` (``{clip: seconds}``, clips named as in the events
-    file) shift the shared events of clips whose stimulus began later. :func:`mobilefer.compare`
-    makes the study table of them.
+    output, read back with :func:`read_records` or :func:`mobilefer.records.iter_records`:
+    both read a record at a time); results with an error are left out. Records are taken one
+    at a time and kept compact (:class:`Summarizer`), so a long clip's summary stays small.
+    ``events`` (:func:`mobilefer.events.read_events`): each video's summary, and each of its
+    tracks', gets one :class:`mobilefer.study.EventSummary` per event; ``baseline`` names the
+    event each is compared with (``change``); ``offsets`` (``{clip: seconds}``, clips named as
+    in the events file) shift the shared events of clips whose stimulus began later.
+    :func:`mobilefer.compare` makes the study table of them.
     """
     events = tuple(events or ())
     if baseline is not None and baseline not in {e.name for e in events}:
         names = ", ".join(sorted({e.name for e in events})) or "none given"
         raise InputError(f"baseline {baseline!r} is not an event; choose from {names}")
-    clips: dict[str, _Clip] = {}
-    fps: dict[str, float] = {}
-
-    def add(rec: dict) -> None:
-        key = rec["source"] if rec.get("frame") is not None else f"{Path(rec['source']).parent}/"
-        clips.setdefault(key, _Clip(key)).add(rec)
-
+    if isinstance(results, (str, bytes)):
+        raise InputError("summarize takes results or records, not a path: pass "
+                         "read_records(path)")  # fmt: skip
+    summarizer = Summarizer()
     for r in results:
-        if isinstance(r, dict):
-            add(r)
-            continue
-        if r.error or r.kind == "skipped":
-            continue
-        if r.fps:
-            fps[r.source] = r.fps
-        for rec in r.records():
-            add(rec)
-
-    def shift(key: str) -> float:
-        return next((v for k, v in (offsets or {}).items() if matches(k, key)), 0.0)
-
-    return [_clip(c, fps.get(key), min_frames, events_of(events, key, shift(key)), baseline)
-            for key, c in clips.items()]  # fmt: skip
+        summarizer.add(r)
+    return summarizer.summaries(min_frames, events, baseline, offsets)
 
 
 def _clip(c: _Clip, fps, min_frames: int, events: tuple[Event, ...], baseline) -> ClipSummary:
     labels, k = c.labels, len(c.labels)
     frames = np.frombuffer(c.frames, np.int64)
     tracks = np.frombuffer(c.tracks, np.int64)
-    which = np.frombuffer(c.label_index, np.int8)
+    which = np.frombuffer(c.label_index, np.int32)
     scores = np.frombuffer(c.scores, np.float32).reshape(-1, k) if k else np.zeros((0, 0))
     if frames[0] < 0:  # a set of photos
         faces = which[which >= 0]

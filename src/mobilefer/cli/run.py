@@ -195,18 +195,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     for result in loop.run(rec.stream(sources, **options_of(args).stream_options())):
         collector.add(result)
     loop.close()
-    if not collector.results:
+    if not collector.count:
         err("nothing was read, so no report was written")
         return 1
-    read = {r.source for r in collector.results}
+    read = collector.sources
     for name in plan.unmatched(read):
         err(f"{shown(name)}: named in --events or --participants but not among the clips read")
-    if plan.events and not any(r.frame is not None for r in collector.results):
+    if plan.events and not any(read.values()):
         err("--events mark times in videos, and no video was read: the report has no events")
     try:
+        plan.check_sources(read)
         made = write_report(collector, out, args.csv, plan)
-    except OSError as e:
-        err(f"{shown(out)}: cannot write the report ({e.strerror or e})")
+    except InputError as e:
+        err(shown(str(e)))
         return 1
     err(f"report: {made['tracks']} face track(s) in {made['clips']} clip(s) -> "
          f"{shown(out)} ({made['bytes'] / 1e6:.1f} MB)")  # fmt: skip

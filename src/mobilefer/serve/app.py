@@ -159,7 +159,7 @@ class Demo:
                 if result.error:
                     raise InputError(result.error.replace(path, name))
                 collector.add(replace(result, source=name))
-        page, clips, _ = render_report(collector, plan)
+        page, clips, _ = render_report(collector, plan, cancelled=gone.is_set)
         return {"name": name, "frames": clips[0].frames if clips else 0,
                 "tracks": sum(len(c.tracks) for c in clips), "html": page}  # fmt: skip
 
