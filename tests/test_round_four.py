@@ -278,3 +278,227 @@ def test_records_read_back_stream_through_summarize(tmp_path):
     tracemalloc.stop()
     assert summary.tracks[0].frames == 20_000
     assert peak < 12_000_000, peak  # every record held: about 40 MB
+
+
+# ------------------------------------------------------------------ crashes and wrong results
+@pytest.mark.parametrize("which, text", [
+    ("events", "name,start,end,start\nad,0,1,2\n"),
+    ("participants", "clip,participant,clip\na.mp4,ann,b.mp4\n"),
+])  # fmt: skip
+def test_a_repeated_column_is_one_clear_error(tmp_path, which, text):
+    from mobilefer.events import read_events, read_participants
+
+    path = tmp_path / f"{which}.csv"
+    path.write_text(text)
+    with pytest.raises(InputError, match="is given twice; keep one"):
+        (read_events if which == "events" else read_participants)(path)
+
+
+def odd_model(tmp_path, labels, name="odd.onnx"):
+    pytest.importorskip("onnx")
+    import shutil
+    from dataclasses import replace
+
+    from mobilefer.modelcard import read_card_file, write_card
+
+    from conftest import TINY_MODEL
+
+    path = tmp_path / name
+    shutil.copyfile(TINY_MODEL, path)
+    card = read_card_file(path)
+    if set(labels) & {"source", "x", "score"}:  # write_card refuses these: write it raw
+        import onnx
+
+        proto = onnx.load(str(path))
+        entry = next(p for p in proto.metadata_props if p.key == "mobilefer")
+        import json
+
+        meta = json.loads(entry.value)
+        meta["labels"], meta["prior"] = list(labels), None
+        entry.value = json.dumps(meta)
+        onnx.save(proto, str(path))
+        return path
+    write_card(path, replace(card, labels=tuple(labels), prior=None))
+    return path
+
+
+def test_a_label_named_like_a_record_field_is_refused_when_the_model_loads(tmp_path):
+    from mobilefer import ModelError, Recognizer
+
+    path = odd_model(tmp_path, ["source", "x", "score", "happy", "sad", "l5", "l6"])
+    with pytest.raises(ModelError, match="label 'source' is the name of a record field"):
+        Recognizer(path, detector="haar")
+
+
+def test_a_report_of_a_model_with_other_labels(tmp_path, capsys, astronaut):
+    pytest.importorskip("plotly")
+    from conftest import run, write_video
+
+    model = odd_model(tmp_path, [f"l{i}" for i in range(7)])
+    clip_path = write_video(tmp_path / "c.mp4", astronaut, frames=12)
+    code, _, err = run(capsys, "report", clip_path, "--model", model, "--detector", "haar",
+                       "--out", tmp_path / "r.html", "--csv", tmp_path / "r.csv")  # fmt: skip
+    assert code == 0, err
+    assert "share_l0" in (tmp_path / "r.csv").read_text()
+
+
+def test_a_shipped_model_whose_bytes_changed_is_refused(tmp_path, monkeypatch):
+    import shutil
+
+    import mobilefer.model as model
+    from mobilefer import ModelError, Recognizer
+
+    for name, digest in model.SHIPPED_SHA256.items():  # the table is the files'
+        import hashlib
+
+        assert hashlib.sha256((model.models_dir() / name).read_bytes()).hexdigest() == digest
+    copy = tmp_path / "models"
+    shutil.copytree(model.models_dir(), copy)
+    tampered = copy / "mobilefer_fer2013.onnx"
+    raw = bytearray(tampered.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one weight's byte
+    tampered.write_bytes(bytes(raw))
+    monkeypatch.setattr(model, "models_dir", lambda: copy)
+    with pytest.raises(ModelError, match="not the file that shipped"):
+        Recognizer(detector="haar")
+    Recognizer("ferplus", detector="haar")  # the untouched one still loads
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"pixels": np.zeros((5, 48, 48), np.uint8), "emotion": np.zeros(4, np.int64),
+      "usage": np.zeros(5, np.int8)}, "5 faces, 4 labels"),
+    ({"pixels": np.full((3, 48, 48), 300.0), "emotion": np.zeros(3, np.int64),
+      "usage": np.zeros(3, np.int8)}, "whole numbers 0-255"),
+    ({"pixels": np.full((3, 48, 48), 0.5), "emotion": np.zeros(3, np.int64),
+      "usage": np.zeros(3, np.int8)}, "whole numbers 0-255"),
+])  # fmt: skip
+def test_evaluate_data_is_checked(tmp_path, arrays, message):
+    from mobilefer.data import load_fer2013
+    from mobilefer.errors import DataError
+
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=message):
+        load_fer2013(path)
+
+
+def test_evaluate_on_an_empty_split_says_so(tmp_path, capsys, tiny_model):
+    from conftest import run
+
+    path = tmp_path / "d.npz"
+    np.savez(path, pixels=np.zeros((4, 48, 48), np.uint8), emotion=np.arange(4),
+             usage=np.zeros(4, np.int8))  # fmt: skip
+    code, out, err = run(capsys, "evaluate", "--data", path, "--split", "private",
+                         "--model", tiny_model)  # fmt: skip
+    assert code == 2 and "no faces in the private split" in err and "accuracy" not in out
+
+
+def test_a_webm_without_a_frame_count_is_a_clip_the_server_reads(tmp_path, astronaut):
+    pytest.importorskip("plotly")
+    av = pytest.importorskip("av")
+    import cv2
+
+    from mobilefer import Recognizer
+    from mobilefer.serve.app import Demo
+
+    path = tmp_path / "recorded.webm"  # as a browser's MediaRecorder writes it: live, no count
+    out = av.open(str(path), "w", format="webm", options={"live": "1"})
+    s = out.add_stream("libvpx", rate=10)
+    s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+    frame = cv2.resize(astronaut, (320, 240))[:, :, ::-1]
+    for _ in range(12):
+        for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), "rgb24")):
+            out.mux(p)
+    for p in s.encode():
+        out.mux(p)
+    out.close()
+    assert cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT) <= 0
+    import threading
+
+    got = Demo(Recognizer(detector="haar")).analyze_clip(path.read_bytes(), "recorded.webm",
+                                                         threading.Event())  # fmt: skip
+    assert got["frames"] == 12 and got["tracks"] >= 1
+
+
+def test_haars_faces_come_in_one_order_whatever_the_cascade_gives():
+    from mobilefer.detectors import HaarDetector
+
+    class Shuffled:
+        def __init__(self):
+            self.calls = 0
+
+        def detectMultiScale(self, gray, **k):  # noqa: N802 (OpenCV's name)
+            self.calls += 1
+            boxes = [(300, 40, 60, 60), (20, 50, 70, 70), (20, 10, 30, 30)]
+            return np.array(boxes[self.calls % 3:] + boxes[: self.calls % 3])
+
+    det = HaarDetector()
+    det._local.cascade = Shuffled()
+    image = np.zeros((200, 400, 3), np.uint8)
+    orders = {tuple(d.box for d in det.detect(image, 0)) for _ in range(3)}
+    assert orders == {((20, 10, 30, 30), (20, 50, 70, 70), (300, 40, 60, 60))}
+
+
+def test_a_bytes_path_is_a_path_not_forty_webcams(tmp_path, monkeypatch, tiny_model):
+    import mobilefer.sources as sources
+    from mobilefer import Recognizer
+
+    opened = []
+    monkeypatch.setattr(sources, "open_camera", lambda i: opened.append(i))
+    rec = Recognizer(tiny_model, detector="haar")
+    (result,) = rec.stream(str(tmp_path / "missing.jpg").encode())
+    assert opened == [] and "missing.jpg" in result.error
+    with pytest.raises(InputError, match="source of bytes"):
+        list(rec.stream(b"\xff\xd8" + b"\0" * 5000))
+
+
+def test_summarize_names_what_is_wrong_with_a_record_dict():
+    with pytest.raises(InputError, match="not a record"):
+        summarize([{"source": "a.mp4"}])
+    with pytest.raises(InputError, match="scores"):
+        summarize([{"source": "a.mp4", "frame": 0, "time": 0.0, "label": "happy",
+                    "scores": {"happy": 2.0}}])  # fmt: skip
+
+
+def test_records_with_their_labels_in_another_order_are_read(tmp_path):
+    import json
+
+    base = {"source": "v.mp4", "frame": 0, "time": 0.0, "face": 0, "box": [1, 2, 3, 4],
+            "label": "happy", "score": 0.8, "track_id": 0}  # fmt: skip
+    first = scores("happy", 0.8)
+    second = dict(reversed(list(first.items())))
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(base | {"scores": first}) + "\n"
+                    + json.dumps(base | {"frame": 1, "scores": second}) + "\n")  # fmt: skip
+    recs = list(iter_records(path))
+    assert list(recs[1]["scores"]) == list(first)
+    (summary,) = summarize(recs + [base | {"frame": 2, "scores": second}])
+    assert summary.tracks[0].frames == 3
+
+
+def test_recognizer_given_a_number_as_its_model_says_what_it_takes():
+    from mobilefer import ModelError, Recognizer
+
+    with pytest.raises(ModelError, match="expected a name"):
+        Recognizer(model=123)
+
+
+def test_many_labels_are_counted_without_overflow():
+    labels = [f"c{i}" for i in range(200)]
+    p = np.full(200, 0.2 / 199)
+    p[150] = 0.8
+    rec = {"source": "v.mp4", "frame": 0, "time": 0.0, "box": [1, 1, 5, 5], "track_id": 0,
+           "label": "c150", "scores": dict(zip(labels, p.tolist(), strict=True))}  # fmt: skip
+    (summary,) = summarize([rec | {"frame": i} for i in range(12)])
+    assert summary.tracks[0].dominant == "c150"
+
+
+def test_quantize_without_sympy_names_what_to_install(tmp_path, capsys, monkeypatch, tiny_model):
+    import sys
+
+    from conftest import run
+
+    monkeypatch.setitem(sys.modules, "sympy", None)
+    code, _, err = run(capsys, "quantize", tiny_model, "--data", tmp_path / "d.npz", "--out",
+                       tmp_path / "q.onnx")  # fmt: skip
+    assert code == 2 and "sympy is missing" in err and "Traceback" not in err

@@ -502,6 +502,33 @@ def test_limits_are_a_typed_error_with_their_status():
 def test_a_connection_that_never_finishes_its_headers_is_closed():
     """64 slow-loris senders held every connection: one that has not sent its headers within
     the limit is closed (uvicorn armed no timer before a first request)."""
+    for _ in header_timeout_server():
+        pass
+
+
+def test_a_live_socket_outlives_the_header_timer(caplog):
+    """The header timer fired on a live socket open past its deadline: an exception logged."""
+    import asyncio
+    import logging
+
+    websockets = pytest.importorskip("websockets")
+
+    async def hold(port):
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws/live") as ws:
+            await asyncio.sleep(2.0)  # twice the header timeout
+            await ws.send("hello")
+            return json.loads(await ws.recv())
+
+    with caplog.at_level(logging.ERROR):
+        for port in header_timeout_server():
+            reply = asyncio.run(hold(port))
+    assert "binary" in reply["error"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+def header_timeout_server():
+    """A real server with a header timeout of 1 s, checked to close a slow sender and answer a
+    whole request; yields its port."""
     import socket
     import threading
     import time
@@ -531,6 +558,7 @@ def test_a_connection_that_never_finishes_its_headers_is_closed():
         with socket.create_connection(("127.0.0.1", port), timeout=5) as c:  # a whole request
             c.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert c.recv(100).startswith(b"HTTP/1.1 200")
+        yield port
     finally:
         server.should_exit = True
         thread.join(5)

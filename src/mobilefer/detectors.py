@@ -143,7 +143,8 @@ def _check_image(image: np.ndarray) -> None:
 
 
 class HaarDetector:
-    """OpenCV's ``haarcascade_frontalface_default.xml``, as the paper uses.
+    """OpenCV's ``haarcascade_frontalface_default.xml``, as the paper uses. Faces come left to
+    right, then top to bottom (the cascade's own order varies with its threads).
 
     Frames are shrunk to ``detect_size`` pixels first (0: never), which makes detection much faster
     and hardly changes it for faces larger than ~40 px in the shrunk frame.
@@ -181,7 +182,9 @@ class HaarDetector:
             gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
             minSize=(min_side, min_side),
         )  # fmt: skip
-        return [Detection(_rescale(b, scale)) for b in (boxes if len(boxes) else [])]
+        # The cascade's own order varies with its threads: left to right, then top to bottom.
+        found = sorted(tuple(int(v) for v in b) for b in (boxes if len(boxes) else []))
+        return [Detection(_rescale(b, scale)) for b in found]
 
 
 class YuNetDetector:

@@ -108,6 +108,9 @@ def _rows(text: str, name: str, what: str, required) -> list[tuple[int, dict]]:
     try:
         reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
         columns = [c.strip().lower() for c in reader.fieldnames or []]
+        twice = sorted({c for c in columns if c and columns.count(c) > 1})
+        if twice:
+            raise InputError(f"{name}:1: column {', '.join(twice)} is given twice; keep one")
         missing = [c for c in required if c not in columns]
         if missing:
             raise InputError(f"{name}:1: the {what} file needs columns {','.join(required)} "

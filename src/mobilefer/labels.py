@@ -38,6 +38,20 @@ PALETTE: dict[str, str] = {
 }  # fmt: skip
 
 
+#: Colours for the labels of other models, given in their order.
+OTHER_COLOURS = ("#444444", "#882255", "#117733", "#332288", "#AA4499", "#44AA99", "#DDCC77",
+                 "#CC6677", "#88CCEE", "#999933")  # fmt: skip
+
+
+def colour_of(label: str, labels=()) -> str:
+    """The ``"#RRGGBB"`` colour of ``label``: :data:`PALETTE`'s, else one of
+    :data:`OTHER_COLOURS` by its place among ``labels`` (a model's, in order)."""
+    if label in PALETTE:
+        return PALETTE[label]
+    at = list(labels).index(label) if label in labels else 0
+    return OTHER_COLOURS[at % len(OTHER_COLOURS)]
+
+
 def bgr(hex_colour: str) -> tuple[int, int, int]:
     """``"#RRGGBB"`` as OpenCV's (blue, green, red)."""
     r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))

@@ -10,7 +10,10 @@ to 1.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from importlib import resources
@@ -35,16 +38,42 @@ MODELS: dict[str, str] = {
 }
 
 
-def model_path(model: str | Path | None = None) -> Path:
-    """The file of a shipped model name (``None``: the default), or ``model`` as a path.
+#: The sha256 of each shipped model file: a damaged or altered file is refused.
+SHIPPED_SHA256: dict[str, str] = {
+    "mobilefer_fer2013.onnx": "4497ae316b06d1934840ecaf5f8ba50d8d7b690d8e57c0efc6d527fa5d00fcee",
+    "mobilefer_ferplus.onnx": "670690f25994b4d9b4da0e295c23ed769b532c2722b0ba3c8bfb47909eda9e22",
+}
 
-    Raises :class:`ModelError` for a name that is neither a shipped model nor an existing file.
+
+def models_dir() -> Path:
+    """The package's folder of shipped model files."""
+    return Path(str(resources.files("mobilefer") / "models"))
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(path: str, size: int, mtime: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def model_path(model: str | Path | None = None) -> Path:
+    """The file of a shipped model name (``None``: the default), checked against its sha256,
+    or ``model`` as a path.
+
+    Raises :class:`ModelError` for a name that is neither a shipped model nor an existing file,
+    and for a shipped file whose bytes are not the ones shipped.
     """
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        raise ModelError(f"model {model!r}: expected a name ({', '.join(MODELS)}) or the path "
+                         "of a .onnx file")  # fmt: skip
     if model is None or str(model) in MODELS:
         name = MODELS[str(model) if model is not None else "fer2013"]
-        path = Path(str(resources.files("mobilefer") / "models" / name))
+        path = models_dir() / name
         if not path.is_file():
             raise ModelError(f"{path}: shipped model missing; reinstall mobilefer")
+        stat = path.stat()
+        if _digest(str(path), stat.st_size, stat.st_mtime_ns) != SHIPPED_SHA256[name]:
+            raise ModelError(f"{path}: not the file that shipped (its sha256 differs: damaged "
+                             "or altered); reinstall mobilefer")  # fmt: skip
         return path
     path = Path(model).expanduser()
     if path.exists() and not path.is_file():

@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import ModelError
 from .preprocess import MARGIN_RANGE, ZOOM_RANGE, Preprocessing
+from .records import CSV_FIELDS, FIELD_NAMES
 
 #: The key under which a model file keeps its card (ONNX metadata_props), as JSON.
 METADATA_KEY = "mobilefer"
@@ -26,6 +27,11 @@ METADATA_KEY = "mobilefer"
 FORMAT = 4
 #: The precisions a model file may declare.
 PRECISIONS = ("float32", "int8")
+#: Most labels a model may have.
+MAX_LABELS = 1000
+#: Names a label may not have: the record's fields and CSV columns (one column per label sits
+#: beside them, and would replace them).
+RESERVED_LABELS = frozenset(CSV_FIELDS) | frozenset(FIELD_NAMES)
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,14 @@ class ModelCard:
         pre = self.preprocessing
         if not self.labels or len(set(self.labels)) != len(self.labels):
             return "labels must be a non-empty list of distinct names"
+        if len(self.labels) > MAX_LABELS:
+            return f"{len(self.labels)} labels; a model has at most {MAX_LABELS}"
+        for label in self.labels:
+            if not (0 < len(label) <= 64 and label.isprintable() and label == label.strip()):
+                return f"label {label[:70]!r} is not a short printable name"
+            if label in RESERVED_LABELS:
+                return (f"label {label!r} is the name of a record field; its CSV column would "
+                        "replace the field's")  # fmt: skip
         if not 8 <= pre.input_size <= 1024:
             return f"input_size {pre.input_size} is outside 8-1024"
         if pre.channels not in (1, 3) or len(pre.mean) != pre.channels:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import InputError
 from .events import StudyPlan
-from .labels import PALETTE
+from .labels import colour_of
 from .preprocess import crop
 from .records import cell
 from .sinks import write_together
@@ -137,7 +137,8 @@ def _timeline(clip: ClipSummary, track, series: tuple[np.ndarray, np.ndarray]):
     for i, label in enumerate(clip.labels):
         fig.add_trace(go.Scatter(
             x=t, y=pts[:, i].tolist() if len(pts) else [], name=html.escape(label),
-            stackgroup="p", mode="lines", line={"width": 0.5, "color": PALETTE.get(label)},
+            stackgroup="p", mode="lines",
+            line={"width": 0.5, "color": colour_of(label, clip.labels)},
             hovertemplate=f"{html.escape(label)} %{{y:.2f}} at %{{x:.1f}} s<extra></extra>",
         ))  # fmt: skip
     _bands(fig, track.events)
@@ -175,7 +176,7 @@ def _shares(clip: ClipSummary, track):
 
     fig = go.Figure(go.Bar(x=[html.escape(k) for k in clip.labels],
                            y=[track.share[k] for k in clip.labels],
-                           marker_color=[PALETTE.get(k) for k in clip.labels],
+                           marker_color=[colour_of(k, clip.labels) for k in clip.labels],
                            hovertemplate="%{x}: %{y:.0%} of the time<extra></extra>"))  # fmt: skip
     fig.update_layout(title="Time in each expression", height=200, yaxis_tickformat=".0%",
                       margin={"l": 40, "r": 10, "t": 30, "b": 30})  # fmt: skip

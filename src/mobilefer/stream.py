@@ -12,6 +12,7 @@ webcams and iterables go through one each.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -74,6 +75,12 @@ def stream(
     if isinstance(source, np.ndarray):
         yield _image(recognizer, "array", to_bgr(source), detect_size, kind="array")
         return
+    if isinstance(source, (bytes, bytearray, memoryview)):  # a path in bytes, as os gives it
+        raw = bytes(source)
+        if len(raw) > 4096 or b"\0" in raw:
+            raise InputError("source of bytes: pass a path (str or bytes), or decode an image's "
+                             "bytes first (mobilefer.image.decode_image)")  # fmt: skip
+        source = os.fsdecode(raw)
     if isinstance(source, (str, Path, int)):
         source = [source]
     if isinstance(source, (list, tuple)) and all(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 
-from .labels import PALETTE
+from .labels import colour_of
 
 
 def _pct(v: float | None) -> str:
@@ -93,9 +93,11 @@ def _figures(study):
         rows = [r for r in study.table if r.group == g]
         fig = go.Figure()
         for k in study.labels:
-            fig.add_trace(go.Bar(x=[r.event for r in rows], y=[r.mean[k].mean for r in rows],
-                                 name=k, marker_color=PALETTE.get(k),
-                                 hovertemplate=f"{k} %{{y:.0%}}<extra></extra>"))  # fmt: skip
+            name = html.escape(k)
+            fig.add_trace(go.Bar(x=[html.escape(r.event) for r in rows],
+                                 y=[r.mean[k].mean for r in rows], name=name,
+                                 marker_color=colour_of(k, study.labels),
+                                 hovertemplate=f"{name} %{{y:.0%}}<extra></extra>"))  # fmt: skip
         who = f" ({html.escape(g)})" if g else ""
         fig.update_layout(title=f"Mean of each expression per event{who}", barmode="stack",
                           height=300, yaxis={"tickformat": ".0%", "range": [0, 1]},

@@ -16,6 +16,7 @@ from .common import float_in, missing_extra, options_of
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..data import load_fer2013_with_ferplus
+    from ..errors import DataError
     from ..evaluate import evaluate_model, format_report
     from ..model import ExpressionModel
 
@@ -23,6 +24,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = ExpressionModel(options.model, threads=options.threads, flip_tta=options.flip_tta,
                             prior_tau=options.prior_tau, device=options.device)  # fmt: skip
     data = load_fer2013_with_ferplus(args.data, args.ferplus).split(args.split)
+    if not len(data):
+        raise DataError(f"{args.data}: no faces in the {args.split} split; choose a split the "
+                        "data has (train, public or private)")  # fmt: skip
     t0 = time.perf_counter()
     result = evaluate_model(model, data)
     result |= {"split": args.split, "model": model.path, "flip_tta": model.flip_tta,
@@ -145,6 +149,7 @@ def calibration_option(text: str) -> tuple[str, object]:
 def cmd_quantize(args: argparse.Namespace) -> int:
     try:
         import onnx  # noqa: F401  (ONNX Runtime's quantization tool needs it)
+        import sympy  # noqa: F401  (and its shape inference, before quantizing)
 
         from ..quantize import CALIBRATIONS, calibration_faces, parity, quantize_file
         from ..train.config import VAL_SOURCES

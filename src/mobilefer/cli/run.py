@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -136,33 +138,55 @@ def _predict_ray(args: argparse.Namespace) -> int:
         return 2
     # before any work, as --save is checked: the results must have somewhere to go
     check_outputs({"--out": out}, args.source, args.overwrite)
+    quiet_ray()
     if not ray.is_initialized():
-        ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=args.address, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR)  # fmt: skip
     ds = mray.predict(args.source, options_of(args), actors=args.actors)
     errors = n = 0
     writer = None
     part = out.with_name(f".{out.name}.part")  # renamed to --out when whole
-    with open(part, "w") if out.suffix == ".jsonl" else nullcontext() as text:
-        for batch in mray.batches(ds):
-            rows = batch.to_pylist()
-            n += len(rows)
-            for r in rows:
-                if r["error"]:
-                    errors += 1
-                    err(r["error"])
-            if text is not None:
-                RecordWriter("jsonl", (), text).write(rows)
-            else:
-                import pyarrow.parquet as pq
+    try:
+        with open(part, "w") if out.suffix == ".jsonl" else nullcontext() as text:
+            for batch in mray.batches(ds):
+                rows = batch.to_pylist()
+                n += len(rows)
+                for r in rows:
+                    if r["error"]:
+                        errors += 1
+                        err(r["error"])
+                if text is not None:
+                    RecordWriter("jsonl", (), text).write(rows)
+                else:
+                    import pyarrow.parquet as pq
 
-                writer = writer or pq.ParquetWriter(part, batch.schema)
-                writer.write_table(batch)
-    if writer is not None:
-        writer.close()
-    if part.exists():
-        os.replace(part, out)
+                    writer = writer or pq.ParquetWriter(part, batch.schema)
+                    writer.write_table(batch)
+        if writer is not None:
+            writer.close()
+        if part.exists():
+            os.replace(part, out)
+    except BaseException:  # Ctrl-C, a full disk: no half-written file is left behind
+        part.unlink(missing_ok=True)
+        raise
     err(f"{n} record(s) in {out}; {errors} input(s) could not be read")
     return 1 if errors else 0
+
+
+def quiet_ray() -> None:
+    """Ray's own lines (start-up, Ray Data's progress log and notices) are not the command's:
+    they go to Ray's log files; its errors still show."""
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    if hasattr(ctx, "enable_rich_progress_bars"):
+        ctx.enable_rich_progress_bars = False
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors",
+                            category=UserWarning)  # fmt: skip
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -55,7 +55,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..errors import InputError, LimitError
 from ..image import decode_image
-from ..labels import PALETTE
+from ..labels import colour_of
 from ..options import Options
 from ..recognizer import Recognizer
 from ..records import records
@@ -112,7 +112,7 @@ class Demo:
         rec = self.rec
         return {"labels": list(rec.labels), "model": rec.model_path.rsplit("/", 1)[-1],
                 "detector": rec.detector.name, "limits": LIMITS,
-                "palette": {k: PALETTE.get(k, "#00ff00") for k in rec.labels}}  # fmt: skip
+                "palette": {k: colour_of(k, rec.labels) for k in rec.labels}}  # fmt: skip
 
     def analyze_photo(self, data: bytes, name: str) -> dict:
         with self.decoders:
@@ -137,9 +137,11 @@ class Demo:
             with open(path, "wb") as f:
                 f.write(data)
             count, fps, (w, h) = video_info(path)
-            if count <= 0 or fps <= 0:
-                raise InputError(f"{name}: not a readable video (no frame count or rate)")
-            if count / fps > LIMITS["clip_seconds"]:
+            if w <= 0 or h <= 0:
+                raise InputError(f"{name}: not a readable video (no frame size)")
+            # A browser's MediaRecorder writes WebM without a frame count: such a clip is held
+            # to the limits by the frames it decodes and their times, below.
+            if count > 0 and fps > 0 and count / fps > LIMITS["clip_seconds"]:
                 raise LimitError(f"{name}: {count / fps:.0f} s is over the limit of "
                                  f"{LIMITS['clip_seconds']} s; cut the clip")  # fmt: skip
             if w * h > LIMITS["frame_pixels"]:
@@ -158,6 +160,9 @@ class Demo:
                     break
                 if result.error:
                     raise InputError(result.error.replace(path, name))
+                if (result.time or 0) > LIMITS["clip_seconds"]:
+                    raise LimitError(f"{name}: over the limit of {LIMITS['clip_seconds']} s; "
+                                     "cut the clip")  # fmt: skip
                 collector.add(replace(result, source=name))
         page, clips, _ = render_report(collector, plan, cancelled=gone.is_set)
         return {"name": name, "frames": clips[0].frames if clips else 0,

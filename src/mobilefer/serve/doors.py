@@ -191,8 +191,14 @@ def header_timeout_protocol(seconds: float):
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self.cycle is None:  # still no whole request: the deadline stands
-                self._arm()
+            if self.cycle is None and not getattr(self, "upgraded", False):
+                self._arm()  # still no whole request: the deadline stands
+
+        def handle_websocket_upgrade(self, event) -> None:
+            # the connection is a WebSocket's from now on: its timer must not fire on it
+            self.upgraded = True
+            self._unset_keepalive_if_required()
+            super().handle_websocket_upgrade(event)
 
         def _arm(self) -> None:
             if self.timeout_keep_alive_task is None:
