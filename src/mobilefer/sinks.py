@@ -109,10 +109,9 @@ class SaveFolder:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise InputError(f"{shown(path)}: cannot save ({e.strerror or e})") from None
-        try:
-            path.write_bytes(buf.tobytes())
+        try:  # whole or not at all, even when killed: never half a PNG
+            write_atomic(path, buf.tobytes())
         except OSError as e:
-            path.unlink(missing_ok=True)  # never leave half a PNG behind
             raise InputError(f"{shown(path)}: cannot save ({e.strerror or e})") from None
         self.written += 1
 

@@ -28,6 +28,7 @@ from ..errors import OptionError
 from ..evaluate import scores
 from ..labels import FERPLUS_LABELS
 from ..model import MODELS, model_path
+from ..sinks import write_atomic
 from .augment import augment, jpeg_faces, normalise
 from .config import TrainConfig, check_config, check_resume, config_from_dict
 from .model import FerNet, onnx_state_dict
@@ -295,7 +296,7 @@ def fit(
         history, best, start_epoch = ck["history"], ck["best"], ck["epoch"] + 1
         best_ferplus = ck.get("best_ferplus", best_ferplus)
         log.info("resumed %s at epoch %d", last, start_epoch)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    write_atomic(out / "config.json", json.dumps(asdict(cfg), indent=2))
     metrics = {"config": asdict(cfg), "history": history, "best": best}
 
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -352,7 +353,7 @@ def fit(
         metrics = {"config": asdict(cfg), "history": history, "best": best}
         if fp is not None:
             metrics["best_ferplus"] = best_ferplus
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_atomic(out / "metrics.json", json.dumps(metrics, indent=2))
         if on_epoch:
             on_epoch(row)
     return metrics

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..labels import EMOTIONS
+from ..sinks import atomic_output, write_atomic
 
 _COLUMNS = (
     "Epoch",
@@ -60,7 +61,8 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as tmp:  # a kill mid-write leaves the old picture
+        fig.savefig(tmp, dpi=100, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
 
 
@@ -83,7 +85,8 @@ def plot_confusion(matrix: np.ndarray, path: str | Path, title: str = "") -> Non
     ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as tmp:  # a kill mid-write leaves the old picture
+        fig.savefig(tmp, dpi=100, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
 
 
@@ -93,7 +96,7 @@ def write_report(run_dir: str | Path, data=None) -> Path:
     and its scores in ``public_scores.json``."""
     run = Path(run_dir)
     metrics = json.loads((run / "metrics.json").read_text())
-    (run / "table.md").write_text(epoch_table(metrics["history"]) + "\n")
+    write_atomic(run / "table.md", epoch_table(metrics["history"]) + "\n")
     plot_curves(metrics["history"], run / "curves.png")
     if data is not None and (run / "best.pt").is_file():
         from ..data import FerData, load_fer2013
@@ -104,7 +107,7 @@ def write_report(run_dir: str | Path, data=None) -> Path:
         public = (data if isinstance(data, FerData) else load_fer2013(data)).split("public")
         scorer = TorchScorer([load_checkpoint(run / "best.pt")])  # one view, as training scores
         result = evaluate_model(scorer, public)["fer2013"]
-        (run / "public_scores.json").write_text(json.dumps(result, indent=2))
+        write_atomic(run / "public_scores.json", json.dumps(result, indent=2))
         title = f"PublicTest, best epoch: accuracy {result['accuracy']:.3f}"
         plot_confusion(np.array(result["confusion_matrix"]), run / "confusion_public.png", title)
     return run / "table.md"
