@@ -502,3 +502,12 @@ def test_quantize_without_sympy_names_what_to_install(tmp_path, capsys, monkeypa
     code, _, err = run(capsys, "quantize", tiny_model, "--data", tmp_path / "d.npz", "--out",
                        tmp_path / "q.onnx")  # fmt: skip
     assert code == 2 and "sympy is missing" in err and "Traceback" not in err
+
+
+def test_what_is_neither_a_source_nor_a_result_is_one_clear_error(tiny_model):
+    from mobilefer import Recognizer
+
+    with pytest.raises(InputError, match="not a result or record"):
+        summarize([None])
+    with pytest.raises(InputError, match="source of type dict"):
+        list(Recognizer(tiny_model, detector="haar").stream({"a": 1}))

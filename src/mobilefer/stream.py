@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -89,7 +89,7 @@ def stream(
         for spec in source:
             yield from _spec(recognizer, spec, max_pixels, opts)
         return
-    if isinstance(source, Iterable):
+    if isinstance(source, Iterable) and not isinstance(source, (Mapping, Set)):
         yield from _iterable(recognizer, source, max_pixels, opts)
         return
     raise InputError(

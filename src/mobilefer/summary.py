@@ -26,6 +26,7 @@ import numpy as np
 from .errors import InputError
 from .events import Event, events_of, matches
 from .records import check_record
+from .results import Result
 from .study import EventSummary, Peak, summarize_event, valence_of, with_change
 
 #: Tracks seen in fewer frames than this are kept but marked ``short`` (a detector's false
@@ -139,6 +140,9 @@ class Summarizer:
         if isinstance(r, dict):
             self._add(check_record(r))
             return
+        if not isinstance(r, Result):
+            raise InputError(f"{type(r).__name__} {str(r)[:40]!r}: not a result or record; pass "
+                             "Recognizer.stream's results or read_records' records")  # fmt: skip
         if r.error or r.kind == "skipped":
             return
         if r.fps:
