@@ -105,22 +105,19 @@ def test_saved_videos_and_images_get_the_umask_mode(capsys, tmp_path, tiny_model
 
 
 def test_a_failed_png_write_leaves_no_partial_file(monkeypatch, tmp_path, astronaut):
-    from pathlib import Path
 
+    import mobilefer.sinks as sinks
     from mobilefer.sinks import SaveFolder
 
-    real = Path.write_bytes
-
-    def half(self, data):
-        real(self, data[: len(data) // 2])
+    def full(src, dst):  # the PNG was written beside its place; the disk fills at the rename
         raise OSError(28, "No space left on device")
 
     folder = SaveFolder(tmp_path / "out")
     folder.check()
-    monkeypatch.setattr(Path, "write_bytes", half)
+    monkeypatch.setattr(sinks.os, "replace", full)
     with pytest.raises(InputError, match="No space left"):
         folder.write_image(tmp_path / "out" / "a.png", astronaut)
-    assert not (tmp_path / "out" / "a.png").exists() and folder.written == 0
+    assert list((tmp_path / "out").iterdir()) == [] and folder.written == 0
 
 
 @pytest.mark.parametrize("where", ["file-as-folder", "folder"])
@@ -152,7 +149,8 @@ NOT_DEFAULT = {"model": "m.onnx", "threads": 3, "device": "auto", "flip_tta": Tr
                "detect_size": 100, "detect_every": 3, "smoothing": 0.3, "max_frames": 5,
                "max_pixels": 1000, "max_yaw": 30.0}  # fmt: skip
 #: predict's flags that are not options of the record, and what --engine ray does with them.
-RAY_OWN = {"--format": (["csv"], None), "--save": (["saved"], None), "--actors": (["3"], 3)}
+RAY_OWN = {"--format": (["csv"], None), "--save": (["saved"], None), "--actors": (["3"], 3),
+           "--calibrate": (["neutral.jpg"], None)}
 RAY_ONLY = {"--engine", "--address", "--out", "--overwrite", "-h", "--help"}
 
 
@@ -314,14 +312,18 @@ def test_a_failed_write_is_reported(capsys, monkeypatch, tmp_path, tiny_model, j
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.jpg").write_bytes(jpg_bytes)
     (tmp_path / "in" / "b.jpg").write_bytes(jpg_bytes)
-    real = Path.write_bytes
+    import os
 
-    def write_bytes(self, data):
-        if self.name.startswith("a_"):
-            raise OSError(28, "No space left on device", str(self))
-        return real(self, data)
+    import mobilefer.sinks as sinks
 
-    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    real = os.replace
+
+    def replace(src, dst):
+        if Path(dst).name.startswith("a_"):
+            raise OSError(28, "No space left on device", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(sinks.os, "replace", replace)
     code, out, err = predict(
         capsys, tiny_model, str(tmp_path / "in"), "--save", str(tmp_path / "out")
     )

@@ -57,7 +57,7 @@ def test_analyze_astronaut(tiny_model, astronaut, detector):
     d = face.to_dict()
     assert json.loads(json.dumps(d)) == d
     assert set(d) == {"box", "label", "scores", "detector", "detector_score", "track_id",
-                      "landmarks", "score", "yaw", "pitch", "roll"}  # fmt: skip
+                      "landmarks", "score", "yaw", "pitch", "roll", "calibrated"}  # fmt: skip
     assert (d["yaw"] is None) == (detector == "haar")
     assert len(d["box"]) == 4
     with pytest.raises(AttributeError):

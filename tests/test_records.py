@@ -62,7 +62,7 @@ def test_a_csv_of_records_is_checked_too(tmp_path):
     from mobilefer.records import csv_columns
 
     header = ",".join(csv_columns(["happy", "sad"]))
-    good = "a.jpg,,,0,1,2,3,4,happy,0.75,haar,,,,,,0.75,0.25"
+    good = "a.jpg,,,0,1,2,3,4,happy,0.75,haar,,,,,,false,0.75,0.25"
     path = tmp_path / "r.csv"
     path.write_text(f"{header}\n{good}\n{good.replace('0.25', 'x')}\n")
     with pytest.raises(InputError, match="r.csv:3: 'x' is not a number"):
@@ -94,7 +94,7 @@ def test_a_csv_saved_by_a_spreadsheet_with_a_byte_order_mark_is_read(tmp_path):
     from mobilefer.records import csv_columns
 
     path = tmp_path / "r.csv"
-    row = "a.jpg,,,0,1,2,3,4,happy,0.75,haar,,,,,,0.75,0.25"
+    row = "a.jpg,,,0,1,2,3,4,happy,0.75,haar,,,,,,false,0.75,0.25"
     path.write_bytes(b"\xef\xbb\xbf" + (",".join(csv_columns(["happy", "sad"])) + "\n" + row
                                         + "\n").encode())  # fmt: skip
     (rec,) = read_records(path)

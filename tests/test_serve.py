@@ -704,3 +704,68 @@ def test_a_hostile_photo_name_stays_text_in_chromium(server, jpg):
             assert not errors, errors
         finally:
             browser.close()
+
+
+# ------------------------------------------------------------------ participant calibration, live
+def test_a_live_session_calibrates_on_its_next_frames(monkeypatch, jpg):
+    import mobilefer.serve.app as serve_app
+
+    monkeypatch.setattr(serve_app, "CALIBRATION_SECONDS", 0.3)
+    with TestClient(create_app(Recognizer(detector="haar"))) as c:
+        with c.websocket_connect("/ws/live") as ws:
+            ws.send_bytes(jpg)
+            before = json.loads(ws.receive_text())["faces"][0]
+            assert before["calibrated"] is False
+            ws.send_text("calibrate")
+            assert json.loads(ws.receive_text())["calibration"] == "collecting"
+            states = []
+            for _ in range(200):
+                ws.send_bytes(jpg)
+                reply = json.loads(ws.receive_text())
+                states.append(reply.get("calibration"))
+                if reply.get("calibration") == "on":
+                    break
+            assert states[0] == "collecting" and states[-1] == "on"
+            ws.send_bytes(jpg)
+            after = json.loads(ws.receive_text())["faces"][0]
+            assert after["calibrated"] is True
+            assert after["scores"]["happy"] < before["scores"]["happy"]  # her smile is her rest
+            blank = __import__("cv2").imencode(".jpg", np.full((120, 160, 3), 128, np.uint8))[1]
+            ws.send_text("calibrate")
+            json.loads(ws.receive_text())
+            time.sleep(0.35)
+            ws.send_bytes(blank.tobytes())
+            failed = json.loads(ws.receive_text())
+            assert failed["calibration"] == "failed" and "no face was in view" in failed["error"]
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
+def test_the_calibrate_button_in_chromium(server, tmp_path, astronaut):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import cv2
+
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[60:420, 170:470] = cv2.resize(astronaut[0:380, 80:400], (300, 360))
+    clip = write_y4m(tmp_path / "camera.y4m", frame)
+    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={clip}"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 1000})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server)
+            page.wait_for_selector("#face-list li[data-label]", timeout=10_000)
+            assert page.text_content("#calibration") == "not calibrated"
+            page.click("#live-calibrate")
+            page.wait_for_selector("#calibration[data-state=collecting]", timeout=5_000)
+            page.wait_for_selector("#calibration[data-state=on]", timeout=15_000)
+            assert "calibrated on" in page.text_content("#calibration")
+            page.wait_for_timeout(500)  # bars keep coming, now calibrated
+            assert page.locator("#bars .bar").count() == 7
+            page.screenshot(path=str(tmp_path / "calibrated.png"))
+            assert not errors, errors
+        finally:
+            browser.close()

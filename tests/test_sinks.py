@@ -39,6 +39,7 @@ def test_csv_expands_box_and_scores_and_rounds_probabilities():
         "source": "clip.mp4", "frame": "4", "time": "0.133", "face": "0", "x": "1", "y": "2",
         "w": "30", "h": "40", "label": "happy", "score": "0.123457", "detector": "yunet",
         "detector_score": "0.9", "yaw": "", "pitch": "", "roll": "", "track_id": "3",
+        "calibrated": "false",
         "happy": "0.123457", "sad": "0.876543",
     }  # fmt: skip
     assert rows[1]["label"] == "" and rows[1]["happy"] == "" and rows[1]["detector"] == "haar"

@@ -40,24 +40,26 @@ class Event:
 
 @dataclass(frozen=True)
 class StudyPlan:
-    """What makes clips a study: the ``events``, the ``baseline`` event's name and the
-    ``participants`` (``{clip: Member}``); :meth:`from_files` reads them."""
+    """What makes clips a study: the ``events``, the ``baseline`` event's name, the
+    ``participants`` (``{clip: Member}``) and the event each face is calibrated on
+    (``calibrate``); :meth:`from_files` reads them."""
 
     events: tuple[Event, ...] = ()
     baseline: str | None = None
     participants: dict | None = None
+    calibrate: str | None = None
 
     @classmethod
-    def from_files(cls, events=None, baseline: str | None = None,
-                   participants=None) -> StudyPlan:  # fmt: skip
-        """The plan of an events file, a baseline event's name and a participants file (each
-        may be ``None``; a baseline or participants need events); checked."""
-        if events is None and (baseline or participants):
-            raise InputError("--baseline and --participants go with --events (the times of "
-                             "the stimulus's parts)")  # fmt: skip
+    def from_files(cls, events=None, baseline: str | None = None, participants=None,
+                   calibrate: str | None = None) -> StudyPlan:  # fmt: skip
+        """The plan of an events file, a baseline event's name, a participants file and the
+        event to calibrate on (each may be ``None``; the others need events); checked."""
+        if events is None and (baseline or participants or calibrate):
+            raise InputError("--baseline, --participants and --calibrate go with --events (the "
+                             "times of the stimulus's parts)")  # fmt: skip
         got = read_events(events) if events is not None else ()
         people = read_participants(participants) if participants is not None else None
-        return cls(got, baseline, people).checked(shown(Path(events or "")))
+        return cls(got, baseline, people, calibrate).checked(shown(Path(events or "")))
 
     def offsets(self) -> dict[str, float]:
         """Each clip's offset (s), from the participants file; clips not named have none."""
@@ -77,11 +79,12 @@ class StudyPlan:
         check_matches({e.clip for e in self.events if e.clip}, sources, "--events")
 
     def checked(self, where: str = "the events") -> StudyPlan:
-        """This plan, its baseline checked to be one of its events."""
-        if self.baseline is not None and self.baseline not in {e.name for e in self.events}:
-            names = ", ".join(dict.fromkeys(e.name for e in self.events))
-            raise InputError(f"--baseline {self.baseline!r} is not an event of {where}; "
-                             f"choose from {names}")  # fmt: skip
+        """This plan, its baseline and calibration event checked to be among its events."""
+        names = ", ".join(dict.fromkeys(e.name for e in self.events))
+        for flag, name in (("--baseline", self.baseline), ("--calibrate", self.calibrate)):
+            if name is not None and name not in {e.name for e in self.events}:
+                raise InputError(f"{flag} {name!r} is not an event of {where}; "
+                                 f"choose from {names}")  # fmt: skip
         return self
 
 

@@ -55,6 +55,12 @@ def _digest(path: str, size: int, mtime: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def model_digest(path: str | Path) -> str:
+    """The sha256 (hex) of a model file, read once per version of the file."""
+    stat = Path(path).stat()
+    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
 def model_path(model: str | Path | None = None) -> Path:
     """The file of a shipped model name (``None``: the default), checked against its sha256,
     or ``model`` as a path.
@@ -70,8 +76,7 @@ def model_path(model: str | Path | None = None) -> Path:
         path = models_dir() / name
         if not path.is_file():
             raise ModelError(f"{path}: shipped model missing; reinstall mobilefer")
-        stat = path.stat()
-        if _digest(str(path), stat.st_size, stat.st_mtime_ns) != SHIPPED_SHA256[name]:
+        if model_digest(path) != SHIPPED_SHA256[name]:
             raise ModelError(f"{path}: not the file that shipped (its sha256 differs: damaged "
                              "or altered); reinstall mobilefer")  # fmt: skip
         return path

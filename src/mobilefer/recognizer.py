@@ -8,18 +8,29 @@ says which: :data:`mobilefer.EMOTIONS` for the default) to a probability; they s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .detectors import DETECT_SIZE, Detection, Detector, create_detector, image_detect_size
 from .errors import InputError, OptionError
 from .image import as_image, to_bgr
-from .model import ExpressionModel
+from .model import ExpressionModel, model_digest
 from .options import Options, check_option
 from .preprocess import crop
 from .results import Face
+
+if TYPE_CHECKING:
+    from .calibration import Calibration
+    from .results import Result
+
+
+def calibrated(result: Result, calibration: Calibration) -> Result:
+    """``result`` with every scored face calibrated (:meth:`Calibration.face`)."""
+    return replace(result, faces=tuple(calibration.face(f) for f in result.faces))
 
 
 class Recognizer:
@@ -111,13 +122,15 @@ class Recognizer:
         """The model's probabilities for face crops (see :meth:`ExpressionModel.predict_proba`)."""
         return self.model.predict_proba(crops)
 
-    def classify(self, crops: Sequence[np.ndarray]) -> list[Face]:
+    def classify(self, crops: Sequence[np.ndarray],
+                 calibration: Calibration | None = None) -> list[Face]:  # fmt: skip
         """Classify faces that are already cropped: one :class:`Face` per crop, in order.
 
         ``crops`` is a list of images (gray, BGR or BGRA, any dtype :func:`to_bgr` takes), or
         one N x H x W array of gray crops. Each face's box is the whole crop, ``(0, 0, w, h)``,
-        and its detector is ``None``.
+        and its detector is ``None``. ``calibration`` (:meth:`calibrate`): the person's.
         """
+        cal = self._checked(calibration)
         if isinstance(crops, np.ndarray) and (
             crops.ndim == 2 or (crops.ndim == 3 and crops.shape[2] in (3, 4))
         ):
@@ -126,8 +139,9 @@ class Recognizer:
             )
         crops = [to_bgr(as_image(c, f"crop {i}")) for i, c in enumerate(crops)]
         whole = [Detection((0, 0, c.shape[1], c.shape[0])) for c in crops]
-        return [Face.from_probs(p, self.labels, d, None)
-                for p, d in zip(self.predict_proba(crops), whole, strict=True)]  # fmt: skip
+        faces = [Face.from_probs(p, self.labels, d, None)
+                 for p, d in zip(self.predict_proba(crops), whole, strict=True)]  # fmt: skip
+        return [cal.face(f) for f in faces] if cal else faces
 
     def boxes_proba(self, image: np.ndarray, detections) -> np.ndarray:
         """Probabilities (N x len(labels), rows sum to 1) of the faces at ``detections`` of a
@@ -142,14 +156,17 @@ class Recognizer:
         return [Face.from_probs(p, self.labels, d, self.detector.name, max_yaw=self.max_yaw)
                 for p, d in zip(probs, detections, strict=True)]  # fmt: skip
 
-    def analyze(self, image, detect_size: int | None = None) -> list[Face]:
+    def analyze(self, image, detect_size: int | None = None,
+                calibration: Calibration | None = None) -> list[Face]:  # fmt: skip
         """Find every face in an image and classify it; ``[]`` when there is none.
 
         ``image``: a path (read upright, as :func:`mobilefer.image.read_image` does) or an
         array (gray, BGR or BGRA; see :func:`to_bgr`). ``detect_size``: longest side the image
         is shrunk to for detection (None: the detector's setting, 640 by default; 0: never).
+        ``calibration`` (:meth:`calibrate`): the person's, applied to every face found.
         """
         check_option("detect_size", detect_size)
+        cal = self._checked(calibration)
         if isinstance(image, str) or hasattr(image, "__fspath__"):
             from .image import read_image
 
@@ -157,16 +174,83 @@ class Recognizer:
         image = to_bgr(image)
         if detect_size is None:
             detect_size = image_detect_size(*image.shape[:2])
-        return self.classify_boxes(image, self.detector.detect(image, detect_size))
+        faces = self.classify_boxes(image, self.detector.detect(image, detect_size))
+        return [cal.face(f) for f in faces] if cal else faces
 
-    def stream(self, source, **options):
+    @property
+    def model_digest(self) -> str:
+        """The sha256 of the model file: what a :class:`Calibration` belongs to."""
+        return model_digest(self.model_path)
+
+    def calibrate(self, neutral) -> Calibration:
+        """A person's :class:`mobilefer.calibration.Calibration` from their neutral face(s).
+
+        ``neutral``: one image (a path or an array) holding one face, a list of them, or the
+        person's :class:`Face` objects or :class:`mobilefer.stream.Result` frames (the largest
+        scored face of each). The faces are classified as every face is; their probabilities'
+        geometric mean is the reference. :class:`InputError` for an image with no face or with
+        several (crop it), a face already calibrated, or nothing usable.
+        """
+        from .calibration import Calibration, reference_of
+        from .results import Result
+
+        items = neutral if isinstance(neutral, (list, tuple)) else [neutral]
+        probs = []
+        for i, item in enumerate(items):
+            if isinstance(item, Result):
+                scored = [f for f in item.faces if f.scores is not None]
+                item = max(scored, key=lambda f: f.box[2] * f.box[3]) if scored else None
+                if item is None:
+                    continue  # a frame without a scored face adds nothing
+            if isinstance(item, Face):
+                if item.scores is None:
+                    continue
+                if item.calibrated:
+                    raise InputError(f"neutral face {i}: already calibrated; give the faces "
+                                     "as the model read them")  # fmt: skip
+                if tuple(item.scores) != self.labels:
+                    raise InputError(f"neutral face {i}: its labels are another model's; "
+                                     "classify it with this Recognizer")  # fmt: skip
+                probs.append(list(item.scores.values()))
+                continue
+            name = str(item) if isinstance(item, (str, Path)) else f"neutral image {i}"
+            faces = [f for f in self.analyze(item) if f.scores is not None]
+            if not faces:
+                raise InputError(f"{name}: no face found; give a photo of the person's neutral "
+                                 "face")  # fmt: skip
+            if len(faces) > 1:
+                raise InputError(f"{name}: {len(faces)} faces; calibration needs one person's: "
+                                 "crop the photo to their face")  # fmt: skip
+            probs.append(list(faces[0].scores.values()))
+        if not probs:
+            raise InputError("no neutral face to calibrate with: give an image, faces or frames "
+                             "of the person at rest")  # fmt: skip
+        ref = reference_of(np.array(probs), self.card.class_weights())
+        return Calibration(self.labels, tuple(float(v) for v in ref), len(probs),
+                           self.model_digest)  # fmt: skip
+
+    def _checked(self, calibration):
+        if calibration is None:
+            return None
+        from .calibration import Calibration
+
+        if not isinstance(calibration, Calibration):
+            raise InputError(f"calibration {type(calibration).__name__}: pass what "
+                             "Recognizer.calibrate returns")  # fmt: skip
+        return calibration.check(self.labels, self.model_digest)
+
+    def stream(self, source, calibration: Calibration | None = None,
+               **options) -> Iterator[Result]:  # fmt: skip
         """A generator of :class:`mobilefer.stream.Result`, one per frame of ``source``: an
         image, folder, glob, video, webcam index, a list of these, one array or an iterable of
         arrays. Options: ``detect_every``, ``smoothing``, ``detect_size``, ``max_frames``,
-        ``max_pixels`` (see :func:`mobilefer.stream.stream`)."""
+        ``max_pixels`` (see :func:`mobilefer.stream.stream`). ``calibration``
+        (:meth:`calibrate`): one person's, applied to every face."""
         from .stream import stream
 
-        return stream(self, source, **options)
+        cal = self._checked(calibration)
+        results = stream(self, source, **options)
+        return (calibrated(r, cal) for r in results) if cal else results
 
     def session(self, source: str = "array", kind: str = "array", **options):
         """A :class:`mobilefer.stream.Session`: one tracked stream fed a frame at a time

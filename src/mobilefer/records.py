@@ -33,7 +33,7 @@ class Field:
     next to another field's."""
 
     name: str
-    kind: Literal["str", "int", "float", "box", "scores"]
+    kind: Literal["str", "int", "float", "bool", "box", "scores"]
     meaning: str
     csv_beside: str | None = None
 
@@ -58,6 +58,8 @@ RECORD_FIELDS: tuple[Field, ...] = (
     Field("roll", "float", "degrees the head is tilted clockwise (`null` for Haar)"),
     Field("track_id", "int", "the face's track in a video or webcam stream"),
     Field("score", "float", "the probability of `label`", csv_beside="label"),
+    Field("calibrated", "bool", "whether `scores` were calibrated on the person's neutral face "
+          "(`--calibrate`)"),
 )
 
 
@@ -131,6 +133,8 @@ class RecordWriter:
                 row = {k: rec.get(k) for k in CSV_FIELDS} | {"source": shown(rec["source"])}
                 if rec["box"] is not None:
                     row |= dict(zip("xywh", rec["box"], strict=True))
+                if isinstance(rec.get("calibrated"), bool):
+                    row["calibrated"] = "true" if rec["calibrated"] else "false"
                 if rec["scores"] is not None:
                     row["score"] = round(rec["score"], 6)
                     row |= {k: round(v, 6) for k, v in rec["scores"].items()}
@@ -149,6 +153,7 @@ def arrow_schema(labels):
         "str": pa.string(),
         "int": pa.int64(),
         "float": pa.float64(),
+        "bool": pa.bool_(),
         "box": pa.list_(pa.int64()),
         "scores": pa.struct([(k, pa.float64()) for k in labels]),
     }
@@ -247,7 +252,7 @@ _INT_MAX = 2**63 - 1
 #: How far a record's probabilities may sum from 1 (CSV rounds each to 6 decimals).
 _SUM_TOLERANCE = 1e-3
 #: What each field may hold, by its kind (None is allowed where a no-face record has it).
-_TYPES = {"str": (str,), "int": (int,), "float": (int, float)}
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
 
 
 def _checked(rec, where: str, labels: list) -> dict:
@@ -261,7 +266,7 @@ def _checked(rec, where: str, labels: list) -> dict:
         if v is None:
             continue
         if f.kind in _TYPES:
-            ok = isinstance(v, _TYPES[f.kind]) and not isinstance(v, bool)
+            ok = isinstance(v, _TYPES[f.kind]) and (f.kind == "bool") == isinstance(v, bool)
             ok = ok and (f.kind != "float" or math.isfinite(v))
             ok = ok and (f.kind != "int" or 0 <= v <= _INT_MAX)  # counts and indices
         elif f.kind == "box":
@@ -296,7 +301,7 @@ def _checked(rec, where: str, labels: list) -> dict:
 #: The columns that are not one per label.
 _CSV_FIXED = set(CSV_FIELDS)
 #: Columns added after the first files were written: a CSV without them is still read.
-_CSV_LATER = {"yaw", "pitch", "roll"}
+_CSV_LATER = {"yaw", "pitch", "roll", "calibrated"}
 
 
 def _from_csv(row: dict, p: Path, n: int) -> dict:
@@ -318,4 +323,13 @@ def _from_csv(row: dict, p: Path, n: int) -> dict:
         "label": None if empty else row["label"], "track_id": num(row.get("track_id"), int),
         "scores": None if empty else {k: num(row[k]) for k in labels},
         **{k: num(row.get(k)) for k in ("yaw", "pitch", "roll")},
+        "calibrated": _flag(row.get("calibrated"), p, n),
     }  # fmt: skip
+
+
+def _flag(v, p: Path, n: int) -> bool | None:
+    if v in (None, ""):
+        return None
+    if v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    raise InputError(f"{shown(p)}:{n}: calibrated {v!r} is not true or false")

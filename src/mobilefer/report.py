@@ -104,9 +104,11 @@ class Collector:
             (source, track, label))  # fmt: skip
         return _jpeg(got[1] if got else None)
 
-    def summaries(self, events=(), baseline: str | None = None,
-                  offsets: dict | None = None) -> list[ClipSummary]:  # fmt: skip
-        return self.summarizer.summaries(events=events, baseline=baseline, offsets=offsets)
+    def summaries(self, events=(), baseline: str | None = None, offsets: dict | None = None,
+                  calibrate: str | None = None,
+                  prior_weights=None) -> list[ClipSummary]:  # fmt: skip
+        return self.summarizer.summaries(events=events, baseline=baseline, offsets=offsets,
+                                         calibrate=calibrate, prior_weights=prior_weights)
 
 
 def _every(n: int) -> int:
@@ -195,12 +197,12 @@ text-align:right} th{background:#f6f6f6} td:first-child,th:first-child{text-alig
 
 
 def write_report(collector: Collector, out: str | Path, csv_path: str | Path | None = None,
-                 study: StudyPlan | None = None) -> dict:  # fmt: skip
+                 study: StudyPlan | None = None, prior_weights=None) -> dict:  # fmt: skip
     """Write the HTML page (and, with ``csv_path``, one CSV row per track; with a ``study``,
     one row per participant and event instead): both or neither (each is written whole beside
     its place, and both are renamed once both are whole), :class:`InputError` naming the file
     that could not be written. Returns ``{"path", "bytes", "clips", "tracks"}``."""
-    page, clips, table = render_report(collector, study)
+    page, clips, table = render_report(collector, study, prior_weights=prior_weights)
     out = Path(out)
     tracks = [(c, t) for c in clips for t in c.tracks]
     files = {out: page}
@@ -211,17 +213,21 @@ def write_report(collector: Collector, out: str | Path, csv_path: str | Path | N
             "tracks": len(tracks)}  # fmt: skip
 
 
-def render_report(collector: Collector, study: StudyPlan | None = None, cancelled=None):
+def render_report(collector: Collector, study: StudyPlan | None = None, cancelled=None,
+                  prior_weights=None):  # fmt: skip
     """The HTML page of what ``collector`` saw, the clips' summaries and, with a ``study``
     (events, baseline, participants), the study table (:class:`mobilefer.study.Study`).
     ``cancelled``: a function asked between tracks; when it answers True the work stops with
     :class:`InputError` (a server's client went away). Charts are drawn for the
-    :data:`MAX_DRAWN_TRACKS` longest tracks of a clip; every track is a row of the table."""
+    :data:`MAX_DRAWN_TRACKS` longest tracks of a clip; every track is a row of the table.
+    ``prior_weights``: the model's class weights, kept whole by a calibration (``study``'s
+    ``calibrate``)."""
     import plotly.io as pio
     from plotly.offline import get_plotlyjs
 
     plan = study or StudyPlan()
-    clips = collector.summaries(plan.events, plan.baseline, plan.offsets())
+    clips = collector.summaries(plan.events, plan.baseline, plan.offsets(), plan.calibrate,
+                                prior_weights)  # fmt: skip
     timed = any(c.events for c in clips)  # events place videos' frames; photos have none
     table = compare(clips, plan.participants, plan.baseline) if timed else None
     rows, sections = [], []
@@ -296,9 +302,22 @@ def render_report(collector: Collector, study: StudyPlan | None = None, cancelle
         "clip: when it was seen, its most frequent expression and its mean valence (happy minus "
         "the strongest of sad, angry, fear and disgust, from -1 to 1). Expressions are what a "
         "face shows, not what a person feels; the labels are FER2013's.</p>"
-        f"{table_html}{study_section(table) if table else ''}{''.join(sections)}</body></html>"
+        f"{calibration_note(plan, clips)}{table_html}{study_section(table) if table else ''}"
+        f"{''.join(sections)}</body></html>"
     )
     return page, clips, table
+
+
+def calibration_note(plan: StudyPlan, clips) -> str:
+    """The page's line on calibration: on which event, and the faces it reached."""
+    if plan.calibrate is None:
+        return ""
+    tracks = [t for c in clips for t in c.tracks]
+    done = sum(t.calibrated for t in tracks)
+    return (f"<p class=note id=calibrated><strong>Calibrated:</strong> each face's "
+            f"probabilities were divided by those of its own frames in "
+            f"<em>{html.escape(plan.calibrate)}</em> (its resting face; {done} of {len(tracks)} "
+            "face tracks were seen there, the others are as read).</p>")
 
 
 def track_csv(tracks) -> str:
@@ -309,9 +328,10 @@ def track_csv(tracks) -> str:
     w = csv.writer(f)
     w.writerow([cell(c) for c in ["source", "track_id", "first_time", "last_time", "frames",
                                   "short", "dominant", *(f"share_{k}" for k in labels),
-                                  *(f"mean_{k}" for k in labels)]])  # fmt: skip
+                                  *(f"mean_{k}" for k in labels), "calibrated"]])  # fmt: skip
     for clip, t in tracks:
         w.writerow([cell(clip.source), t.track_id, t.first_time, t.last_time, t.frames, t.short,
                     cell(t.dominant), *(round(t.share[k], 4) for k in labels),
-                    *(round(t.mean[k], 4) for k in labels)])  # fmt: skip
+                    *(round(t.mean[k], 4) for k in labels),
+                    "true" if t.calibrated else "false"])  # fmt: skip
     return f.getvalue()

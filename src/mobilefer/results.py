@@ -34,6 +34,8 @@ class Face:
     yaw > 0 toward the image's right, pitch > 0 up, roll > 0 clockwise), from the landmarks;
     ``None`` without them (haar). A face turned further than the ``max_yaw`` option is found
     but not scored: its ``label``, ``scores`` and ``score`` are ``None`` (``scored`` False).
+    ``calibrated``: its scores were calibrated on the person's neutral face
+    (:mod:`mobilefer.calibration`).
     """
 
     box: tuple[int, int, int, int]
@@ -46,6 +48,7 @@ class Face:
     yaw: float | None = None
     pitch: float | None = None
     roll: float | None = None
+    calibrated: bool = False
 
     @property
     def score(self) -> float | None:

@@ -99,13 +99,14 @@ class StudyRow:
 
 @dataclass(frozen=True)
 class Participant:
-    """One participant: ``name``, ``group`` (or ``None``), the clip they were filmed in and
-    their :class:`EventSummary` per event."""
+    """One participant: ``name``, ``group`` (or ``None``), the clip they were filmed in,
+    their :class:`EventSummary` per event and whether their faces were ``calibrated``."""
 
     name: str
     group: str | None
     clip: str
     events: tuple[EventSummary, ...]
+    calibrated: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,8 @@ class Study:
                 row = {"participant": p.name, "group": p.group or "", "clip": p.clip,
                        "event": e.event, "start": e.start, "end": e.end, "frames": e.frames,
                        "usable": e.usable, "turned": e.turned, "valence": _round(e.valence),
-                       "usable_share": _round(e.usable_share)}  # fmt: skip
+                       "usable_share": _round(e.usable_share),
+                       "calibrated": "true" if p.calibrated else "false"}  # fmt: skip
                 for k in self.labels:
                     row[f"mean_{k}"] = _round(e.mean[k]) if e.mean else None
                 for k in self.labels:
@@ -255,7 +257,8 @@ def compare(clips, participants: dict | None = None, baseline: str | None = None
         stem = Path(c.source).stem  # a clip's own name; its path where two clips share it
         member = member_of(participants, c.source) or Member(
             stem if stems.count(stem) == 1 else c.source)
-        people.append(Participant(member.participant, member.group, c.source, c.events))
+        people.append(Participant(member.participant, member.group, c.source, c.events,
+                                  c.calibrated))  # fmt: skip
     order: list[str] = []
     for p in people:
         for e in p.events:

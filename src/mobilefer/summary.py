@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import Calibration, reference_of
 from .errors import InputError
 from .events import Event, events_of, matches
 from .records import check_record
@@ -43,7 +44,8 @@ class TrackSummary:
     frames in which each label was the (smoothed) top label; ``mean`` the mean probability of
     each label; ``dominant`` the label with the largest share; ``peaks`` the moment of each
     label's highest probability; ``valence`` ``(time, value)`` pairs, one per frame, in -1..1
-    (see the module docstring); ``short``: seen in fewer than :data:`MIN_TRACK_FRAMES` frames.
+    (see the module docstring); ``short``: seen in fewer than :data:`MIN_TRACK_FRAMES` frames;
+    ``calibrated``: its scores were calibrated on its own frames of an event.
     """
 
     track_id: int
@@ -60,6 +62,7 @@ class TrackSummary:
     short: bool
     turned: int = 0
     events: tuple[EventSummary, ...] = ()
+    calibrated: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ class ClipSummary:
     found and ``share`` of faces per top label). ``frames`` counts the frames read, ``labels``
     names the model's classes in order. ``events`` (video, with events): one
     :class:`mobilefer.study.EventSummary` per event of the clip's participant: in each frame,
-    the largest face scored."""
+    the largest face scored. ``calibrated``: some of its tracks were calibrated on their own
+    frames of an event (:meth:`Summarizer.summaries`' ``calibrate``)."""
 
     source: str
     kind: str
@@ -81,6 +85,7 @@ class ClipSummary:
     faces: int = 0
     share: dict[str, float] | None = None
     events: tuple[EventSummary, ...] = ()
+    calibrated: bool = False
 
 
 def valence(scores: dict[str, float]) -> float:
@@ -158,19 +163,30 @@ class Summarizer:
         self._clips.setdefault(key, _Clip(key)).add(rec)
 
     def summaries(self, min_frames: int = MIN_TRACK_FRAMES, events: Iterable[Event] | None = None,
-                  baseline: str | None = None,
-                  offsets: dict[str, float] | None = None) -> list[ClipSummary]:  # fmt: skip
-        """One :class:`ClipSummary` per source so far (see :func:`summarize`)."""
+                  baseline: str | None = None, offsets: dict[str, float] | None = None,
+                  calibrate: str | None = None,
+                  prior_weights=None) -> list[ClipSummary]:  # fmt: skip
+        """One :class:`ClipSummary` per source so far (see :func:`summarize`). ``calibrate``
+        names an event: each tracked face is calibrated on its own frames of it
+        (:mod:`mobilefer.calibration`; ``prior_weights``: the model's class weights, to keep
+        its prior correction whole) before anything is summed; :class:`InputError` if no face
+        has frames in it."""
         events = tuple(events or ())
-        if baseline is not None and baseline not in {e.name for e in events}:
-            names = ", ".join(sorted({e.name for e in events})) or "none given"
-            raise InputError(f"baseline {baseline!r} is not an event; choose from {names}")
+        names = {e.name for e in events}
+        for what, name in (("baseline", baseline), ("--calibrate", calibrate)):
+            if name is not None and name not in names:
+                raise InputError(f"{what} {name!r} is not an event; choose from "
+                                 f"{', '.join(sorted(names)) or 'none given'}")  # fmt: skip
 
         def shift(key: str) -> float:
             return next((v for k, v in (offsets or {}).items() if matches(k, key)), 0.0)
 
-        return [_clip(c, self._fps.get(key), min_frames, events_of(events, key, shift(key)),
-                      baseline) for key, c in self._clips.items()]  # fmt: skip
+        out = [_clip(c, self._fps.get(key), min_frames, events_of(events, key, shift(key)),
+                     baseline, calibrate, prior_weights) for key, c in self._clips.items()]
+        if calibrate is not None and out and not any(c.calibrated for c in out):
+            raise InputError(f"--calibrate {calibrate}: no face was seen in that event; choose "
+                             "an event in which the participants are in view at rest")  # fmt: skip
+        return out
 
     def series(self, source: str, track_id: int) -> tuple[np.ndarray, np.ndarray]:
         """A video track's times (s) and probabilities (frames x labels), by frame, over the
@@ -193,7 +209,8 @@ class Summarizer:
 
 def summarize(results: Iterable, min_frames: int = MIN_TRACK_FRAMES,
               events: Iterable[Event] | None = None, baseline: str | None = None,
-              offsets: dict[str, float] | None = None) -> list[ClipSummary]:  # fmt: skip
+              offsets: dict[str, float] | None = None,
+              calibrate: str | None = None) -> list[ClipSummary]:  # fmt: skip
     """One :class:`ClipSummary` per source, in the order sources first appear.
 
     ``results``: :class:`mobilefer.stream.Result` objects, or record dicts (``predict``'s
@@ -203,8 +220,9 @@ def summarize(results: Iterable, min_frames: int = MIN_TRACK_FRAMES,
     ``events`` (:func:`mobilefer.events.read_events`): each video's summary, and each of its
     tracks', gets one :class:`mobilefer.study.EventSummary` per event; ``baseline`` names the
     event each is compared with (``change``); ``offsets`` (``{clip: seconds}``, clips named as
-    in the events file) shift the shared events of clips whose stimulus began later.
-    :func:`mobilefer.compare` makes the study table of them.
+    in the events file) shift the shared events of clips whose stimulus began later;
+    ``calibrate`` names the event (a baseline at rest) each tracked face is calibrated on
+    (:meth:`Summarizer.summaries`). :func:`mobilefer.compare` makes the study table of them.
     """
     events = tuple(events or ())
     if baseline is not None and baseline not in {e.name for e in events}:
@@ -216,10 +234,11 @@ def summarize(results: Iterable, min_frames: int = MIN_TRACK_FRAMES,
     summarizer = Summarizer()
     for r in results:
         summarizer.add(r)
-    return summarizer.summaries(min_frames, events, baseline, offsets)
+    return summarizer.summaries(min_frames, events, baseline, offsets, calibrate)
 
 
-def _clip(c: _Clip, fps, min_frames: int, events: tuple[Event, ...], baseline) -> ClipSummary:
+def _clip(c: _Clip, fps, min_frames: int, events: tuple[Event, ...], baseline,
+          calibrate: str | None = None, weights=None) -> ClipSummary:  # fmt: skip
     labels, k = c.labels, len(c.labels)
     frames = np.frombuffer(c.frames, np.int64)
     tracks = np.frombuffer(c.tracks, np.int64)
@@ -239,6 +258,11 @@ def _clip(c: _Clip, fps, min_frames: int, events: tuple[Event, ...], baseline) -
     known = when[~np.isnan(when)]
     scored = np.flatnonzero(which >= 0)  # rows with a scored face, in order; scores follow them
     seen = tracks > -2
+    done: set[int] = set()
+    event = next((e for e in events if e.name == calibrate), None)
+    if event is not None:
+        scores, which, done = _calibrated(event, labels, tracks, scored, when, scores, which,
+                                          weights)  # fmt: skip
     out = []
     for tid in sorted(set(tracks[seen].tolist())):
         mine = np.flatnonzero(tracks[scored] == tid)
@@ -246,12 +270,33 @@ def _clip(c: _Clip, fps, min_frames: int, events: tuple[Event, ...], baseline) -
         present = np.flatnonzero(seen & (tracks == tid))  # scored or turned away
         if len(order):
             out.append(_track(tid, order, scored, frames, when, which, scores, labels,
-                              min_frames, present, events, baseline))  # fmt: skip
+                              min_frames, present, events, baseline, tid in done))  # fmt: skip
     return ClipSummary(c.source, "video", labels, frames=len(set(frames.tolist())),
                        duration=float(known.max() - known.min()) if len(known) else None,
                        tracks=tuple(out),
                        events=_events(events, baseline, labels, frames, when, seen, scored,
-                                      scores, which, np.frombuffer(c.areas)))  # fmt: skip
+                                      scores, which, np.frombuffer(c.areas)),
+                       calibrated=bool(done))  # fmt: skip
+
+
+def _calibrated(event: Event, labels, tracks, scored, when, scores, which, weights):
+    """Every track's scores calibrated on its own scored frames within ``event`` (its
+    reference: :func:`mobilefer.calibration.reference_of` of them), the top labels taken
+    again; and the tracks that had such frames."""
+    scores, which = scores.astype(np.float64), which.copy()
+    mine_track, mine_when = tracks[scored], when[scored]
+    done = set()
+    for tid in sorted(set(mine_track.tolist())):
+        mine = mine_track == tid
+        rest = mine & (mine_when >= event.start) & (mine_when < event.end)
+        if not rest.any():
+            continue
+        ref = reference_of(scores[rest], weights)
+        cal = Calibration(labels, tuple(float(v) for v in ref), int(rest.sum()), "")
+        scores[mine] = cal.apply(scores[mine])
+        which[scored[mine]] = scores[mine].argmax(axis=1)
+        done.add(tid)
+    return scores, which, done
 
 
 def _events(events, baseline, labels, frames, when, seen, scored, scores, which, areas):
@@ -273,7 +318,7 @@ def _events(events, baseline, labels, frames, when, seen, scored, scores, which,
 
 
 def _track(tid, order, scored, frames, when, which, scores, labels, min_frames, present,
-           events=(), baseline=None):  # fmt: skip
+           events=(), baseline=None, calibrated=False):  # fmt: skip
     """One track's summary: ``order`` indexes its scored faces (into ``scores``), by frame;
     ``present`` the rows it was seen in, scored or turned away."""
     rows = scored[order]
@@ -303,5 +348,5 @@ def _track(tid, order, scored, frames, when, which, scores, labels, min_frames, 
         first_frame=int(frames[rows[0]]), last_frame=int(frames[rows[-1]]), frames=n,
         share=share, mean=mean, dominant=max(labels, key=lambda k: (share[k], mean[k])),
         peaks=peaks, valence=tuple((t(r), v) for r, v in zip(rows, vals, strict=True)),
-        short=n < min_frames, turned=len(present) - n, events=per_event,
+        short=n < min_frames, turned=len(present) - n, events=per_event, calibrated=calibrated,
     )  # fmt: skip

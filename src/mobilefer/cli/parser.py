@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--actors", type=number(int, 1, 1024, what="must lie in 1-1024"),
                     default=2, help="with --engine ray: Recognizer actors in the pool "
                     "(at most 1,024)")  # fmt: skip
+    pr.add_argument("--calibrate", metavar="IMAGE", help="a photo of the person's neutral face "
+                    "(one face): every face is calibrated on it (one person's inputs)")  # fmt: skip
     add_inference_options(pr)
     pr.set_defaults(func=cmd_predict)
 
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--overwrite", action="store_true", help="replace an existing --save file")
     w.add_argument("--no-window", action="store_true", help="no window (use with --print)")
     w.add_argument("--print", action="store_true", help="also print the faces to stdout")
+    w.add_argument("--calibrate", metavar="IMAGE", help="a photo of the person's neutral face "
+                   "(one face): every face is calibrated on it")  # fmt: skip
     add_inference_options(w)
     w.set_defaults(func=cmd_webcam)
 
@@ -65,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "clip,participant,group,offset (offset: seconds from the clip's start to "
                     "the stimulus's; default: one participant per clip, named by the "
                     "file)")  # fmt: skip
+    rp.add_argument("--calibrate", metavar="EVENT", help="with --events: calibrate each face "
+                    "on its own frames of this event (its resting face, e.g. the "
+                    "baseline) before any mean")  # fmt: skip
     add_inference_options(rp, output=False)
     rp.set_defaults(func=cmd_report)
 

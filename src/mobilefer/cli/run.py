@@ -85,10 +85,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_save_folder(args.save, args.source)
     saver = AnnotatedSaver(args.save) if args.save else None
     rec = recognizer_of(args)
+    cal = calibration_of(rec, args.calibrate)
     out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout)
     loop = ResultLoop()
     try:
-        for result in loop.run(rec.stream(args.source, **options_of(args).stream_options())):
+        for result in loop.run(rec.stream(args.source, cal,
+                                          **options_of(args).stream_options())):  # fmt: skip
             out.write(result.records())
             if result.reason:
                 err(f"{shown(result.source)}: {result.reason}")
@@ -115,6 +117,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if loop.failed else 0
 
 
+def calibration_of(rec, image):
+    """The calibration on ``image`` (``--calibrate``), or None; an unusable photo is an
+    :class:`InputError` before any work."""
+    if image is None:
+        return None
+    try:
+        return rec.calibrate(image)
+    except InputError as e:
+        raise InputError(f"--calibrate {e}") from None
+
+
 def _predict_ray(args: argparse.Namespace) -> int:
     from ..records import RecordWriter
     from ..sinks import check_outputs
@@ -129,8 +142,8 @@ def _predict_ray(args: argparse.Namespace) -> int:
     if out.suffix not in (".parquet", ".jsonl"):
         err("--engine ray writes a file: pass --out results.parquet or --out results.jsonl")
         return 2
-    if args.save:
-        err("--save is not available with --engine ray")
+    if args.save or args.calibrate:
+        err(f"{'--save' if args.save else '--calibrate'} is not available with --engine ray")
         return 2
     if args.format is not None:
         err("--format goes with the local engine; with --engine ray the suffix of --out "
@@ -205,7 +218,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     given = [f for f in (args.events, args.participants) if f]
     check_outputs({"--out": out, "--csv": args.csv}, [*args.source, *given], args.overwrite)
-    plan = StudyPlan.from_files(args.events, args.baseline, args.participants)
+    plan = StudyPlan.from_files(args.events, args.baseline, args.participants, args.calibrate)
     sources, seen = [], set()
     for spec in args.source:  # a clip given twice would be one clip of twice its frames
         key = os.path.realpath(spec) if os.path.exists(spec) else spec
@@ -229,7 +242,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         err("--events mark times in videos, and no video was read: the report has no events")
     try:
         plan.check_sources(read)
-        made = write_report(collector, out, args.csv, plan)
+        made = write_report(collector, out, args.csv, plan, rec.card.class_weights())
     except InputError as e:
         err(shown(str(e)))
         return 1
@@ -266,10 +279,12 @@ def cmd_webcam(args: argparse.Namespace) -> int:
         )
         return 1
     rec = recognizer_of(args)
+    cal = calibration_of(rec, args.calibrate)
     out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout) if args.print else None
     writer, loop, shown_frames = None, ResultLoop(), 0
     try:  # no such camera, or one that gives no frames: one error line from the loop
-        for result in loop.run(rec.stream(args.index, **options_of(args).stream_options())):
+        for result in loop.run(rec.stream(args.index, cal,
+                                          **options_of(args).stream_options())):  # fmt: skip
             shown_frames += 1
             if out:
                 out.write(result.records())

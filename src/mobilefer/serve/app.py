@@ -15,7 +15,10 @@ Routes:
   without the ``[report]`` extra). The video is written to a temporary file that is always
   removed; its size, duration and frame size are checked before any frame is analysed.
   On the live socket, the text message ``report`` answers ``{"report": html, "tracks"}``: the
-  same page for this connection's session so far.
+  same page for this connection's session so far; ``calibrate`` answers ``{"calibration":
+  "collecting"}`` and the next 2 s of frames are the person's neutral face: frame replies say
+  ``"calibration": "collecting"``, then ``"on"`` (every face calibrated from then on) or
+  ``"failed"`` with an error.
 - ``WS /ws/live``: the client sends one JPEG or PNG frame (binary) at a time and gets
   ``{"frame", "faces": [records with track_id], "ms"}`` back (or ``{"frame", "error"}``); each
   connection has its own tracker and smoothing, freed when it closes. Only pages of the
@@ -57,7 +60,7 @@ from ..errors import InputError, LimitError
 from ..image import decode_image
 from ..labels import colour_of
 from ..options import Options
-from ..recognizer import Recognizer
+from ..recognizer import Recognizer, calibrated
 from ..records import records
 from .doors import FRAME_PATH, Guard, name_problem, same_origin, upload_type_problem
 
@@ -80,6 +83,8 @@ LIMITS = {
     "events_bytes": 8192,  # an events file sent with a clip (in its query)
     "live_report_frames": 18_000,  # frames a live session's report keeps (the first ones)
 }
+#: Seconds of live frames a calibration gathers the person's neutral face from.
+CALIBRATION_SECONDS = 2.0
 #: Seconds an upload's body may take to arrive in full.
 BODY_TIMEOUT = 30.0
 #: Uploads and frames decoded at the same time (each photo may take ~300 MB while decoded).
@@ -170,13 +175,40 @@ class Demo:
 
 
 class LiveSession:
-    """One live connection: its tracks and smoothing, and what its report is made of."""
+    """One live connection: its tracks and smoothing, what its report is made of, and its
+    calibration: after the text message ``calibrate``, the largest face of the next
+    :data:`CALIBRATION_SECONDS` of frames is the person's neutral face, and every face is
+    calibrated on it from then on (:mod:`mobilefer.calibration`)."""
 
     def __init__(self, demo: Demo) -> None:
         self.demo = demo
         self.tracked = demo.rec.session("webcam", "webcam", **demo.options.session_options())
         self.report = report_collector()
         self.started = time.perf_counter()
+        self.calibration = None
+        self.neutral: list | None = None  # faces gathered while calibrating
+        self.until = 0.0
+
+    def start_calibration(self) -> dict:
+        self.neutral, self.until = [], time.perf_counter() + CALIBRATION_SECONDS
+        return {"calibration": "collecting", "seconds": CALIBRATION_SECONDS}
+
+    def _calibrating(self, result) -> dict | None:
+        """Gather the largest scored face while calibrating; when the time is up, the
+        calibration (or why there is none) as a reply field."""
+        if self.neutral is None:
+            return None
+        scored = [f for f in result.faces if f.scores is not None]
+        if scored:
+            self.neutral.append(max(scored, key=lambda f: f.box[2] * f.box[3]))
+        if time.perf_counter() < self.until:
+            return {"calibration": "collecting"}
+        faces, self.neutral = self.neutral, None
+        if not faces:
+            return {"calibration": "failed", "error": "no face was in view while calibrating; "
+                    "face the camera with a neutral face and try again"}  # fmt: skip
+        self.calibration = self.demo.rec.calibrate(faces)
+        return {"calibration": "on", "calibrated_frames": len(faces)}
 
     def step(self, data: bytes, frame: int) -> dict:
         """The reply to one frame (JPEG or PNG bytes)."""
@@ -189,11 +221,14 @@ class LiveSession:
         with demo.lock:
             result = self.tracked.update(image, frame, t0 - self.started)
         ms = round(1000 * (time.perf_counter() - t0), 1)
+        state = self._calibrating(result)
+        if self.calibration is not None:
+            result = calibrated(result, self.calibration)
         if self.report is not None and frame < LIMITS["live_report_frames"]:
             self.report.add(result)  # bounded: a long session's report keeps its start
         recs = records("webcam", result.faces, frame, None, demo.rec.detector.name, empty=False)
         return {"frame": frame, "width": image.shape[1], "height": image.shape[0],
-                "faces": recs, "ms": ms}  # fmt: skip
+                "faces": recs, "ms": ms, **(state or {})}  # fmt: skip
 
     def report_page(self) -> dict:
         if self.report is None:
@@ -367,8 +402,11 @@ async def live(ws: WebSocket):
             if data is None and message.get("text") == "report":
                 await ws.send_text(json.dumps(await run_in_threadpool(session.report_page)))
                 continue
+            if data is None and message.get("text") == "calibrate":
+                await ws.send_text(json.dumps(session.start_calibration()))
+                continue
             if data is None:
-                hint = "send frames as binary JPEG or PNG, or the text 'report'"
+                hint = "send frames as binary JPEG or PNG, or the text 'report' or 'calibrate'"
                 await ws.send_text(json.dumps({"frame": frame, "error": hint}))
                 continue
             if len(data) > LIMITS["frame_bytes"]:

@@ -62,8 +62,11 @@ async function startLive() {
   ws.onopen = () => { $("status").textContent = "live · " + info.detector; send(); };
   ws.onclose = () => { $("status").textContent = "disconnected"; };
   $("live-report").onclick = () => ws.readyState === WebSocket.OPEN && ws.send("report");
+  $("live-calibrate").onclick = () => ws.readyState === WebSocket.OPEN && ws.send("calibrate");
   ws.onmessage = (event) => {
     const reply = JSON.parse(event.data);
+    showCalibration(reply);
+    if (reply.frame === undefined && reply.calibration) return;  // the answer to "calibrate"
     if (reply.report !== undefined || (reply.error && reply.frame === undefined)) {
       if (reply.error) return showError($("live-error"), reply.error);
       const a = document.createElement("a");
@@ -76,7 +79,7 @@ async function startLive() {
     frames += 1;
     $("fps").textContent = (frames / ((performance.now() - started) / 1000)).toFixed(1);
     $("latency").textContent = latency.toFixed(0);
-    if (reply.error) showError($("live-error"), reply.error);
+    if (reply.error && reply.calibration !== "failed") showError($("live-error"), reply.error);
     else {
       showError($("live-error"), "");
       drawFaces(reply);
@@ -114,6 +117,22 @@ function drawFaces(reply) {
     return li;
   }));
   drawBars(reply.faces.find((f) => f.scores));
+}
+
+// where the session's calibration stands: collecting the neutral face, on, or failed
+function showCalibration(reply) {
+  const state = $("calibration");
+  if (reply.calibration === "collecting") {
+    state.textContent = "calibrating… hold a neutral face";
+    state.dataset.state = "collecting";
+  } else if (reply.calibration === "on") {
+    state.textContent = `calibrated on ${reply.calibrated_frames} frames: bars and timeline ` +
+      "show this face against its own neutral";
+    state.dataset.state = "on";
+  } else if (reply.calibration === "failed") {
+    state.textContent = "not calibrated: " + reply.error;
+    state.dataset.state = "failed";
+  }
 }
 
 // a face's label and score, or that it was turned beyond --max-yaw (not scored)
