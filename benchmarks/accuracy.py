@@ -62,10 +62,14 @@ def main() -> None:
     for name, r, _ in rows:
         cells = " | ".join(f"{r['per_class_recall'][k]:.3f}" for k in EMOTIONS)
         print(f"| {name} | {cells} |")
-    write(f"accuracy-{args.split}", {
-        "split": args.split, "model": args.model or "fer2013",
-        "rows": [{"system": name, "seconds": secs, **r} for name, r, secs in rows],
-    })  # fmt: skip
+    write(
+        f"accuracy-{args.split}",
+        {
+            "split": args.split,
+            "model": args.model or "fer2013",
+            "rows": [{"system": name, "seconds": secs, **r} for name, r, secs in rows],
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,15 @@ def performers(root: Path, part: str) -> dict[str, list[dict]]:
     """The photos of each performer of one part (``val``: the ``fold=val`` rows of ``choose``),
     in file order."""
     with (root / "taiwanese" / "labels.csv").open(newline="") as f:
-        rows = [r for r in csv.DictReader(f) if (r["part"] == "report" if part == "report"
-                                                  else (r["part"], r["fold"]) == ("choose", "val"))]
+        rows = [
+            r
+            for r in csv.DictReader(f)
+            if (
+                r["part"] == "report"
+                if part == "report"
+                else (r["part"], r["fold"]) == ("choose", "val")
+            )
+        ]
     out: dict[str, list[dict]] = {}
     for r in rows:
         out.setdefault(r["performer"], []).append(r)
@@ -50,8 +57,12 @@ def table(y: list[int], pred: list[int | None], labels) -> dict:
     truth = np.array([labels.index(EMOTIONS[i]) for i in y])
     guess = np.array([len(labels) if p is None else p for p in pred])
     r = scores(truth, guess, labels=[*labels, NO_FACE])
-    return {"n": len(y), "accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
-            "recall": {k: r["per_class_recall"][k] for k in labels}}  # fmt: skip
+    return {
+        "n": len(y),
+        "accuracy": r["accuracy"],
+        "macro_f1": r["macro_f1"],
+        "recall": {k: r["per_class_recall"][k] for k in labels},
+    }
 
 
 def main() -> None:
@@ -100,22 +111,38 @@ def main() -> None:
                     pred.append(None)
                     continue
                 if cal is not None:
-                    cal = replace(cal, **{k: v for k, v in (("beta", beta), ("floor", floor))
-                                          if v is not None})  # fmt: skip
+                    cal = replace(
+                        cal,
+                        **{k: v for k, v in (("beta", beta), ("floor", floor)) if v is not None},
+                    )
                     p = cal.apply(p[None])[0]
                 pred.append(int(np.argmax(p)))
             one = table([y for y, _, _ in scored], pred, rec.labels)
             used = next(iter(refs.values())) if refs else None
-            runs.append({"beta": beta if beta is not None else used and used.beta,
-                         "floor": floor if floor is not None else used and used.floor,
-                         **one})  # fmt: skip
+            runs.append(
+                {
+                    "beta": beta if beta is not None else used and used.beta,
+                    "floor": floor if floor is not None else used and used.floor,
+                    **one,
+                }
+            )
     plain = table(plain_y, plain_pred, rec.labels)
     best = max(runs, key=lambda r: ((r["accuracy"] + r["macro_f1"]) / 2, -r["beta"], r["floor"]))
-    out = {"part": args.part, "model": Path(rec.model_path).name, "performers": len(refs),
-           "no_reference": no_reference, "photos": len(scored), "plain": plain,
-           "calibrated": runs, "best": best, "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
-    print(f"Taiwanese {args.part} performers with a neutral photo: {len(refs)}, photos scored "
-          f"{len(scored)} (the first neutral photo of each is the reference)\n")
+    out = {
+        "part": args.part,
+        "model": Path(rec.model_path).name,
+        "performers": len(refs),
+        "no_reference": no_reference,
+        "photos": len(scored),
+        "plain": plain,
+        "calibrated": runs,
+        "best": best,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    print(
+        f"Taiwanese {args.part} performers with a neutral photo: {len(refs)}, photos scored "
+        f"{len(scored)} (the first neutral photo of each is the reference)\n"
+    )
     print("| setting | accuracy | macro-F1 | " + " | ".join(rec.labels) + " |")
     print("|---" * (3 + len(rec.labels)) + "|")
     for name, r in [("plain analyze", plain)] + [

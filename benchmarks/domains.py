@@ -46,8 +46,12 @@ HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
 NO_FACE = "no face"
 SETS = ("fer2013", "taiwanese", "sfew", "sfew_detected")
-NAMES = {"fer2013": "FER2013", "taiwanese": "Taiwanese", "sfew": "SFEW crops",
-         "sfew_detected": "SFEW detected"}  # fmt: skip
+NAMES = {
+    "fer2013": "FER2013",
+    "taiwanese": "Taiwanese",
+    "sfew": "SFEW crops",
+    "sfew_detected": "SFEW detected",
+}
 
 
 def read_set(root: Path, name: str, part: str) -> tuple[list[Path], np.ndarray]:
@@ -82,8 +86,9 @@ def mobilefer_rows(args, detector, photos, sfew, fer) -> list[dict]:
     for model in args.model:
         for margin in args.margin or [None]:
             for tau in args.tau or [None]:
-                rec = Recognizer(model, detector=detector, threads=args.threads,
-                                 margin=margin, prior_tau=tau)  # fmt: skip
+                rec = Recognizer(
+                    model, detector=detector, threads=args.threads, margin=margin, prior_tau=tau
+                )
                 t0 = time.perf_counter()
                 ev = evaluate_model(rec, fer[0] if rec.labels == EMOTIONS else fer[1])
                 own = ev["fer2013"] if rec.labels == EMOTIONS else ev["ferplus"]
@@ -94,15 +99,20 @@ def mobilefer_rows(args, detector, photos, sfew, fer) -> list[dict]:
                 sd = [rec.classify_boxes(img, dets) for img, dets in sfew["detected"]]
                 sd_pred = [rec.labels.index(f[0].label) if f else None for f in sd]
                 name = Path(rec.model_path).name if Path(model).is_file() else model
-                rows.append({
-                    "system": f"mobilefer {name}", "model": str(model),
-                    "margin": rec.margin, "prior_tau": rec.card.prior_tau,
-                    "flip_tta": rec.flip_tta, "seconds": time.perf_counter() - t0,
-                    "fer2013": {k: own[k] for k in own if k not in ("fer2013", "ferplus")},
-                    "taiwanese": score_predictions(photos["labels"], tw_pred, rec.labels),
-                    "sfew": score_predictions(sfew["labels"], sf_pred, rec.labels),
-                    "sfew_detected": score_predictions(sfew["labels"], sd_pred, rec.labels),
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "system": f"mobilefer {name}",
+                        "model": str(model),
+                        "margin": rec.margin,
+                        "prior_tau": rec.card.prior_tau,
+                        "flip_tta": rec.flip_tta,
+                        "seconds": time.perf_counter() - t0,
+                        "fer2013": {k: own[k] for k in own if k not in ("fer2013", "ferplus")},
+                        "taiwanese": score_predictions(photos["labels"], tw_pred, rec.labels),
+                        "sfew": score_predictions(sfew["labels"], sf_pred, rec.labels),
+                        "sfew_detected": score_predictions(sfew["labels"], sd_pred, rec.labels),
+                    }
+                )
     return rows
 
 
@@ -114,14 +124,15 @@ def fer_row(args, photo_paths, photos, sfew, fer_split) -> dict:
         raise PeerError("fer", e.stderr) from None
     labels = EMOTIONS
     return {
-        "system": "fer 25.10.3 (Haar + mini-Xception)", "seconds": time.perf_counter() - t0,
+        "system": "fer 25.10.3 (Haar + mini-Xception)",
+        "seconds": time.perf_counter() - t0,
         "fer2013": scores(args.fer_labels, np.array(peer["fer2013"])),
         "taiwanese": score_predictions(photos["labels"], peer["taiwanese"], labels),
         "sfew": score_predictions(sfew["labels"], peer["sfew"], labels),
         "sfew_detected": score_predictions(
             sfew["labels"], [None if p < 0 else p for p in peer["sfew_detected"]], labels
         ),
-    }  # fmt: skip
+    }
 
 
 def faceapi_row(args, photo_paths, photos, sfew, fer_pixels, fer_labels) -> dict:
@@ -129,14 +140,18 @@ def faceapi_row(args, photo_paths, photos, sfew, fer_pixels, fer_labels) -> dict
     import cv2
 
     items, blobs, offset = [], [], 0
-    sets = [("detect", [read_image(p) for p in photo_paths]), ("classify", sfew["images"]),
-            ("detect", sfew["images"]),
-            ("classify", [cv2.cvtColor(p, cv2.COLOR_GRAY2BGR) for p in fer_pixels])]  # fmt: skip
+    sets = [
+        ("detect", [read_image(p) for p in photo_paths]),
+        ("classify", sfew["images"]),
+        ("detect", sfew["images"]),
+        ("classify", [cv2.cvtColor(p, cv2.COLOR_GRAY2BGR) for p in fer_pixels]),
+    ]
     for mode, images in sets:
         for img in images:
             rgb = np.ascontiguousarray(img[:, :, ::-1])
-            items.append({"offset": offset, "height": rgb.shape[0], "width": rgb.shape[1],
-                          "mode": mode})  # fmt: skip
+            items.append(
+                {"offset": offset, "height": rgb.shape[0], "width": rgb.shape[1], "mode": mode}
+            )
             blobs.append(rgb.tobytes())
             offset += rgb.nbytes
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,9 +193,11 @@ def domain_score(row: dict) -> float:
 def print_tables(result: dict) -> None:
     part, rows = result["part"], result["rows"]
     fer_name = "PublicTest" if part == "val" else "PrivateTest"
-    print(f"Faces from elsewhere, part {part!r}: FER2013 {fer_name} ({result['n']['fer2013']}), "
-          f"Taiwanese ({result['n']['taiwanese']} photos), SFEW ({result['n']['sfew']} images, "
-          f"as crops and through the detector); {result['machine']}")  # fmt: skip
+    print(
+        f"Faces from elsewhere, part {part!r}: FER2013 {fer_name} ({result['n']['fer2013']}), "
+        f"Taiwanese ({result['n']['taiwanese']} photos), SFEW ({result['n']['sfew']} images, "
+        f"as crops and through the detector); {result['machine']}"
+    )
     print("accuracy (macro-F1); FER+ models on the FER+ majority vote; no face = wrong")
     print()
     print("| system | margin | tau | " + " | ".join(NAMES[s] for s in SETS) + " | domain score |")
@@ -196,8 +213,10 @@ def print_tables(result: dict) -> None:
         for r in rows:
             rec = r[s]["per_class_recall"]
             cells = " | ".join(f"{rec.get(k, 0):.2f}" for k in EMOTIONS)
-            print(f"| {r['system']} m{r.get('margin', '')} t{r.get('prior_tau', '')} | {cells} "
-                  f"| {r[s]['no_face']} |")  # fmt: skip
+            print(
+                f"| {r['system']} m{r.get('margin', '')} t{r.get('prior_tau', '')} | {cells} "
+                f"| {r[s]['no_face']} |"
+            )
 
 
 def main() -> None:
@@ -233,16 +252,20 @@ def main() -> None:
     first = Recognizer(args.model[0], threads=args.threads, detector=args.detector)
     detector = first.detector  # every model sees the same detections of each photo
     images = [read_image(p) for p in photo_paths]
-    photos = {"images": [(img, largest(detector.detect(img))) for img in images],
-              "labels": photo_labels}  # fmt: skip
+    photos = {
+        "images": [(img, largest(detector.detect(img))) for img in images],
+        "labels": photo_labels,
+    }
     sfew = {"images": [read_image(p) for p in sfew_paths], "labels": sfew_labels}
     sfew["detected"] = [(img, largest(detector.detect(img))) for img in sfew["images"]]
 
     rows = mobilefer_rows(args, detector, photos, sfew, (plain, data))
     if args.fer_python:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-            json.dump({"taiwanese": [str(p) for p in photo_paths],
-                       "sfew": [str(p) for p in sfew_paths]}, f)  # fmt: skip
+            json.dump(
+                {"taiwanese": [str(p) for p in photo_paths], "sfew": [str(p) for p in sfew_paths]},
+                f,
+            )
         args.list_file, args.fer_labels = f.name, data.labels
         try:
             rows.append(fer_row(args, photo_paths, photos, sfew, 1 if split == "public" else 2))
@@ -262,10 +285,12 @@ def main() -> None:
     for r in rows:
         r["domain_score"] = domain_score(r)
     result = {
-        "part": args.part, "detector": detector.name, "machine": machine(),
+        "part": args.part,
+        "detector": detector.name,
+        "machine": machine(),
         "n": {"fer2013": len(data), "taiwanese": len(photo_paths), "sfew": len(sfew_paths)},
         "rows": rows,
-    }  # fmt: skip
+    }
     write(f"domains-{args.part}", result, out)
     print_tables(result)
 

@@ -90,9 +90,12 @@ def domains(npz: str, split: int, list_file: str) -> dict:
         return order.index(max(top["emotions"], key=top["emotions"].get))
 
     crops = [cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in lists["sfew"]]
-    return {"fer2013": classify(model, pixels), "sfew": classify(model, crops),
-            "taiwanese": [largest_face(p) for p in lists["taiwanese"]],
-            "sfew_detected": [largest_face(p) for p in lists["sfew"]]}  # fmt: skip
+    return {
+        "fer2013": classify(model, pixels),
+        "sfew": classify(model, crops),
+        "taiwanese": [largest_face(p) for p in lists["taiwanese"]],
+        "sfew_detected": [largest_face(p) for p in lists["sfew"]],
+    }
 
 
 def speed(video: str) -> dict:

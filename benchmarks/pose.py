@@ -26,8 +26,11 @@ from results import write
 from synthetic import astronaut, turn_face
 
 #: The turns read, per axis (degrees).
-TURNS = {"yaw": (-45, -30, -15, 15, 30, 45), "pitch": (-20, -10, 10, 20),
-         "roll": (-30, -20, -10, 10, 20, 30)}  # fmt: skip
+TURNS = {
+    "yaw": (-45, -30, -15, 15, 30, 45),
+    "pitch": (-20, -10, 10, 20),
+    "roll": (-30, -20, -10, 10, 20, 30),
+}
 SHARED = Path(os.environ.get("MOBILEFER_SHARED", Path(__file__).resolve().parents[1] / "../shared"))
 
 
@@ -80,13 +83,20 @@ def main() -> None:
     for axis, turns in TURNS.items():
         for t in turns:
             on, off = np.array(errors[(True, axis, t)]), np.array(errors[(False, axis, t)])
-            row = {"axis": axis, "turn": t, "n": len(on),
-                   "mean": round(float(on.mean()), 1), "mae": round(float(abs(on).mean()), 1),
-                   "mean_without": round(float(off.mean()), 1),
-                   "mae_without": round(float(abs(off).mean()), 1)}  # fmt: skip
+            row = {
+                "axis": axis,
+                "turn": t,
+                "n": len(on),
+                "mean": round(float(on.mean()), 1),
+                "mae": round(float(abs(on).mean()), 1),
+                "mean_without": round(float(off.mean()), 1),
+                "mae_without": round(float(abs(off).mean()), 1),
+            }
             rows.append(row)
-            print(f"| {axis} | {t:+d} | {row['mean']:+.1f} | {row['mae']:.1f} | "
-                  f"{row['mean_without']:+.1f} | {row['mae_without']:.1f} |")  # fmt: skip
+            print(
+                f"| {axis} | {t:+d} | {row['mean']:+.1f} | {row['mae']:.1f} | "
+                f"{row['mean_without']:+.1f} | {row['mae_without']:.1f} |"
+            )
     summary = {}
     for axis, turns in TURNS.items():
         for lim in (15, 30, 45):

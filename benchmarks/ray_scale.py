@@ -4,8 +4,9 @@
 
 Writes ``--images`` 640x480 JPEGs (scikit-image's astronaut() shifted, scaled and lit
 differently in each) into a temporary folder, then times, on the same folder: `mobilefer
-predict` in one process (the CLI, records to /dev/null), and `mobilefer.ray.predict` on a local
-Ray (``ray.init(num_cpus=2)``) with 1 and 2 actors, its start-up (``ray.init``) timed apart.
+predict` in one process (the CLI, records to /dev/null), and `mobilefer.distributed.predict`
+on a local Ray (``ray.init(num_cpus=2)``) with 1 and 2 actors, its start-up (``ray.init``)
+timed apart.
 """
 
 from __future__ import annotations
@@ -32,15 +33,26 @@ def main() -> None:
         folder = Path(tmp)
         make_images(folder, args.images)
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "mobilefer", "predict", str(folder), "--detector",
-                        args.detector], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       check=False)  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mobilefer",
+                "predict",
+                str(folder),
+                "--detector",
+                args.detector,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
         secs = time.perf_counter() - t0
         rows.append(("mobilefer predict, one process (CLI, start-up included)", secs))
 
         import ray
 
-        import mobilefer.ray as mray
+        import mobilefer.distributed as mray
         from mobilefer.options import Options
 
         t0 = time.perf_counter()
@@ -48,21 +60,31 @@ def main() -> None:
         startup = time.perf_counter() - t0
         for actors in (1, 2):
             t0 = time.perf_counter()
-            n = mray.predict(str(folder), Options(detector=args.detector), actors=actors,
-                             batch_size=32).count()  # fmt: skip
+            n = mray.predict(
+                str(folder), Options(detector=args.detector), actors=actors, batch_size=32
+            ).count()
             rows.append((f"Ray Data, {actors} actor(s) ({n} records)", time.perf_counter() - t0))
         ray.shutdown()
-    print(f"{args.images} images of 640x480, one face each; {os.cpu_count()} CPU cores; "
-          f"ray.init took {startup:.1f} s (not counted below)")  # fmt: skip
+    print(
+        f"{args.images} images of 640x480, one face each; {os.cpu_count()} CPU cores; "
+        f"ray.init took {startup:.1f} s (not counted below)"
+    )
     print("| path | seconds | images/s |")
     print("|---|---|---|")
     for name, secs in rows:
         print(f"| {name} | {secs:.1f} | {args.images / secs:.1f} |")
-    write("ray_scale", {"images": args.images, "detector": args.detector,
-                               "ray_init_s": startup,
-                               "rows": [{"path": name, "seconds": secs,
-                                         "images_per_s": args.images / secs}
-                                        for name, secs in rows]})  # fmt: skip
+    write(
+        "ray_scale",
+        {
+            "images": args.images,
+            "detector": args.detector,
+            "ray_init_s": startup,
+            "rows": [
+                {"path": name, "seconds": secs, "images_per_s": args.images / secs}
+                for name, secs in rows
+            ],
+        },
+    )
 
 
 if __name__ == "__main__":

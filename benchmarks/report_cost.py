@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mobilefer import Recognizer
 from mobilefer.records import RecordWriter
-from mobilefer.report import Collector, write_report
+from mobilefer.study.report import Collector, write_report
 from results import run, write
 from synthetic import make_video
 
@@ -46,12 +46,21 @@ def main() -> None:
     made = write_report(collector, tmp / "report.html")
     report_s = time.perf_counter() - t0
     extra = report_s / predict_s - 1
-    print(f"{args.frames} frames of 640x480 video: predict {predict_s:.2f} s, report "
-          f"{report_s:.2f} s ({extra:+.1%}); page {made['bytes'] / 1e6:.2f} MB, "
-          f"{made['tracks']} track(s)")  # fmt: skip
-    write("report_cost", {"frames": args.frames, "predict_s": predict_s,
-                                 "report_s": report_s, "extra": extra,
-                                 "page_bytes": made["bytes"]})  # fmt: skip
+    print(
+        f"{args.frames} frames of 640x480 video: predict {predict_s:.2f} s, report "
+        f"{report_s:.2f} s ({extra:+.1%}); page {made['bytes'] / 1e6:.2f} MB, "
+        f"{made['tracks']} track(s)"
+    )
+    write(
+        "report_cost",
+        {
+            "frames": args.frames,
+            "predict_s": predict_s,
+            "report_s": report_s,
+            "extra": extra,
+            "page_bytes": made["bytes"],
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ def machine() -> str:
     name = platform.machine()
     try:
         info = Path("/proc/cpuinfo").read_text()
-        name = next(ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                    if ln.startswith("model name"))  # fmt: skip
+        name = next(
+            ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")
+        )
         name += " (AVX-512 bf16)" if "avx512_bf16" in info else " (no bf16)"
     except (OSError, StopIteration):
         pass

@@ -34,9 +34,11 @@ from results import run, write
 def affine(faces: np.ndarray, zoom: float = 1.0, angle: float = 0.0) -> np.ndarray:
     m = cv2.getRotationMatrix2D((23.5, 23.5), angle, 1.0 / zoom)
     return np.stack(
-        [cv2.warpAffine(f, m, (48, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-         for f in faces]
-    )  # fmt: skip
+        [
+            cv2.warpAffine(f, m, (48, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            for f in faces
+        ]
+    )
 
 
 def brightness(faces: np.ndarray, factor: float) -> np.ndarray:
@@ -69,8 +71,9 @@ def eye_align(faces: np.ndarray, detector) -> tuple[np.ndarray, float]:
         (rx, ry), (lx, ly) = dets[0].landmarks[:2]
         angle = np.degrees(np.arctan2(ly - ry, lx - rx))
         m = cv2.getRotationMatrix2D((23.5, 23.5), angle, 1.0)
-        out[i] = cv2.warpAffine(f, m, (48, 48), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        out[i] = cv2.warpAffine(
+            f, m, (48, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
         found += 1
     return out, found / max(len(faces), 1)
 
@@ -116,8 +119,10 @@ def main() -> None:
         rec = ExpressionModel(model)
         target = "ferplus" if rec.labels == FERPLUS_LABELS else "fer2013"
         if target == "ferplus" and data.votes is None:
-            raise OptionError(f"{model} has FER+'s 8 classes and is scored on FER+ votes: pass "
-                              "--ferplus ferplus.npz")  # fmt: skip
+            raise OptionError(
+                f"{model} has FER+'s 8 classes and is scored on FER+ votes: pass "
+                "--ferplus ferplus.npz"
+            )
         for col, faces_of in ((model, changed), (f"{model} + eye alignment", aligned)):
             if not faces_of:
                 continue
@@ -126,8 +131,10 @@ def main() -> None:
                 name: evaluate_model(rec, replace(data, pixels=faces_of[name]))[target]["accuracy"]
                 for name in CONDITIONS
             }
-    print(f"FER2013 {args.split} split, {len(data)} faces, accuracy (change vs clean in points); "
-          f"{os.cpu_count()} CPU cores, {time.perf_counter() - t0:.0f} s")  # fmt: skip
+    print(
+        f"FER2013 {args.split} split, {len(data)} faces, accuracy (change vs clean in points); "
+        f"{os.cpu_count()} CPU cores, {time.perf_counter() - t0:.0f} s"
+    )
     titles = {"fer2013": "FER2013 labels", "ferplus": "FER+ majority vote"}
     print("| condition | " + " | ".join(f"{c} ({titles[targets[c]]})" for c in columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
@@ -140,10 +147,17 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
     worst = {m: min(100 * (r[c] - r["clean"]) for c in CONDITIONS) for m, r in results.items()}
     print("| worst drop | " + " | ".join(f"{worst[m]:+.1f}" for m in columns) + " |")
-    write(f"robustness-{args.split}", {
-        "split": args.split, "faces": len(data), "conditions": list(CONDITIONS),
-        "columns": [{"model": c, "target": targets[c], "accuracy": results[c]} for c in columns],
-    })  # fmt: skip
+    write(
+        f"robustness-{args.split}",
+        {
+            "split": args.split,
+            "faces": len(data),
+            "conditions": list(CONDITIONS),
+            "columns": [
+                {"model": c, "target": targets[c], "accuracy": results[c]} for c in columns
+            ],
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -65,10 +65,19 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "mobilefer", "serve", "--port", str(port), "--detector",
-         args.detector],
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mobilefer",
+            "serve",
+            "--port",
+            str(port),
+            "--detector",
+            args.detector,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(200):  # wait for the port
             try:
@@ -81,8 +90,9 @@ def main() -> None:
         for n in (1, 2, 4):
             out: list = []
             deadline = time.perf_counter() + 120
-            threads = [threading.Thread(target=client, args=(url, frames, deadline, out))
-                       for _ in range(n)]  # fmt: skip
+            threads = [
+                threading.Thread(target=client, args=(url, frames, deadline, out)) for _ in range(n)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -94,17 +104,32 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
-    print(f"mobilefer serve, 640x480 JPEG frames, {len(frames)} per client; "
-          f"{os.cpu_count()} CPU cores; server memory at start {start_mb:.0f} MB")  # fmt: skip
+    print(
+        f"mobilefer serve, 640x480 JPEG frames, {len(frames)} per client; "
+        f"{os.cpu_count()} CPU cores; server memory at start {start_mb:.0f} MB"
+    )
     print("| clients | frames/s per client | p50 latency ms | p95 latency ms | server MB after |")
     print("|---|---|---|---|---|")
     for n, fps, p50, p95, mb in rows:
         print(f"| {n} | {fps:.1f} | {p50:.0f} | {p95:.0f} | {mb:.0f} |")
-    write("serve_load", {"frames_per_client": len(frames), "detector": args.detector,
-                                "server_mb_at_start": start_mb,
-                                "rows": [{"clients": n, "fps_per_client": fps, "p50_ms": p50,
-                                          "p95_ms": p95, "server_mb_after": mb}
-                                         for n, fps, p50, p95, mb in rows]})  # fmt: skip
+    write(
+        "serve_load",
+        {
+            "frames_per_client": len(frames),
+            "detector": args.detector,
+            "server_mb_at_start": start_mb,
+            "rows": [
+                {
+                    "clients": n,
+                    "fps_per_client": fps,
+                    "p50_ms": p50,
+                    "p95_ms": p95,
+                    "server_mb_after": mb,
+                }
+                for n, fps, p50, p95, mb in rows
+            ],
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,9 @@ def main() -> None:
             label = "default" if size == default else "old default"
             rows.append((f"{name} at {size} px ({label})", cells))
             faces = dict(zip(map(str, SIZES), cells, strict=True))
-            found_rows.append({"detector": name, "detect_size": size, "default": size == default,
-                               "faces": faces})  # fmt: skip
+            found_rows.append(
+                {"detector": name, "detect_size": size, "default": size == default, "faces": faces}
+            )
     print(f"4032x3024 photo, one face; {os.cpu_count()} CPU cores; median of {args.repeat}")
     print("| detector, detection size | " + " | ".join(f"{s} px face" for s in SIZES) + " |")
     print("|---" * (len(SIZES) + 1) + "|")

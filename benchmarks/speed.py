@@ -33,8 +33,11 @@ def baseline_model(rev: str, folder: Path) -> str:
     import subprocess
 
     path = folder / f"mobilefer_fer2013@{rev}.onnx"
-    blob = subprocess.run(["git", "show", f"{rev}:src/mobilefer/models/mobilefer_fer2013.onnx"],
-                          capture_output=True, check=True).stdout  # fmt: skip
+    blob = subprocess.run(
+        ["git", "show", f"{rev}:src/mobilefer/models/mobilefer_fer2013.onnx"],
+        capture_output=True,
+        check=True,
+    ).stdout
     path.write_bytes(blob)
     return str(path)
 
@@ -95,8 +98,14 @@ def tracked(rec: Recognizer, frames) -> dict:
 
 
 VIDEO_FIELDS = ("pipeline", "fps", "fps_with_decoding", "stages_ms", "found")
-STAGES = ("decode", "full-frame detection", "window search (tracker)", "crop and preprocess",
-          "model (ONNX Runtime)", "tracker, smoothing, results (the rest)")  # fmt: skip
+STAGES = (
+    "decode",
+    "full-frame detection",
+    "window search (tracker)",
+    "crop and preprocess",
+    "model (ONNX Runtime)",
+    "tracker, smoothing, results (the rest)",
+)
 
 
 def stream_stages(rec: Recognizer, video: Path) -> dict:
@@ -168,7 +177,6 @@ def stream_stages(rec: Recognizer, video: Path) -> dict:
     return {stage: 1e3 * spent[stage] / n for stage in STAGES}
 
 
-
 def classifier_alone(rec: Recognizer, batch: int, seconds: float = 2.0) -> float:
     faces = list(np.random.default_rng(0).integers(0, 256, (batch, 48, 48), dtype=np.uint8))
     rec.predict_proba(faces)
@@ -186,8 +194,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, help="ONNX Runtime threads (default: all cores)")
     ap.add_argument("--fer-python", default=os.environ.get("FER_PYTHON"), help="the peer's python")
     ap.add_argument("--detectors", default="haar,yunet")
-    ap.add_argument("--baseline", default="dc2cf94",
-                    help="a git revision whose default model file is timed beside (empty: none)")
+    ap.add_argument(
+        "--baseline",
+        default="dc2cf94",
+        help="a git revision whose default model file is timed beside (empty: none)",
+    )
     ap.add_argument(
         "--also", nargs="*", default=[], help="more model files for the classifier table"
     )
@@ -203,16 +214,26 @@ def main() -> None:
             r = per_frame(rec, frames)
             e2e = end_to_end(video, rec.analyze)
             tta = " + flip TTA" if rec.flip_tta else ""
-            rows.append((
-                f"mobilefer analyze(), {name} at {side} px{tta}", r["fps"], f"{e2e:.1f}",
-                f"{r['detect_ms']:.2f} / {r['classify_ms']:.2f}", f"{r['found']:.1%}",
-            ))  # fmt: skip
+            rows.append(
+                (
+                    f"mobilefer analyze(), {name} at {side} px{tta}",
+                    r["fps"],
+                    f"{e2e:.1f}",
+                    f"{r['detect_ms']:.2f} / {r['classify_ms']:.2f}",
+                    f"{r['found']:.1%}",
+                )
+            )
         tr = tracked(rec, frames)
         e2e_t = end_to_end(video, FaceTracker(rec.detector.detect, rec.boxes_proba).update)
-        rows.append((
-            f"mobilefer tracker (full detection every 10th frame), {name} at 320 px{tta}",
-            tr["fps"], f"{e2e_t:.1f}", "", f"{tr['found']:.1%}",
-        ))  # fmt: skip
+        rows.append(
+            (
+                f"mobilefer tracker (full detection every 10th frame), {name} at 320 px{tta}",
+                tr["fps"],
+                f"{e2e_t:.1f}",
+                "",
+                f"{tr['found']:.1%}",
+            )
+        )
     # The public pipeline with its defaults, reading the file: what a user's own loop gets.
     rec = Recognizer(args.model, threads=args.threads)
     t0, n, found = time.perf_counter(), 0, 0
@@ -220,8 +241,15 @@ def main() -> None:
         n += 1
         found += bool(result.faces)
     stream_fps = n / (time.perf_counter() - t0)
-    rows.append((f"mobilefer Recognizer().stream(video), defaults ({rec.detector.name})",
-                 stream_fps, f"{stream_fps:.1f}", "", f"{found / n:.1%}"))  # fmt: skip
+    rows.append(
+        (
+            f"mobilefer Recognizer().stream(video), defaults ({rec.detector.name})",
+            stream_fps,
+            f"{stream_fps:.1f}",
+            "",
+            f"{found / n:.1%}",
+        )
+    )
     stages = stream_stages(rec, video)
     if args.fer_python:
         peer = run_peer(args.fer_python, "speed", str(video))
@@ -235,8 +263,10 @@ def main() -> None:
             )
         )
 
-    print(f"{len(frames)} frames of 640x480 video; {machine()}; ONNX Runtime threads: "
-          f"{args.threads or 'default'}")  # fmt: skip
+    print(
+        f"{len(frames)} frames of 640x480 video; {machine()}; ONNX Runtime threads: "
+        f"{args.threads or 'default'}"
+    )
     print(
         "| pipeline | frames/s (decoded frames) | frames/s (with decoding) "
         "| detect / classify ms per frame | frames with a face |"
@@ -245,8 +275,10 @@ def main() -> None:
     for name, fps, e2e, split, found in rows:
         print(f"| {name} | {fps:.1f} | {e2e} | {split} | {found} |")
     if args.fer_python:
-        print(f"\nRecognizer().stream(video) with its defaults: {stream_fps / peer['fps']:.2f}x "
-              "the frames/s of fer's detect_emotions, same run")  # fmt: skip
+        print(
+            f"\nRecognizer().stream(video) with its defaults: {stream_fps / peer['fps']:.2f}x "
+            "the frames/s of fer's detect_emotions, same run"
+        )
     print()
     print("| Recognizer().stream(video), where a frame's time goes | ms per frame | share |")
     print("|---|---|---|")
@@ -269,25 +301,40 @@ def main() -> None:
                 + (" (as shipped)" if flip == shipped else "")
             )
             per_batch = dict(zip(("1", "32", "256"), rates, strict=True))
-            classifier.append({"model": name, "flip_tta": flip, "as_shipped": flip == shipped,
-                               "baseline": model == baseline and baseline is not None,
-                               "faces_per_s": per_batch})  # fmt: skip
+            classifier.append(
+                {
+                    "model": name,
+                    "flip_tta": flip,
+                    "as_shipped": flip == shipped,
+                    "baseline": model == baseline and baseline is not None,
+                    "faces_per_s": per_batch,
+                }
+            )
             print(f"| {name} | " + " | ".join(f"{r:.0f}" for r in rates) + " |")
     ratio = None
     if baseline:
         now = next(c for c in classifier if c["as_shipped"] and not c["baseline"])
         then = next(c for c in classifier if c["as_shipped"] and c["baseline"])
         ratio = now["faces_per_s"]["32"] / then["faces_per_s"]["32"]
-        print(f"\nThe default model as shipped classifies {ratio:.2f}x the faces/s at batch 32 of "
-              f"the one shipped at {args.baseline}, same run")  # fmt: skip
-    write("speed", {
-        "frames": len(frames), "threads": args.threads, "model": args.model or "fer2013",
-        "baseline": args.baseline or None, "batch32_ratio_to_baseline": ratio,
-        "video": [dict(zip(VIDEO_FIELDS, r, strict=True)) for r in rows],
-        "stream_fps": stream_fps, "fer_fps": peer["fps"] if args.fer_python else None,
-        "stream_stages_ms": stages,
-        "classifier": classifier,
-    })  # fmt: skip
+        print(
+            f"\nThe default model as shipped classifies {ratio:.2f}x the faces/s at batch 32 of "
+            f"the one shipped at {args.baseline}, same run"
+        )
+    write(
+        "speed",
+        {
+            "frames": len(frames),
+            "threads": args.threads,
+            "model": args.model or "fer2013",
+            "baseline": args.baseline or None,
+            "batch32_ratio_to_baseline": ratio,
+            "video": [dict(zip(VIDEO_FIELDS, r, strict=True)) for r in rows],
+            "stream_fps": stream_fps,
+            "fer_fps": peer["fps"] if args.fer_python else None,
+            "stream_stages_ms": stages,
+            "classifier": classifier,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -76,8 +76,9 @@ def small_face_photo(
     return img, (x, y, head.shape[1], head.shape[0])
 
 
-def turn_face(image: np.ndarray, landmarks, yaw: float = 0.0, pitch: float = 0.0,
-              roll: float = 0.0) -> np.ndarray:
+def turn_face(
+    image: np.ndarray, landmarks, yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0
+) -> np.ndarray:
     """``image`` with its face turned by ``yaw``, ``pitch`` and ``roll`` degrees (the signs of
     :mod:`mobilefer.pose`: yaw toward the image's right, pitch up, roll clockwise), as a
     camera far away would see it: the picture is laid on a generic head (an ellipsoid with a
@@ -92,8 +93,11 @@ def turn_face(image: np.ndarray, landmarks, yaw: float = 0.0, pitch: float = 0.0
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     dx, dy = xs - centre[0], ys - centre[1]
     inside = np.clip(1 - (dx / a) ** 2 - (dy / b) ** 2, 0, None)
-    nose = 0.35 * eyes * np.exp(-((xs - pts[2, 0]) ** 2 + (ys - pts[2, 1]) ** 2)
-                                / (2 * (0.28 * eyes) ** 2))  # fmt: skip
+    nose = (
+        0.35
+        * eyes
+        * np.exp(-((xs - pts[2, 0]) ** 2 + (ys - pts[2, 1]) ** 2) / (2 * (0.28 * eyes) ** 2))
+    )
     z = c * np.sqrt(inside) + nose * (inside > 0)  # toward the camera
     cy_, sy = np.cos(np.radians(yaw)), np.sin(np.radians(yaw))
     cp, sp = np.cos(np.radians(pitch)), np.sin(np.radians(pitch))

@@ -17,10 +17,20 @@ OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "tiny.onnx"
 
 def tiny_config():
     """The config of the tiny model (and of the training tests' tiny runs)."""
-    from mobilefer.train.config import recipe
+    from mobilefer.train.recipes import recipe
 
-    return recipe("default", input_size=32, width_mult=0.2, backbone=None, hidden=(16, 8),
-                  epochs=1, batch_size=16, threads=1, dropout=0.0, ferplus_weight=0.0)  # fmt: skip
+    return recipe(
+        "default",
+        input_size=32,
+        width_mult=0.2,
+        backbone=None,
+        hidden=(16, 8),
+        epochs=1,
+        batch_size=16,
+        threads=1,
+        dropout=0.0,
+        ferplus_weight=0.0,
+    )
 
 
 def make(path: Path = OUT) -> Path:

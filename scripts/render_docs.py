@@ -27,8 +27,12 @@ START = "<!-- results:start (rendered by scripts/render_docs.py from results/; d
 END = "<!-- results:end -->"
 FIELDS_START = "<!-- fields:start (rendered by scripts/render_docs.py from RECORD_FIELDS) -->"
 FIELDS_END = "<!-- fields:end -->"
-SETS = (("fer2013", "FER2013 PrivateTest"), ("taiwanese", "studio photos"),
-        ("sfew", "film stills"), ("sfew_detected", "film stills, detected"))  # fmt: skip
+SETS = (
+    ("fer2013", "FER2013 PrivateTest"),
+    ("taiwanese", "studio photos"),
+    ("sfew", "film stills"),
+    ("sfew_detected", "film stills, detected"),
+)
 #: What each training source is, and its terms (the card names the sources a file learnt from).
 SOURCE_TERMS = {
     "taiwanese": "posed studio photos of 11 performers (Taiwan Corpora of Chinese Emotions, "
@@ -44,11 +48,16 @@ SOURCE_TERMS = {
 def sets_of(domains: dict) -> list[tuple[str, str]]:
     """The sets a results file holds (older files lack the detected film stills)."""
     return [(s, t) for s, t in SETS if s in domains["rows"][0]]
-DOMAINS = (".venv/bin/python benchmarks/domains.py --part report --model fer2013 ferplus "
-           "--fer-python ../venv-fer/bin/python --faceapi ../faceapi")  # fmt: skip
+
+
+DOMAINS = (
+    ".venv/bin/python benchmarks/domains.py --part report --model fer2013 ferplus "
+    "--fer-python ../venv-fer/bin/python --faceapi ../faceapi"
+)
 SPEED = ".venv/bin/python benchmarks/speed.py --threads 2 --fer-python ../venv-fer/bin/python"
 REPORT_COST = ".venv/bin/python benchmarks/report_cost.py"
 POSE = ".venv/bin/python benchmarks/pose.py"
+CALIBRATION = ".venv/bin/python benchmarks/calibration.py --part report"
 
 
 def load(name: str) -> dict:
@@ -66,8 +75,13 @@ def shipped_name(row: dict) -> str:
     return row["system"].removeprefix("mobilefer ")
 
 
-def results_section(domains: dict, speed: dict, cost: dict | None = None,
-                    pose: dict | None = None) -> str:  # fmt: skip
+def results_section(
+    domains: dict,
+    speed: dict,
+    cost: dict | None = None,
+    pose: dict | None = None,
+    calibration: dict | None = None,
+) -> str:
     n = domains["n"]
     lines = [
         START,
@@ -86,18 +100,22 @@ def results_section(domains: dict, speed: dict, cost: dict | None = None,
         name = row["system"]
         if name.startswith("mobilefer "):
             name = f"**mobilefer `{shipped_name(row)}`**"
-        lines.append(f"| {name} | " + " | ".join(cell(row[s]) for s, _ in sets_of(domains))
-                     + " |")  # fmt: skip
-    missed = [(r["system"].split(" ")[0], r["sfew_detected"]["no_face"]) for r in domains["rows"]
-              if "sfew_detected" in r and r["sfew_detected"]["no_face"] > n["sfew"] / 2]
+        lines.append(f"| {name} | " + " | ".join(cell(row[s]) for s, _ in sets_of(domains)) + " |")
+    missed = [
+        (r["system"].split(" ")[0], r["sfew_detected"]["no_face"])
+        for r in domains["rows"]
+        if "sfew_detected" in r and r["sfew_detected"]["no_face"] > n["sfew"] / 2
+    ]
     if missed:
-        lines += ["", "On the detected film stills, " + " and ".join(
-            f"`{who}` found no face in {k} of {n['sfew']}" for who, k in missed)
-            + " (tight crops, the face filling the image); those count as wrong."]  # fmt: skip
+        lines += [
+            "",
+            "On the detected film stills, "
+            + " and ".join(f"`{who}` found no face in {k} of {n['sfew']}" for who, k in missed)
+            + " (tight crops, the face filling the image); those count as wrong.",
+        ]
     shipped = next(c for c in speed["classifier"] if c["as_shipped"] and not c.get("baseline"))
     ratio = speed.get("batch32_ratio_to_baseline")
-    then = (f", {ratio:.2f}x the two-network file shipped at {speed['baseline']}" if ratio
-            else "")  # fmt: skip
+    then = f", {ratio:.2f}x the two-network file shipped at {speed['baseline']}" if ratio else ""
     lines += [
         "",
         f"Speed on {speed['machine']}: `Recognizer().stream(video)` with its defaults runs at "
@@ -107,26 +125,57 @@ def results_section(domains: dict, speed: dict, cost: dict | None = None,
         f"{shipped['faces_per_s']['32']:,.0f} faces/s at batch 32{then}.",
     ]
     if cost:
-        lines += ["", f"`mobilefer report` took {cost['report_s']:.1f} s where `predict` took "
-                  f"{cost['predict_s']:.1f} s on the same {cost['frames']}-frame clip "
-                  f"({cost['extra']:+.0%}), for a page of {cost['page_bytes'] / 1e6:.1f} MB "
-                  f"(`{REPORT_COST}`)."]  # fmt: skip
+        lines += [
+            "",
+            f"`mobilefer report` took {cost['report_s']:.1f} s where `predict` took "
+            f"{cost['predict_s']:.1f} s on the same {cost['frames']}-frame clip "
+            f"({cost['extra']:+.0%}), for a page of {cost['page_bytes'] / 1e6:.1f} MB "
+            f"(`{REPORT_COST}`).",
+        ]
     if pose:
         m = pose["summary"]
         under = [r for r in pose["rows"] if r["axis"] == "yaw" and abs(r["turn"]) == 30]
         read = sum(abs(r["turn"] + r["mean"]) for r in under) / len(under)  # a 30 degree turn
-        lines += ["", f"Head angles from YuNet's five points, on {pose['faces']} faces turned by "
-                  "known angles (`" + POSE + "`): mean absolute error for turns up to 30 degrees "
-                  f"**roll {m['roll_mae_within_30']:.0f}, pitch {m['pitch_mae_within_30']:.0f}, "
-                  f"yaw {m['yaw_mae_within_30']:.0f} degrees**; yaw and pitch are under-read (a "
-                  f"30-degree yaw reads about {read:.0f}), as YuNet's points lean toward a "
-                  "frontal face."]  # fmt: skip
+        lines += [
+            "",
+            f"Head angles from YuNet's five points, on {pose['faces']} faces turned by "
+            "known angles (`" + POSE + "`): mean absolute error for turns up to 30 degrees "
+            f"**roll {m['roll_mae_within_30']:.0f}, pitch {m['pitch_mae_within_30']:.0f}, "
+            f"yaw {m['yaw_mae_within_30']:.0f} degrees**; yaw and pitch are under-read (a "
+            f"30-degree yaw reads about {read:.0f}), as YuNet's points lean toward a "
+            "frontal face.",
+        ]
+    if calibration:
+        lines += ["", *calibration_lines(calibration)]
     lines += [
         "",
         f"Made by `{DOMAINS}` and `{SPEED}` (benchmarks/README.md sets up the peers).",
         END,
     ]
     return "\n".join(lines)
+
+
+def calibration_lines(c: dict) -> list[str]:
+    """Participant calibration on the report performers: plain against calibrated."""
+    best = c["best"]
+    labels = list(c["plain"]["recall"])
+    head = "| | accuracy | macro-F1 | " + " | ".join(labels) + " |"
+    rows = [("plain `analyze`", c["plain"]), (f"calibrated (beta {best['beta']:g})", best)]
+    return [
+        f"**Participant calibration** (`rec.calibrate(neutral)`, below) on the studio photos' "
+        f"report performers with a neutral photo ({c['performers']}; each one's first neutral "
+        f"photo is the reference, their {c['photos']} other photos are scored; "
+        f"`{CALIBRATION}`):",
+        "",
+        head,
+        "|---" * (len(labels) + 3) + "|",
+        *(
+            f"| {name} | {r['accuracy']:.1%} | {r['macro_f1']:.3f} | "
+            + " | ".join(f"{r['recall'][k]:.2f}" for k in labels)
+            + " |"
+            for name, r in rows
+        ),
+    ]
 
 
 def fields_section() -> str:
@@ -169,9 +218,12 @@ def confusion(r: dict, title: str) -> list[str]:
     labels = r["labels"]
     rows = [(labels[i], v) for i, v in enumerate(r["confusion_matrix"]) if sum(v)]
     cols = [i for i, k in enumerate(labels) if k != "no face" or any(v[i] for _, v in rows)]
-    out = [f"{title} (rows: true label, columns: predicted):", "",
-           "| | " + " | ".join(labels[i] for i in cols) + " |",
-           "|---" * (len(cols) + 1) + "|"]  # fmt: skip
+    out = [
+        f"{title} (rows: true label, columns: predicted):",
+        "",
+        "| | " + " | ".join(labels[i] for i in cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
     out += [f"| {name} | " + " | ".join(str(v[i]) for i in cols) + " |" for name, v in rows]
     return out + [""]
 
@@ -211,21 +263,35 @@ def model_card(domains: dict, speed: dict) -> str:
             f"zoom {pre.zoom:g}.",
             f"- Test time: flip TTA {'on' if card.flip_tta else 'off'}, class-prior correction "
             f"tau {card.prior_tau:g}.",
-            "- Trained on: FER2013 Training" + "".join(f", {k}" for k in learnt)
-            + (f"; fine-tuned from network {recipe.get('init_member', 0)} of the "
-               f"`{recipe['init']}` file shipped before it" if recipe.get("init") else "")
-            + (f", its weights then averaged with that network's ({wise['alpha']:g} of the "
-               "fine-tuned, WiSE-FT)" if (wise := recipe.get("notes", {}).get("wise_ft")) else "")
+            "- Trained on: FER2013 Training"
+            + "".join(f", {k}" for k in learnt)
+            + (
+                f"; fine-tuned from network {recipe.get('init_member', 0)} of the "
+                f"`{recipe['init']}` file shipped before it"
+                if recipe.get("init")
+                else ""
+            )
+            + (
+                f", its weights then averaged with that network's ({wise['alpha']:g} of the "
+                "fine-tuned, WiSE-FT)"
+                if (wise := recipe.get("notes", {}).get("wise_ft"))
+                else ""
+            )
             + ".",
             f"- Precision: {card.precision}"
-            + (f" (static quantization, {quant.get('calibration')} calibration on "
-               f"{quant.get('faces')} Training faces and their mirrors)" if quant else "") + ".",
+            + (
+                f" (static quantization, {quant.get('calibration')} calibration on "
+                f"{quant.get('faces')} Training faces and their mirrors)"
+                if quant
+                else ""
+            )
+            + ".",
             "- Scores stored in the file: "
             + ", ".join(
                 f"{k} {v}"
                 for k, v in card.metrics.items()
                 if k.startswith(("private_fer2013_", "private_ferplus_"))
-            )  # fmt: skip
+            )
             + ".",
             "",
         ]
@@ -265,8 +331,10 @@ def model_card(domains: dict, speed: dict) -> str:
         "| system | " + " | ".join(t for _, t in sets) + " |",
         "|---" * (len(sets) + 1) + "|",
     ]
-    out += [f"| {r['system']} | " + " | ".join(cell(r[s]) for s, _ in sets) + " |"
-            for r in [*rows.values(), *peers]]  # fmt: skip
+    out += [
+        f"| {r['system']} | " + " | ".join(cell(r[s]) for s, _ in sets) + " |"
+        for r in [*rows.values(), *peers]
+    ]
     for name, row in rows.items():
         out += ["", f"### `{name}`: recall per class", "", *recall_table(row, sets), ""]
         for s, title in sets:
@@ -281,8 +349,10 @@ def model_card(domains: dict, speed: dict) -> str:
         "| model | batch 1 | batch 32 | batch 256 |",
         "|---|---|---|---|",
     ]
-    out += [f"| {c['model']} | " + " | ".join(f"{v:,.0f}" for v in c["faces_per_s"].values())
-            + " |" for c in speed["classifier"]]  # fmt: skip
+    out += [
+        f"| {c['model']} | " + " | ".join(f"{v:,.0f}" for v in c["faces_per_s"].values()) + " |"
+        for c in speed["classifier"]
+    ]
     out += [
         "",
         "## Limitations and bias",
@@ -311,15 +381,20 @@ def main() -> int:
     domains, speed = load("domains-report"), load("speed")
     cost = load("report_cost") if (RESULTS / "report_cost.json").is_file() else None
     pose = load("pose") if (RESULTS / "pose.json").is_file() else None
+    cal = load("calibration-report") if (RESULTS / "calibration-report.json").is_file() else None
+    section = results_section(domains, speed, cost, pose, cal)
     wanted = {
-        README: render_readme(README.read_text(), results_section(domains, speed, cost, pose)),
+        README: render_readme(README.read_text(), section),
         MODEL_CARD: model_card(domains, speed),
     }
     stale = [p for p, text in wanted.items() if not p.is_file() or p.read_text() != text]
     if args.check:
         for p in stale:
-            print(f"{p.relative_to(ROOT)}: differs from what results/ says; run "
-                  f"python scripts/render_docs.py", file=sys.stderr)  # fmt: skip
+            print(
+                f"{p.relative_to(ROOT)}: differs from what results/ says; run "
+                f"python scripts/render_docs.py",
+                file=sys.stderr,
+            )
         return 1 if stale else 0
     for p in stale:
         p.write_text(wanted[p])

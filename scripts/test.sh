@@ -19,5 +19,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 # The tests seed their own caches under tmp paths from ../shared (conftest.py): nothing here
 # writes into ~/.cache, so a user's first run is the same after the tests as before them.
-.venv/bin/ruff check src tests benchmarks scripts tools
+.venv/bin/ruff check src tests benchmarks scripts lab
+.venv/bin/ruff format --check src tests benchmarks scripts lab
+.venv/bin/mypy tests/typing/user_script.py  # the typed public API, as a user's script sees it
 .venv/bin/python -m pytest -q "$@"

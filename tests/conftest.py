@@ -108,8 +108,9 @@ def run(capsys, *argv):
     from mobilefer.cli import main
 
     try:
-        code = main([os.fsdecode(a) if isinstance(a, bytes | os.PathLike) else str(a)
-                     for a in argv])  # fmt: skip
+        code = main(
+            [os.fsdecode(a) if isinstance(a, bytes | os.PathLike) else str(a) for a in argv]
+        )
     except SystemExit as e:  # argparse refusing an option
         code = e.code
     out, err = capsys.readouterr()
@@ -123,8 +124,15 @@ def cli_argv(*args) -> list[str]:
 
 def predict(capsys, model, *args):
     """``mobilefer predict ARGS --model MODEL --detector haar``."""
-    return run(capsys, "predict", *(os.fsdecode(a) for a in args), "--model", str(model),
-               "--detector", "haar")  # fmt: skip
+    return run(
+        capsys,
+        "predict",
+        *(os.fsdecode(a) for a in args),
+        "--model",
+        str(model),
+        "--detector",
+        "haar",
+    )
 
 
 def records(out):
@@ -171,8 +179,17 @@ class FakeCamera:
 
 def tiff_header(width: int, height: int) -> bytes:
     """A little-endian TIFF whose one IFD declares ``width`` x ``height`` 8-bit gray (no data)."""
-    tags = [(256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
-            (273, 4, 8), (277, 3, 1), (278, 4, height), (279, 4, width * height)]  # fmt: skip
+    tags = [
+        (256, 4, width),
+        (257, 4, height),
+        (258, 3, 8),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, 8),
+        (277, 3, 1),
+        (278, 4, height),
+        (279, 4, width * height),
+    ]
     ifd = struct.pack("<H", len(tags))
     for tag, kind, value in tags:
         ifd += (
@@ -201,3 +218,17 @@ def png_header(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"x") + chunk(b"IEND", b"")
+
+
+#: Test modules whose tests are slow (training, Ray, the hostile corpus): marked ``slow``.
+SLOW_MODULES = {"test_train.py", "test_ray.py", "test_corpus.py"}
+
+
+def pytest_collection_modifyitems(items):
+    """Markers by what a test drives: ``browser`` (Debian's chromium) and ``slow``
+    (``pytest -m "not slow and not browser"`` is the quick loop)."""
+    for item in items:
+        if "chromium" in item.name:
+            item.add_marker(pytest.mark.browser)
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

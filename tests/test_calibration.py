@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from mobilefer import EMOTIONS, InputError, Recognizer, summarize
 from mobilefer.calibration import Calibration, reference_of
-from mobilefer.events import Event
 from mobilefer.recognizer import Face
 from mobilefer.stream import Result
+from mobilefer.study.plan import Event
 
 from conftest import run
 
@@ -61,9 +61,12 @@ def test_the_reference_undoes_the_prior_correction_and_is_a_geometric_mean():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.floats(0.001, 1.0), min_size=7, max_size=7),
-       st.lists(st.floats(0.001, 1.0), min_size=7, max_size=7),
-       st.floats(0.0, 1.0), st.floats(0.001, 0.2))  # fmt: skip
+@given(
+    st.lists(st.floats(0.001, 1.0), min_size=7, max_size=7),
+    st.lists(st.floats(0.001, 1.0), min_size=7, max_size=7),
+    st.floats(0.0, 1.0),
+    st.floats(0.001, 0.2),
+)
 def test_calibrated_scores_are_probabilities(p, ref, beta, floor):
     p, ref = np.array(p) / sum(p), np.array(ref) / sum(ref)
     out = Calibration(EMOTIONS, tuple(ref), 1, "m", beta, floor).apply(p[None])[0]
@@ -114,8 +117,9 @@ def test_every_writer_says_whether_a_face_was_calibrated(tmp_path, capsys, astro
     photo = tmp_path / "a.jpg"
     cv2.imwrite(str(photo), astronaut)
     for fmt in ("jsonl", "csv"):
-        code, out, err = run(capsys, "predict", photo, "--detector", "haar", "--format", fmt,
-                             "--calibrate", photo)  # fmt: skip
+        code, out, err = run(
+            capsys, "predict", photo, "--detector", "haar", "--format", fmt, "--calibrate", photo
+        )
         assert code == 0, err
         path = tmp_path / f"r.{fmt}"
         path.write_text(out)
@@ -213,16 +217,33 @@ def test_a_study_report_calibrated_on_its_baseline(tmp_path, capsys, monkeypatch
     events = tmp_path / "events.csv"
     events.write_text("name,start,end\nintro,0,1\nad,1,3\n")
     out, table = tmp_path / "r.html", tmp_path / "r.csv"
-    code, _, err = run(capsys, "report", plain, leans, "--events", events, "--calibrate",
-                       "intro", "--detector", "haar", "--smoothing", "0", "--out", out,
-                       "--csv", table)  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "report",
+        plain,
+        leans,
+        "--events",
+        events,
+        "--calibrate",
+        "intro",
+        "--detector",
+        "haar",
+        "--smoothing",
+        "0",
+        "--out",
+        out,
+        "--csv",
+        table,
+    )
     assert code == 0, err
     rows = {(r["participant"], r["event"]): r for r in csv.DictReader(table.open())}
     assert rows[("p2", "ad")]["calibrated"] == "true"
     assert float(rows[("p2", "ad")]["mean_sad"]) == pytest.approx(
-        float(rows[("p1", "ad")]["mean_sad"]), abs=0.02)  # fmt: skip
+        float(rows[("p1", "ad")]["mean_sad"]), abs=0.02
+    )
     assert "id=calibrated" in out.read_text()
-    code, _, err = run(capsys, "report", plain, "--calibrate", "intro", "--out",
-                       tmp_path / "x.html")  # fmt: skip
+    code, _, err = run(
+        capsys, "report", plain, "--calibrate", "intro", "--out", tmp_path / "x.html"
+    )
     assert code == 2 and "go with --events" in err
     del cv2

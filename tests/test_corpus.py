@@ -73,8 +73,18 @@ def hostile(tmp_path, astronaut):
     return d
 
 
-BAD = ("fifo.mp4", "zero.jpg", "bomb.tif", "bomb.jp2", "bomb.png", "sparse.jpg",
-       "truncated.jpg", "text.jpg", "empty.png", "damaged.mp4")  # fmt: skip
+BAD = (
+    "fifo.mp4",
+    "zero.jpg",
+    "bomb.tif",
+    "bomb.jp2",
+    "bomb.png",
+    "sparse.jpg",
+    "truncated.jpg",
+    "text.jpg",
+    "empty.png",
+    "damaged.mp4",
+)
 
 
 def test_the_hostile_folder_through_the_cli(hostile, tiny_model):
@@ -82,9 +92,21 @@ def test_the_hostile_folder_through_the_cli(hostile, tiny_model):
 
     t0 = time.perf_counter()
     p = subprocess.run(
-        [sys.executable, "-c", CLI, "predict", str(hostile), "--model", str(tiny_model),
-         "--detector", "haar"], capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            CLI,
+            "predict",
+            str(hostile),
+            "--model",
+            str(tiny_model),
+            "--detector",
+            "haar",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     seconds = time.perf_counter() - t0
     sources = {json.loads(line)["source"] for line in p.stdout.splitlines()}
     assert {str(hostile / f"good{i}.jpg") for i in range(3)} <= sources
@@ -106,10 +128,29 @@ def test_the_hostile_folder_through_a_study_report(hostile, tiny_model, tmp_path
     events.write_text("name,start,end\nstart,0,0.5\nrest,0.5,5\n")
     out, table = tmp_path / "r.html", tmp_path / "r.csv"
     p = subprocess.run(
-        [sys.executable, "-c", CLI, "report", str(hostile), "--model", str(tiny_model),
-         "--detector", "haar", "--events", str(events), "--baseline", "start", "--out",
-         str(out), "--csv", str(table)], capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            CLI,
+            "report",
+            str(hostile),
+            "--model",
+            str(tiny_model),
+            "--detector",
+            "haar",
+            "--events",
+            str(events),
+            "--baseline",
+            "start",
+            "--out",
+            str(out),
+            "--csv",
+            str(table),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = [ln for ln in p.stderr.splitlines() if ln.startswith("mobilefer: ")]
     for name in BAD:
         assert sum(str(hostile / name) in ln for ln in lines) == 1, (name, lines)
@@ -159,8 +200,9 @@ def test_the_hostile_uploads_four_at_a_time(hostile, tmp_path, astronaut):
     cv2.imwrite(str(hostile / "big.jpg"), big)
     script = tmp_path / "server.py"
     script.write_text(SERVER)
-    p = subprocess.run([sys.executable, str(script), str(hostile)], capture_output=True,
-                       text=True, timeout=300)  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, str(script), str(hostile)], capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     status = dict(eval(p.stdout.strip()))  # noqa: S307 - our own script's printed list
     assert all(status[f"good{i}.jpg"] == 200 for i in range(3)) and status["big.jpg"] == 200

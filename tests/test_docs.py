@@ -39,8 +39,11 @@ def test_user_facing_files_hold_no_lab_notes(name):
 
 
 def test_the_figures_are_those_of_the_results_files():
-    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "render_docs.py"), "--check"],
-                       capture_output=True, text=True)  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "render_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
     assert p.returncode == 0, p.stderr
 
 
@@ -64,6 +67,9 @@ def test_every_benchmark_writes_its_results_and_is_listed():
         assert f"`{path.name}`" in readme, f"{path.name} is not in benchmarks/README.md"
         if path.name in HELPERS:
             continue
-        calls = [n.func.id for n in ast.walk(ast.parse(path.read_text()))
-                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]  # fmt: skip
+        calls = [
+            n.func.id
+            for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+        ]
         assert "write" in calls, f"{path.name} writes no results file"

@@ -43,8 +43,9 @@ def build_inputs(folder: Path) -> list[str]:
     image = cv2.imread(str(ASTRONAUT))
     shutil.copy(ASTRONAUT, photos / "astronaut.jpg")
     cv2.imwrite(str(photos / "mirror.png"), image[:, ::-1])
-    gray = cv2.cvtColor(cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA),
-                        cv2.COLOR_BGR2GRAY)  # fmt: skip
+    gray = cv2.cvtColor(
+        cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY
+    )
     cv2.imwrite(str(photos / "sub" / "small gray.png"), gray)
     face = cv2.resize(image[0:300, 100:350], (125, 150), interpolation=cv2.INTER_AREA)
     collage = np.full((300, 600, 3), 128, np.uint8)
@@ -63,12 +64,21 @@ def outputs(capsys, folder: Path, detector: str) -> dict[str, str]:
     os.chdir(folder)
     out = {}
     for fmt in ("jsonl", "csv"):
-        code, text, err = run(capsys, "predict", *sources, "--detector", detector,
-                              "--format", fmt)  # fmt: skip
+        code, text, err = run(capsys, "predict", *sources, "--detector", detector, "--format", fmt)
         assert code == 0, err
         out[f"{detector}.{fmt}"] = text
-    options = ["--flip-tta", "off", "--margin", "-0.2", "--detect-every", "3", "--smoothing", "0",
-               "--model", "ferplus"]  # fmt: skip
+    options = [
+        "--flip-tta",
+        "off",
+        "--margin",
+        "-0.2",
+        "--detect-every",
+        "3",
+        "--smoothing",
+        "0",
+        "--model",
+        "ferplus",
+    ]
     code, text, err = run(capsys, "predict", *sources, "--detector", detector, *options)
     assert code == 0, err
     out[f"{detector}-options.jsonl"] = text

@@ -130,8 +130,7 @@ def test_os2_bitmap_is_read(tmp_path):
     assert read_image(tmp_path / "os2.bmp").shape == (h, w, 3)
 
 
-def test_a_huge_file_is_refused_by_its_size_before_reading(capsys, tmp_path, tiny_model,
-                                                           jpg_bytes):  # fmt: skip
+def test_a_huge_file_is_refused_by_its_size_before_reading(capsys, tmp_path, tiny_model, jpg_bytes):
     from mobilefer.image import max_file_bytes
 
     with open(tmp_path / "sparse.jpg", "wb") as f:  # 2 GB on disk, no blocks: instant
@@ -161,8 +160,9 @@ def nan_model(tmp_path_factory, tiny_model):
     proto = onnx.load(str(tiny_model))
     gemms = [n for n in proto.graph.node if n.op_type == "Gemm"]
     bias = next(i for i in proto.graph.initializer if i.name == gemms[-1].input[2])
-    bias.CopyFrom(numpy_helper.from_array(np.full_like(numpy_helper.to_array(bias), np.nan),
-                                          bias.name))  # fmt: skip
+    bias.CopyFrom(
+        numpy_helper.from_array(np.full_like(numpy_helper.to_array(bias), np.nan), bias.name)
+    )
     path = tmp_path_factory.mktemp("nan") / "nan.onnx"
     onnx.save(proto, str(path))
     return path
@@ -220,7 +220,7 @@ def test_bad_arrays_in_a_stream_are_errors_and_it_goes_on(tiny_model, astronaut,
         "analyze-size",
         "bool-size",
         "max-pixels",
-    ],  # fmt: skip
+    ],
 )
 def test_the_api_checks_what_the_cli_checks(tiny_model, make):
     from mobilefer import Recognizer
@@ -230,8 +230,9 @@ def test_the_api_checks_what_the_cli_checks(tiny_model, make):
         make(Recognizer, tiny_model)
 
 
-def test_a_damaged_video_is_read_past_the_damage_and_says_so(capsys, tmp_path, tiny_model,
-                                                              astronaut):  # fmt: skip
+def test_a_damaged_video_is_read_past_the_damage_and_says_so(
+    capsys, tmp_path, tiny_model, astronaut
+):
     from conftest import write_video
 
     path = write_video(tmp_path / "clip.mp4", astronaut, frames=60)
@@ -261,9 +262,22 @@ def test_one_error_is_one_line_of_ours(tmp_path, tiny_model, astronaut):
     (tmp_path / "two\nlines.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
     p = subprocess.run(
-        [sys.executable, "-m", "mobilefer", "predict", str(tmp_path), "--model", str(tiny_model),
-         "--detector", "haar"], capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mobilefer",
+            "predict",
+            str(tmp_path),
+            "--model",
+            str(tiny_model),
+            "--detector",
+            "haar",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     lines = [ln for ln in p.stderr.strip().splitlines() if " frames in " not in ln]  # the rate
     assert p.returncode == 1 and len(lines) == 3, lines  # video, image, the count
     assert lines[0].startswith("mobilefer: ") and "damaged video" in lines[0]
@@ -396,9 +410,7 @@ def test_fuzzed_files_never_lose_a_sibling(tmp_path, tiny_model, jpg_bytes, astr
     assert any(r["source"].endswith("zz_good.jpg") for r in records(p.stdout))
 
 
-def test_frames_of_a_variable_frame_rate_video_are_placed_at_their_own_times(
-    tmp_path, tiny_model
-):
+def test_frames_of_a_variable_frame_rate_video_are_placed_at_their_own_times(tmp_path, tiny_model):
     """A frame shown at 6.0 s was reported at 33.0 s (its index over the average rate)."""
     av = pytest.importorskip("av")
     import fractions

@@ -82,21 +82,29 @@ def test_a_broken_video_is_not_counted_as_saved(
     (tmp_path / "z.jpg").write_bytes(jpg_bytes)
     monkeypatch.setattr(cv2, "VideoWriter", FullDisk)
     out_dir = tmp_path / "out"
-    code, out, err = predict(capsys, tiny_model, tmp_path / "clip.mp4", tmp_path / "z.jpg",
-                             "--save", out_dir)  # fmt: skip
+    code, out, err = predict(
+        capsys, tiny_model, tmp_path / "clip.mp4", tmp_path / "z.jpg", "--save", out_dir
+    )
     assert code == 1 and "clip_mobilefer.mp4: cannot save (the written video is broken" in err
     assert sorted(p.name for p in out_dir.iterdir()) == ["z_mobilefer.png"]  # no leftovers
     assert "annotated 1 file(s)" in err
 
 
-def test_saved_videos_and_images_get_the_umask_mode(capsys, tmp_path, tiny_model, astronaut,
-                                                     jpg_bytes):  # fmt: skip
+def test_saved_videos_and_images_get_the_umask_mode(
+    capsys, tmp_path, tiny_model, astronaut, jpg_bytes
+):
     write_video(tmp_path / "clip.mp4", astronaut, frames=3)
     (tmp_path / "z.jpg").write_bytes(jpg_bytes)
     old = os.umask(0o022)
     try:
-        code, _, err = predict(capsys, tiny_model, tmp_path / "clip.mp4", tmp_path / "z.jpg",
-                               "--save", tmp_path / "out")  # fmt: skip
+        code, _, err = predict(
+            capsys,
+            tiny_model,
+            tmp_path / "clip.mp4",
+            tmp_path / "z.jpg",
+            "--save",
+            tmp_path / "out",
+        )
     finally:
         os.umask(old)
     assert code == 0, err
@@ -121,8 +129,9 @@ def test_a_failed_png_write_leaves_no_partial_file(monkeypatch, tmp_path, astron
 
 
 @pytest.mark.parametrize("where", ["file-as-folder", "folder"])
-def test_ray_out_is_checked_before_ray_starts(capsys, monkeypatch, tmp_path, tiny_model,
-                                              jpg_bytes, where):  # fmt: skip
+def test_ray_out_is_checked_before_ray_starts(
+    capsys, monkeypatch, tmp_path, tiny_model, jpg_bytes, where
+):
     ray = pytest.importorskip("ray")
 
     (tmp_path / "a.jpg").write_bytes(jpg_bytes)
@@ -135,8 +144,17 @@ def test_ray_out_is_checked_before_ray_starts(capsys, monkeypatch, tmp_path, tin
 
     monkeypatch.setattr(ray, "init", no_ray)
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    code, out_text, err = run(capsys, "predict", tmp_path / "a.jpg", "--engine", "ray",
-                              "--out", out, "--model", tiny_model)  # fmt: skip
+    code, out_text, err = run(
+        capsys,
+        "predict",
+        tmp_path / "a.jpg",
+        "--engine",
+        "ray",
+        "--out",
+        out,
+        "--model",
+        tiny_model,
+    )
     assert code == 2 and not out_text
     (line,) = err.strip().splitlines()
     want = "its folder is a file" if where == "file-as-folder" else "is a folder"
@@ -144,13 +162,29 @@ def test_ray_out_is_checked_before_ray_starts(capsys, monkeypatch, tmp_path, tin
 
 
 #: A value other than the default for every option of the record (mobilefer.options.Options).
-NOT_DEFAULT = {"model": "m.onnx", "threads": 3, "device": "auto", "flip_tta": True,
-               "prior_tau": 0.5, "detector": "haar", "yunet": "y.onnx", "margin": 0.1,
-               "detect_size": 100, "detect_every": 3, "smoothing": 0.3, "max_frames": 5,
-               "max_pixels": 1000, "max_yaw": 30.0}  # fmt: skip
+NOT_DEFAULT = {
+    "model": "m.onnx",
+    "threads": 3,
+    "device": "auto",
+    "flip_tta": True,
+    "prior_tau": 0.5,
+    "detector": "haar",
+    "yunet": "y.onnx",
+    "margin": 0.1,
+    "detect_size": 100,
+    "detect_every": 3,
+    "smoothing": 0.3,
+    "max_frames": 5,
+    "max_pixels": 1000,
+    "max_yaw": 30.0,
+}
 #: predict's flags that are not options of the record, and what --engine ray does with them.
-RAY_OWN = {"--format": (["csv"], None), "--save": (["saved"], None), "--actors": (["3"], 3),
-           "--calibrate": (["neutral.jpg"], None)}
+RAY_OWN = {
+    "--format": (["csv"], None),
+    "--save": (["saved"], None),
+    "--actors": (["3"], 3),
+    "--calibrate": (["neutral.jpg"], None),
+}
 RAY_ONLY = {"--engine", "--address", "--out", "--overwrite", "-h", "--help"}
 
 
@@ -169,7 +203,7 @@ def test_the_option_record_covers_every_option():
 def test_ray_takes_every_option_of_predict_or_refuses_it(capsys, monkeypatch, tmp_path):
     ray = pytest.importorskip("ray")
 
-    import mobilefer.ray as mray
+    import mobilefer.distributed as mray
 
     from conftest import run
 
@@ -179,8 +213,9 @@ def test_ray_takes_every_option_of_predict_or_refuses_it(capsys, monkeypatch, tm
     assert options - RAY_ONLY == record | set(RAY_OWN), "a predict option without a Ray test"
     calls = []
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
-    monkeypatch.setattr(mray, "predict", lambda source, options, **kw: calls.append(
-        (options, kw)) or None)  # fmt: skip
+    monkeypatch.setattr(
+        mray, "predict", lambda source, options, **kw: calls.append((options, kw)) or None
+    )
     monkeypatch.setattr(mray, "batches", lambda ds: iter(()))
     out = tmp_path / "r.jsonl"
     base = ["predict", "x.jpg", "--engine", "ray", "--out", out, "--overwrite"]
@@ -229,12 +264,15 @@ def test_serve_builds_its_app_from_the_options(capsys, monkeypatch):
     assert all(getattr(got[0], k) == v for k, v in NOT_DEFAULT.items())
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--margin", "5"], "margin=5.0: expected a number from -0.4 to 1"),
-    (["--threads", "100000"], "threads=100000: expected a whole number from 1 to 256"),
-    (["--smoothing", "1"], "smoothing=1.0: expected a number from 0 to below 1"),
-    (["--prior-tau", "nan"], "prior_tau=nan: expected a number from 0 to 2"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--margin", "5"], "margin=5.0: expected a number from -0.4 to 1"),
+        (["--threads", "100000"], "threads=100000: expected a whole number from 1 to 256"),
+        (["--smoothing", "1"], "smoothing=1.0: expected a number from 0 to below 1"),
+        (["--prior-tau", "nan"], "prior_tau=nan: expected a number from 0 to 2"),
+    ],
+)
 def test_an_option_out_of_range_is_one_line_and_exit_2(capsys, argv, message):
     from conftest import run
 
@@ -242,8 +280,9 @@ def test_an_option_out_of_range_is_one_line_and_exit_2(capsys, argv, message):
     assert code == 2 and not out and err.strip() == f"mobilefer: {message}"
 
 
-def test_every_writer_takes_its_fields_from_the_one_record_schema(capsys, tmp_path, tiny_model,
-                                                                  jpg_bytes):  # fmt: skip
+def test_every_writer_takes_its_fields_from_the_one_record_schema(
+    capsys, tmp_path, tiny_model, jpg_bytes
+):
     """JSON Lines keys, the CSV header and (with the extra) Ray's Arrow schema follow
     RECORD_FIELDS; so does the no-face record."""
     import csv
@@ -262,8 +301,11 @@ def test_every_writer_takes_its_fields_from_the_one_record_schema(capsys, tmp_pa
     code, out, _ = predict(capsys, tiny_model, tmp_path, "--format", "csv")
     header = next(csv.reader(io.StringIO(out)))
     labels = list(records(predict(capsys, tiny_model, tmp_path)[1])[0]["scores"])
-    assert header == csv_columns(labels) and header[8:10] == ["label", "score"]
-    from mobilefer.ray import FIELDS
+    assert header == csv_columns(labels) and header[: len(labels) * -1][-2:] == [
+        "score",
+        "calibrated",
+    ]
+    from mobilefer.distributed import FIELDS
 
     assert list(FIELDS) == [*names, "error"]
     pytest.importorskip("pyarrow")
@@ -385,15 +427,21 @@ def test_non_utf8_names_with_save_and_video(capsys, tmp_path, tiny_model, jpg_by
     assert saved == [b"caf\xe9_mobilefer.png", b"v\xe9_mobilefer.mp4"]
 
 
-@pytest.mark.parametrize(("outputs", "message"), [
-    (["--out", "{dir}/r.html", "--csv", "{clip}"], "--csv .*clip.mp4: that is an input"),
-    (["--out", "{dir}/r.html", "--csv", "{dir}/r.html"], "--csv .*r.html: --out writes there too"),
-    (["--out", "{dir}/old.html"], "--out .*old.html: exists; pass --overwrite"),
-    (["--out", "{dir}/folder.html"], "--out .*folder.html: is a folder"),
-    (["--out", "{dir}/fifo.html"], "--out .*fifo.html: not a regular file"),
-    (["--out", "/sys/r.html"], "--out /sys/r.html: cannot write there"),
-    (["--out", "{dir}/r.html", "--csv", "{dir}/old.csv"], "--csv .*old.csv: exists"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        (["--out", "{dir}/r.html", "--csv", "{clip}"], "--csv .*clip.mp4: that is an input"),
+        (
+            ["--out", "{dir}/r.html", "--csv", "{dir}/r.html"],
+            "--csv .*r.html: --out writes there too",
+        ),
+        (["--out", "{dir}/old.html"], "--out .*old.html: exists; pass --overwrite"),
+        (["--out", "{dir}/folder.html"], "--out .*folder.html: is a folder"),
+        (["--out", "{dir}/fifo.html"], "--out .*fifo.html: not a regular file"),
+        (["--out", "/sys/r.html"], "--out /sys/r.html: cannot write there"),
+        (["--out", "{dir}/r.html", "--csv", "{dir}/old.csv"], "--csv .*old.csv: exists"),
+    ],
+)
 def test_report_checks_its_outputs_before_any_work_and_never_touches_inputs(
     capsys, monkeypatch, tmp_path, tiny_model, outputs, message
 ):
@@ -404,7 +452,7 @@ def test_report_checks_its_outputs_before_any_work_and_never_touches_inputs(
     import re
     import shutil
 
-    import mobilefer.report
+    import mobilefer.study.report
 
     from conftest import ROOT, run
 
@@ -416,7 +464,7 @@ def test_report_checks_its_outputs_before_any_work_and_never_touches_inputs(
     (tmp_path / "folder.html").mkdir()
     os.mkfifo(tmp_path / "fifo.html")
     work = []
-    monkeypatch.setattr(mobilefer.report.Collector, "add", lambda self, r: work.append(r))
+    monkeypatch.setattr(mobilefer.study.report.Collector, "add", lambda self, r: work.append(r))
     argv = [a.format(dir=tmp_path, clip=clip) for a in outputs]
     code, out, err = run(capsys, "report", clip, *argv, "--model", tiny_model)
     assert code == 2 and not work, err  # nothing was analysed
@@ -425,8 +473,9 @@ def test_report_checks_its_outputs_before_any_work_and_never_touches_inputs(
     assert clip.read_bytes() == before and (tmp_path / "old.html").read_text() == "old report"
 
 
-def test_report_replaces_a_file_only_with_overwrite_and_writes_it_whole(capsys, tmp_path,
-                                                                        tiny_model):  # fmt: skip
+def test_report_replaces_a_file_only_with_overwrite_and_writes_it_whole(
+    capsys, tmp_path, tiny_model
+):
     pytest.importorskip("plotly")
     import shutil
 
@@ -451,8 +500,18 @@ def test_a_clip_given_twice_to_report_is_read_once(capsys, tmp_path, tiny_model)
 
     clip = tmp_path / "clip.mp4"
     shutil.copy(ROOT / "tests" / "data" / "golden" / "clip.mp4", clip)
-    code, _, err = run(capsys, "report", clip, str(clip), "--out", tmp_path / "r.html",
-                       "--csv", tmp_path / "r.csv", "--model", tiny_model)  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "report",
+        clip,
+        str(clip),
+        "--out",
+        tmp_path / "r.html",
+        "--csv",
+        tmp_path / "r.csv",
+        "--model",
+        tiny_model,
+    )
     assert code == 0 and "clip.mp4: given twice; read once" in err
     rows = (tmp_path / "r.csv").read_text().splitlines()[1:]
     assert rows and all(int(r.split(",")[4]) <= 12 for r in rows)  # frames per track: the clip's
@@ -489,17 +548,21 @@ def test_a_clip_whose_name_is_not_utf8_gets_its_report(capsys, tmp_path, tiny_mo
     clip = os.fsdecode(bytes(tmp_path) + b"/clip\xff.mp4")
     shutil.copy(ROOT / "tests" / "data" / "golden" / "clip.mp4", clip)
     page, table = tmp_path / "r.html", tmp_path / "r.csv"
-    code, _, err = run(capsys, "report", clip, "--out", page, "--csv", table, "--model",
-                       tiny_model)  # fmt: skip
+    code, _, err = run(capsys, "report", clip, "--out", page, "--csv", table, "--model", tiny_model)
     assert code == 0 and "Traceback" not in err
     assert page.stat().st_size > 1000 and "clip\\udcff.mp4" in table.read_text()
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["predict", "x.jpg", "--engine", "ray", "--out", "r.jsonl", "--actors", "100000"],
-     "must lie in 1-1024"),
-    (["report", "--help"], None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["predict", "x.jpg", "--engine", "ray", "--out", "r.jsonl", "--actors", "100000"],
+            "must lie in 1-1024",
+        ),
+        (["report", "--help"], None),
+    ],
+)
 def test_counts_have_a_maximum_and_report_offers_no_format(capsys, argv, message):
     from conftest import run
 

@@ -90,7 +90,7 @@ def test_inference_preprocessing_matches_training():
     """prepare() (cv2, inference) and the training resize (torch) agree on 48x48 faces."""
     torch = pytest.importorskip("torch")
     from mobilefer.train.augment import augment, normalise
-    from mobilefer.train.config import recipe
+    from mobilefer.train.recipes import recipe
 
     cfg = recipe("default", augment=False)
     faces = np.random.default_rng(2).integers(0, 256, (4, 48, 48), dtype=np.uint8)
@@ -101,8 +101,11 @@ def test_inference_preprocessing_matches_training():
 
 
 @settings(max_examples=25, deadline=None)
-@given(zoom=st.sampled_from([1.2, 1.5, 2.0]), size=st.sampled_from([48, 96, 112]),
-       seed=st.integers(0, 2**16))  # fmt: skip
+@given(
+    zoom=st.sampled_from([1.2, 1.5, 2.0]),
+    size=st.sampled_from([48, 96, 112]),
+    seed=st.integers(0, 2**16),
+)
 def test_zoom_shows_the_central_part_of_the_face(zoom, size, seed):
     """zoom Z: the model's input is the central 48/Z pixels of the face, resized (bilinear)."""
     import cv2
@@ -111,11 +114,16 @@ def test_zoom_shows_the_central_part_of_the_face(zoom, size, seed):
     x = prepare([face], Preprocessing(input_size=size, channels=1, mean=(0,), std=(1,), zoom=zoom))
     side = round(48 / zoom)
     lo = (48 - side) // 2
-    want = cv2.resize(face[lo : lo + side, lo : lo + side].astype(np.float32) / 255,
-                      (size, size), interpolation=cv2.INTER_LINEAR)  # fmt: skip
+    want = cv2.resize(
+        face[lo : lo + side, lo : lo + side].astype(np.float32) / 255,
+        (size, size),
+        interpolation=cv2.INTER_LINEAR,
+    )
     inner = slice(size // 16, size - size // 16)  # the borders differ: beyond them lies more face
     assert x.shape == (1, 1, size, size)
     # warpAffine interpolates in steps of 1/32 pixel
     assert np.abs(x[0, 0][inner, inner] - want[inner, inner]).max() < 0.06
-    assert np.array_equal(prepare([face], Preprocessing(input_size=size, zoom=1.0)),
-                          prepare([face], Preprocessing(input_size=size)))  # fmt: skip
+    assert np.array_equal(
+        prepare([face], Preprocessing(input_size=size, zoom=1.0)),
+        prepare([face], Preprocessing(input_size=size)),
+    )

@@ -48,7 +48,7 @@ def local_records(model, folder) -> list[dict]:
 
 
 def test_ray_gives_the_records_of_predict(local_ray, folder, tiny_model):
-    import mobilefer.ray as mray
+    import mobilefer.distributed as mray
     from mobilefer.options import Options
 
     options = Options(model=str(tiny_model), detector="haar")
@@ -75,8 +75,20 @@ def test_ray_cli_writes_jsonl_and_parquet(local_ray, folder, tiny_model, tmp_pat
     import pyarrow.parquet as pq
 
     for name in ("r.jsonl", "r.parquet"):
-        argv = ["predict", str(folder), "--engine", "ray", "--out", str(tmp_path / name),
-                "--model", str(tiny_model), "--detector", "haar", "--actors", "1"]  # fmt: skip
+        argv = [
+            "predict",
+            str(folder),
+            "--engine",
+            "ray",
+            "--out",
+            str(tmp_path / name),
+            "--model",
+            str(tiny_model),
+            "--detector",
+            "haar",
+            "--actors",
+            "1",
+        ]
         code = main(argv)
         _, err = capsys.readouterr()
         assert code == 1 and "broken.jpg: truncated image" in err  # one bad file, job done

@@ -56,8 +56,20 @@ def test_analyze_astronaut(tiny_model, astronaut, detector):
     assert sum(face.scores.values()) == pytest.approx(1.0, abs=1e-6)
     d = face.to_dict()
     assert json.loads(json.dumps(d)) == d
-    assert set(d) == {"box", "label", "scores", "detector", "detector_score", "track_id",
-                      "landmarks", "score", "yaw", "pitch", "roll", "calibrated"}  # fmt: skip
+    assert set(d) == {
+        "box",
+        "label",
+        "scores",
+        "detector",
+        "detector_score",
+        "track_id",
+        "landmarks",
+        "score",
+        "yaw",
+        "pitch",
+        "roll",
+        "calibrated",
+    }
     assert (d["yaw"] is None) == (detector == "haar")
     assert len(d["box"]) == 4
     with pytest.raises(AttributeError):
@@ -117,8 +129,14 @@ def test_model_file_carries_its_settings(rec):
 def test_card_zoom_defaults_to_the_whole_face_and_is_checked():
     from mobilefer.modelcard import ModelCard
 
-    old = {"format": 2, "labels": list(EMOTIONS), "input_size": 96, "channels": 3,
-           "mean": [0.5] * 3, "std": [0.25] * 3}  # fmt: skip
+    old = {
+        "format": 2,
+        "labels": list(EMOTIONS),
+        "input_size": 96,
+        "channels": 3,
+        "mean": [0.5] * 3,
+        "std": [0.25] * 3,
+    }
     assert ModelCard.from_json(json.dumps(old)).preprocessing.zoom == 1.0
     assert ModelCard.from_json(json.dumps(old | {"zoom": 1.1})).preprocessing.zoom == 1.1
     with pytest.raises(ModelError, match=r"m.onnx: .*\(zoom 3.0 is outside 0.5-2\); re-export"):

@@ -10,9 +10,19 @@ from mobilefer import read_records
 from mobilefer.errors import InputError
 from mobilefer.records import iter_records
 
-GOOD = {"source": "a.jpg", "frame": None, "time": None, "face": 0, "box": [1, 2, 3, 4],
-        "label": "happy", "scores": {"happy": 0.75, "sad": 0.25}, "detector": "haar",
-        "detector_score": None, "track_id": None, "score": 0.75}  # fmt: skip
+GOOD = {
+    "source": "a.jpg",
+    "frame": None,
+    "time": None,
+    "face": 0,
+    "box": [1, 2, 3, 4],
+    "label": "happy",
+    "scores": {"happy": 0.75, "sad": 0.25},
+    "detector": "haar",
+    "detector_score": None,
+    "track_id": None,
+    "score": 0.75,
+}
 
 
 def jsonl(tmp_path, *lines) -> str:
@@ -21,30 +31,38 @@ def jsonl(tmp_path, *lines) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    (b"\xff\xfe not text", "r.jsonl:2: not UTF-8 text"),
-    ("{not json", "r.jsonl:2: not JSON Lines"),
-    ("[1, 2]", "r.jsonl:2: not a record"),
-    ('{"source": "a.jpg"}', "r.jsonl:2: not a record \\(no frame, time, label, scores\\)"),
-    (json.dumps(GOOD | {"time": "soon"}), "r.jsonl:2: time 'soon' is not a float"),
-    (json.dumps(GOOD).replace("0.25", "NaN"), "r.jsonl:2: not JSON Lines \\(NaN is not a finite"),
-    (json.dumps(GOOD).replace("0.75}", "Infinity}"), "r.jsonl:2: not JSON Lines"),
-    (json.dumps(GOOD | {"box": [1, 2]}), "r.jsonl:2: box \\[1, 2\\] is not a box"),
-    (json.dumps(GOOD | {"label": "angry", "scores": {"angry": 1.0}}),
-     "r.jsonl:2: labels angry differ"),
-    # found by the third round's fresh probe: each crashed summarize() or passed unchecked
-    (json.dumps(GOOD | {"frame": 10**30}), "r.jsonl:2: frame 1000.* is not a whole number"),
-    (json.dumps(GOOD | {"frame": -5}), "r.jsonl:2: frame -5 is not a whole number from 0"),
-    (json.dumps(GOOD | {"track_id": 2**63}), "r.jsonl:2: track_id .* is not a whole number"),
-    (json.dumps(GOOD | {"box": [1, 2, 10**400, 4]}), "r.jsonl:2: box .* is not a box of 4"),
-    (json.dumps(GOOD | {"label": "angry"}), "r.jsonl:2: label 'angry' is not one of its"),
-    (json.dumps(GOOD | {"scores": None}), "r.jsonl:2: label 'happy' is not one of its"),
-    (json.dumps(GOOD | {"label": None}), "r.jsonl:2: label None is not one of its"),
-    (json.dumps(GOOD | {"scores": {"happy": -3.0, "sad": 4.0}}), "summing to 1"),
-    (json.dumps(GOOD | {"scores": {"happy": 0.5, "sad": 0.2}}), "summing to 1"),
-    (json.dumps(GOOD | {"yaw": "left"}), "r.jsonl:2: yaw 'left' is not a float"),
-    ("[" * 100_000 + "]" * 100_000, "r.jsonl:2: nested too deep"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b"\xff\xfe not text", "r.jsonl:2: not UTF-8 text"),
+        ("{not json", "r.jsonl:2: not JSON Lines"),
+        ("[1, 2]", "r.jsonl:2: not a record"),
+        ('{"source": "a.jpg"}', "r.jsonl:2: not a record \\(no frame, time, label, scores\\)"),
+        (json.dumps(GOOD | {"time": "soon"}), "r.jsonl:2: time 'soon' is not a float"),
+        (
+            json.dumps(GOOD).replace("0.25", "NaN"),
+            "r.jsonl:2: not JSON Lines \\(NaN is not a finite",
+        ),
+        (json.dumps(GOOD).replace("0.75}", "Infinity}"), "r.jsonl:2: not JSON Lines"),
+        (json.dumps(GOOD | {"box": [1, 2]}), "r.jsonl:2: box \\[1, 2\\] is not a box"),
+        (
+            json.dumps(GOOD | {"label": "angry", "scores": {"angry": 1.0}}),
+            "r.jsonl:2: labels angry differ",
+        ),
+        # found by the third round's fresh probe: each crashed summarize() or passed unchecked
+        (json.dumps(GOOD | {"frame": 10**30}), "r.jsonl:2: frame 1000.* is not a whole number"),
+        (json.dumps(GOOD | {"frame": -5}), "r.jsonl:2: frame -5 is not a whole number from 0"),
+        (json.dumps(GOOD | {"track_id": 2**63}), "r.jsonl:2: track_id .* is not a whole number"),
+        (json.dumps(GOOD | {"box": [1, 2, 10**400, 4]}), "r.jsonl:2: box .* is not a box of 4"),
+        (json.dumps(GOOD | {"label": "angry"}), "r.jsonl:2: label 'angry' is not one of its"),
+        (json.dumps(GOOD | {"scores": None}), "r.jsonl:2: label 'happy' is not one of its"),
+        (json.dumps(GOOD | {"label": None}), "r.jsonl:2: label None is not one of its"),
+        (json.dumps(GOOD | {"scores": {"happy": -3.0, "sad": 4.0}}), "summing to 1"),
+        (json.dumps(GOOD | {"scores": {"happy": 0.5, "sad": 0.2}}), "summing to 1"),
+        (json.dumps(GOOD | {"yaw": "left"}), "r.jsonl:2: yaw 'left' is not a float"),
+        ("[" * 100_000 + "]" * 100_000, "r.jsonl:2: nested too deep"),
+    ],
+)
 def test_a_malformed_record_is_one_error_naming_file_and_line(tmp_path, line, message):
     path = jsonl(tmp_path, json.dumps(GOOD), line)
     with pytest.raises(InputError, match=message):
@@ -95,7 +113,8 @@ def test_a_csv_saved_by_a_spreadsheet_with_a_byte_order_mark_is_read(tmp_path):
 
     path = tmp_path / "r.csv"
     row = "a.jpg,,,0,1,2,3,4,happy,0.75,haar,,,,,,false,0.75,0.25"
-    path.write_bytes(b"\xef\xbb\xbf" + (",".join(csv_columns(["happy", "sad"])) + "\n" + row
-                                        + "\n").encode())  # fmt: skip
+    path.write_bytes(
+        b"\xef\xbb\xbf" + (",".join(csv_columns(["happy", "sad"])) + "\n" + row + "\n").encode()
+    )
     (rec,) = read_records(path)
     assert rec["source"] == "a.jpg" and rec["label"] == "happy"

@@ -12,7 +12,7 @@ import pytest
 from mobilefer import EMOTIONS, read_records, summarize
 from mobilefer.recognizer import Face
 from mobilefer.stream import Result
-from mobilefer.summary import MIN_TRACK_FRAMES, valence
+from mobilefer.study.summary import MIN_TRACK_FRAMES, valence
 
 from conftest import run, write_video
 
@@ -40,8 +40,9 @@ def clip(runs, fps=10.0, source="clip.mp4", second=None):
 
 
 def test_shares_peaks_and_valence_of_known_runs():
-    results = clip([("happy", 0.8, 10), ("neutral", 0.7, 20), ("happy", 0.9, 10)],
-                   second=[("sad", 0.6, 5)])  # fmt: skip
+    results = clip(
+        [("happy", 0.8, 10), ("neutral", 0.7, 20), ("happy", 0.9, 10)], second=[("sad", 0.6, 5)]
+    )
     (summary,) = summarize(results)
     assert summary.kind == "video" and summary.frames == 40 and summary.duration == 3.9
     a, b = summary.tracks
@@ -58,8 +59,10 @@ def test_shares_peaks_and_valence_of_known_runs():
 def test_no_face_one_frame_and_photos():
     empty = [Result("empty.mp4", "video", (), None, i, i / 10) for i in range(5)]
     one = clip([("fear", 0.9, 1)], source="one.mp4")
-    photos = [Result("p/a.jpg", "image", (Face((0, 0, 9, 9), "happy", scores("happy", 0.9)),)),
-              Result("p/b.jpg", "image", ())]  # fmt: skip
+    photos = [
+        Result("p/a.jpg", "image", (Face((0, 0, 9, 9), "happy", scores("happy", 0.9)),)),
+        Result("p/b.jpg", "image", ()),
+    ]
     by = {c.source: c for c in summarize([*empty, *one, *photos])}
     assert by["empty.mp4"].tracks == () and by["empty.mp4"].frames == 5
     (t,) = by["one.mp4"].tracks
@@ -78,16 +81,21 @@ def test_records_read_back_give_the_same_summary(capsys, tmp_path, tiny_model, a
     from mobilefer import Recognizer
 
     video = write_video(tmp_path / "clip.mp4", astronaut, frames=12)
-    code, out, _ = run(capsys, "predict", video, "--model", tiny_model, "--detector", "haar",
-                       "--format", fmt)  # fmt: skip
+    code, out, _ = run(
+        capsys, "predict", video, "--model", tiny_model, "--detector", "haar", "--format", fmt
+    )
     assert code == 0
     (tmp_path / f"r.{fmt}").write_text(out)
     live = summarize(Recognizer(tiny_model, detector="haar").stream(str(video)))
     back = summarize(read_records(tmp_path / f"r.{fmt}"))
     assert [c.source for c in back] == [c.source for c in live] == [str(video)]
     for a, b in zip(live[0].tracks, back[0].tracks, strict=True):
-        assert (a.track_id, a.frames, a.share, a.dominant) == (b.track_id, b.frames, b.share,
-                                                               b.dominant)  # fmt: skip
+        assert (a.track_id, a.frames, a.share, a.dominant) == (
+            b.track_id,
+            b.frames,
+            b.share,
+            b.dominant,
+        )
         assert a.mean == pytest.approx(b.mean, abs=1e-4)
 
 
@@ -96,7 +104,7 @@ def test_report_without_its_extra_says_which_to_install(capsys, monkeypatch, tmp
 
     monkeypatch.setitem(sys.modules, "plotly", None)
     code, out, err = run(capsys, "report", "x.mp4", "--out", tmp_path / "r.html")
-    assert code == 2 and "[report] extra" in err and "pip install -e '.[report]'" in err
+    assert code == 2 and "[report] extra" in err and "pip install 'mobilefer[report]'" in err
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
@@ -105,16 +113,16 @@ def test_the_report_opens_in_chromium(capsys, tmp_path, astronaut):
     sync_api = pytest.importorskip("playwright.sync_api")
     video = write_video(tmp_path / "clip.mp4", astronaut, frames=30)
     out, table = tmp_path / "report.html", tmp_path / "tracks.csv"
-    code, _, err = run(capsys, "report", video, "--out", out, "--csv", table,
-                       "--detector", "haar")  # fmt: skip
+    code, _, err = run(capsys, "report", video, "--out", out, "--csv", table, "--detector", "haar")
     assert code == 0, err
     tracks = int(err.split("report: ")[1].split(" face track")[0])
     assert tracks >= 1 and "in 1 clip(s)" in err
     assert table.read_text().splitlines()[0].startswith("source,track_id,first_time")
     assert "<script src=" not in out.read_text() and "<link" not in out.read_text()
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 1400})
             problems = []

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from mobilefer import EMOTIONS, InputError, compare, summarize
-from mobilefer.events import Event, Member
 from mobilefer.recognizer import Face
 from mobilefer.records import RecordWriter, cell, iter_records, uncell
 from mobilefer.stream import Result
+from mobilefer.study.plan import Event, Member
 
-FORMULAS = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "'=quoted"]
+FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "'=quoted"]
 
 
 def scores(label: str, p: float) -> dict[str, float]:
@@ -46,10 +46,22 @@ def test_a_cell_that_looks_like_a_formula_is_text_and_reads_back(text):
 def test_predicts_csv_neutralises_names_and_labels(tmp_path):
     labels = ["happy", "=cmd|'/c calc'!A0"]
     out = io.StringIO()
-    rec = {"source": "=HYPERLINK(\"http://evil\")", "frame": None, "time": None, "face": 0,
-           "box": [1, 2, 3, 4], "label": "happy", "scores": {"happy": 0.6, labels[1]: 0.4},
-           "detector": "@yunet", "detector_score": 0.9, "yaw": -12.5, "pitch": None,
-           "roll": None, "track_id": None, "score": 0.6}  # fmt: skip
+    rec = {
+        "source": '=HYPERLINK("http://evil")',
+        "frame": None,
+        "time": None,
+        "face": 0,
+        "box": [1, 2, 3, 4],
+        "label": "happy",
+        "scores": {"happy": 0.6, labels[1]: 0.4},
+        "detector": "@yunet",
+        "detector_score": 0.9,
+        "yaw": -12.5,
+        "pitch": None,
+        "roll": None,
+        "track_id": None,
+        "score": 0.6,
+    }
     RecordWriter("csv", labels, out).write([rec])
     no_formula(out.getvalue())
     path = tmp_path / "r.csv"
@@ -67,13 +79,14 @@ def test_the_study_csv_neutralises_every_text_cell():
     no_formula(text)
     rows = list(csv.DictReader(io.StringIO(text)))
     assert {r["participant"] for r in rows} == {"'+ann", "'-bob"}
-    assert any(r["change_valence"].startswith("-") or r["change_valence"] in ("0.0", "")
-               for r in rows)  # fmt: skip
+    assert any(
+        r["change_valence"].startswith("-") or r["change_valence"] in ("0.0", "") for r in rows
+    )
 
 
 def test_the_reports_track_csv_neutralises_names(tmp_path):
     pytest.importorskip("plotly")
-    from mobilefer.report import Collector, write_report
+    from mobilefer.study.report import Collector, write_report
 
     collector = Collector()
     for r in clip("=evil.mp4"):
@@ -111,7 +124,8 @@ def test_quantize_replaces_its_output_whole_or_not_at_all(tmp_path, tiny_model, 
 
 
 def test_export_replaces_its_output_whole_and_never_touches_a_fp32_neighbour(
-        tmp_path, tiny_config, monkeypatch):  # fmt: skip
+    tmp_path, tiny_config, monkeypatch
+):
     pytest.importorskip("torch")
     import torch
 
@@ -142,8 +156,9 @@ def test_export_replaces_its_output_whole_and_never_touches_a_fp32_neighbour(
         ex.export_checkpoint(ck, out, data=data, flip_tta=False, prior_tau=0.0, zoom=1.0)
     assert out.read_bytes() == b"old" and left_behind(tmp_path) == []
     monkeypatch.undo()
-    made = ex.export_checkpoint(ck, out, data=data, flip_tta=False, prior_tau=0.0, zoom=1.0,
-                                int8=True)  # fmt: skip
+    made = ex.export_checkpoint(
+        ck, out, data=data, flip_tta=False, prior_tau=0.0, zoom=1.0, int8=True
+    )
     assert made["path"] == str(out)
     assert neighbour.read_bytes() == b"mine" and left_behind(tmp_path) == []
     from mobilefer import ExpressionModel
@@ -156,7 +171,7 @@ def test_reports_page_and_csv_are_written_both_or_neither(tmp_path, monkeypatch)
     import os
 
     import mobilefer.sinks as sinks
-    from mobilefer.report import Collector, write_report
+    from mobilefer.study.report import Collector, write_report
 
     collector = Collector()
     for r in clip("a.mp4"):
@@ -193,7 +208,7 @@ def test_a_bare_name_that_matches_two_clips_is_refused():
 
 
 def test_two_rows_for_one_clip_are_refused_not_dropped(tmp_path):
-    from mobilefer.events import StudyPlan, read_participants
+    from mobilefer.study.plan import StudyPlan, read_participants
 
     people = tmp_path / "people.csv"
     people.write_text("clip,participant\np01.mp4,alice\np01,bob\n")
@@ -210,8 +225,8 @@ def test_event_bands_are_set_at_once_and_the_report_can_be_cancelled(monkeypatch
     pytest.importorskip("plotly")
     import plotly.graph_objects as go
 
-    from mobilefer.events import StudyPlan
-    from mobilefer.report import Collector, render_report
+    from mobilefer.study.plan import StudyPlan
+    from mobilefer.study.report import Collector, render_report
 
     def one_by_one(*a, **k):
         raise AssertionError("a band added one at a time: time grows with events squared")
@@ -228,7 +243,7 @@ def test_event_bands_are_set_at_once_and_the_report_can_be_cancelled(monkeypatch
 
 
 def test_a_long_live_session_keeps_a_bounded_number_of_thumbnails(monkeypatch):
-    import mobilefer.report as report
+    import mobilefer.study.report as report
 
     monkeypatch.setattr(report, "MAX_THUMBNAIL_TRACKS", 5)
     collector = report.Collector()
@@ -243,7 +258,7 @@ def test_a_long_live_session_keeps_a_bounded_number_of_thumbnails(monkeypatch):
 def test_a_report_keeps_summaries_not_results():
     import tracemalloc
 
-    from mobilefer.report import Collector
+    from mobilefer.study.report import Collector
 
     collector = Collector()
     image = np.zeros((64, 64, 3), np.uint8)
@@ -264,10 +279,22 @@ def test_records_read_back_stream_through_summarize(tmp_path):
 
     from mobilefer import read_records
 
-    rec = {"source": "v.mp4", "frame": 0, "time": 0.0, "face": 0, "box": [1, 2, 30, 30],
-           "label": "happy", "scores": scores("happy", 0.8), "detector": "yunet",
-           "detector_score": 0.9, "yaw": 1.0, "pitch": 2.0, "roll": 3.0, "track_id": 0,
-           "score": 0.8}  # fmt: skip
+    rec = {
+        "source": "v.mp4",
+        "frame": 0,
+        "time": 0.0,
+        "face": 0,
+        "box": [1, 2, 30, 30],
+        "label": "happy",
+        "scores": scores("happy", 0.8),
+        "detector": "yunet",
+        "detector_score": 0.9,
+        "yaw": 1.0,
+        "pitch": 2.0,
+        "roll": 3.0,
+        "track_id": 0,
+        "score": 0.8,
+    }
     path = tmp_path / "big.jsonl"
     with path.open("w") as f:
         for i in range(20_000):
@@ -281,12 +308,15 @@ def test_records_read_back_stream_through_summarize(tmp_path):
 
 
 # ------------------------------------------------------------------ crashes and wrong results
-@pytest.mark.parametrize("which, text", [
-    ("events", "name,start,end,start\nad,0,1,2\n"),
-    ("participants", "clip,participant,clip\na.mp4,ann,b.mp4\n"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "which, text",
+    [
+        ("events", "name,start,end,start\nad,0,1,2\n"),
+        ("participants", "clip,participant,clip\na.mp4,ann,b.mp4\n"),
+    ],
+)
 def test_a_repeated_column_is_one_clear_error(tmp_path, which, text):
-    from mobilefer.events import read_events, read_participants
+    from mobilefer.study.plan import read_events, read_participants
 
     path = tmp_path / f"{which}.csv"
     path.write_text(text)
@@ -336,8 +366,19 @@ def test_a_report_of_a_model_with_other_labels(tmp_path, capsys, astronaut):
 
     model = odd_model(tmp_path, [f"l{i}" for i in range(7)])
     clip_path = write_video(tmp_path / "c.mp4", astronaut, frames=12)
-    code, _, err = run(capsys, "report", clip_path, "--model", model, "--detector", "haar",
-                       "--out", tmp_path / "r.html", "--csv", tmp_path / "r.csv")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "report",
+        clip_path,
+        "--model",
+        model,
+        "--detector",
+        "haar",
+        "--out",
+        tmp_path / "r.html",
+        "--csv",
+        tmp_path / "r.csv",
+    )
     assert code == 0, err
     assert "share_l0" in (tmp_path / "r.csv").read_text()
 
@@ -364,14 +405,35 @@ def test_a_shipped_model_whose_bytes_changed_is_refused(tmp_path, monkeypatch):
     Recognizer("ferplus", detector="haar")  # the untouched one still loads
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"pixels": np.zeros((5, 48, 48), np.uint8), "emotion": np.zeros(4, np.int64),
-      "usage": np.zeros(5, np.int8)}, "5 faces, 4 labels"),
-    ({"pixels": np.full((3, 48, 48), 300.0), "emotion": np.zeros(3, np.int64),
-      "usage": np.zeros(3, np.int8)}, "whole numbers 0-255"),
-    ({"pixels": np.full((3, 48, 48), 0.5), "emotion": np.zeros(3, np.int64),
-      "usage": np.zeros(3, np.int8)}, "whole numbers 0-255"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (
+            {
+                "pixels": np.zeros((5, 48, 48), np.uint8),
+                "emotion": np.zeros(4, np.int64),
+                "usage": np.zeros(5, np.int8),
+            },
+            "5 faces, 4 labels",
+        ),
+        (
+            {
+                "pixels": np.full((3, 48, 48), 300.0),
+                "emotion": np.zeros(3, np.int64),
+                "usage": np.zeros(3, np.int8),
+            },
+            "whole numbers 0-255",
+        ),
+        (
+            {
+                "pixels": np.full((3, 48, 48), 0.5),
+                "emotion": np.zeros(3, np.int64),
+                "usage": np.zeros(3, np.int8),
+            },
+            "whole numbers 0-255",
+        ),
+    ],
+)
 def test_evaluate_data_is_checked(tmp_path, arrays, message):
     from mobilefer.data import load_fer2013
     from mobilefer.errors import DataError
@@ -386,10 +448,15 @@ def test_evaluate_on_an_empty_split_says_so(tmp_path, capsys, tiny_model):
     from conftest import run
 
     path = tmp_path / "d.npz"
-    np.savez(path, pixels=np.zeros((4, 48, 48), np.uint8), emotion=np.arange(4),
-             usage=np.zeros(4, np.int8))  # fmt: skip
-    code, out, err = run(capsys, "evaluate", "--data", path, "--split", "private",
-                         "--model", tiny_model)  # fmt: skip
+    np.savez(
+        path,
+        pixels=np.zeros((4, 48, 48), np.uint8),
+        emotion=np.arange(4),
+        usage=np.zeros(4, np.int8),
+    )
+    code, out, err = run(
+        capsys, "evaluate", "--data", path, "--split", "private", "--model", tiny_model
+    )
     assert code == 2 and "no faces in the private split" in err and "accuracy" not in out
 
 
@@ -399,7 +466,7 @@ def test_a_webm_without_a_frame_count_is_a_clip_the_server_reads(tmp_path, astro
     import cv2
 
     from mobilefer import Recognizer
-    from mobilefer.serve.app import Demo
+    from mobilefer.serve.demo import Demo
 
     path = tmp_path / "recorded.webm"  # as a browser's MediaRecorder writes it: live, no count
     out = av.open(str(path), "w", format="webm", options={"live": "1"})
@@ -415,8 +482,9 @@ def test_a_webm_without_a_frame_count_is_a_clip_the_server_reads(tmp_path, astro
     assert cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT) <= 0
     import threading
 
-    got = Demo(Recognizer(detector="haar")).analyze_clip(path.read_bytes(), "recorded.webm",
-                                                         threading.Event())  # fmt: skip
+    got = Demo(Recognizer(detector="haar")).analyze_clip(
+        path.read_bytes(), "recorded.webm", threading.Event()
+    )
     assert got["frames"] == 12 and got["tracks"] >= 1
 
 
@@ -430,7 +498,7 @@ def test_haars_faces_come_in_one_order_whatever_the_cascade_gives():
         def detectMultiScale(self, gray, **k):  # noqa: N802 (OpenCV's name)
             self.calls += 1
             boxes = [(300, 40, 60, 60), (20, 50, 70, 70), (20, 10, 30, 30)]
-            return np.array(boxes[self.calls % 3:] + boxes[: self.calls % 3])
+            return np.array(boxes[self.calls % 3 :] + boxes[: self.calls % 3])
 
     det = HaarDetector()
     det._local.cascade = Shuffled()
@@ -456,20 +524,41 @@ def test_summarize_names_what_is_wrong_with_a_record_dict():
     with pytest.raises(InputError, match="not a record"):
         summarize([{"source": "a.mp4"}])
     with pytest.raises(InputError, match="scores"):
-        summarize([{"source": "a.mp4", "frame": 0, "time": 0.0, "label": "happy",
-                    "scores": {"happy": 2.0}}])  # fmt: skip
+        summarize(
+            [
+                {
+                    "source": "a.mp4",
+                    "frame": 0,
+                    "time": 0.0,
+                    "label": "happy",
+                    "scores": {"happy": 2.0},
+                }
+            ]
+        )
 
 
 def test_records_with_their_labels_in_another_order_are_read(tmp_path):
     import json
 
-    base = {"source": "v.mp4", "frame": 0, "time": 0.0, "face": 0, "box": [1, 2, 3, 4],
-            "label": "happy", "score": 0.8, "track_id": 0}  # fmt: skip
+    base = {
+        "source": "v.mp4",
+        "frame": 0,
+        "time": 0.0,
+        "face": 0,
+        "box": [1, 2, 3, 4],
+        "label": "happy",
+        "score": 0.8,
+        "track_id": 0,
+    }
     first = scores("happy", 0.8)
     second = dict(reversed(list(first.items())))
     path = tmp_path / "r.jsonl"
-    path.write_text(json.dumps(base | {"scores": first}) + "\n"
-                    + json.dumps(base | {"frame": 1, "scores": second}) + "\n")  # fmt: skip
+    path.write_text(
+        json.dumps(base | {"scores": first})
+        + "\n"
+        + json.dumps(base | {"frame": 1, "scores": second})
+        + "\n"
+    )
     recs = list(iter_records(path))
     assert list(recs[1]["scores"]) == list(first)
     (summary,) = summarize(recs + [base | {"frame": 2, "scores": second}])
@@ -487,8 +576,15 @@ def test_many_labels_are_counted_without_overflow():
     labels = [f"c{i}" for i in range(200)]
     p = np.full(200, 0.2 / 199)
     p[150] = 0.8
-    rec = {"source": "v.mp4", "frame": 0, "time": 0.0, "box": [1, 1, 5, 5], "track_id": 0,
-           "label": "c150", "scores": dict(zip(labels, p.tolist(), strict=True))}  # fmt: skip
+    rec = {
+        "source": "v.mp4",
+        "frame": 0,
+        "time": 0.0,
+        "box": [1, 1, 5, 5],
+        "track_id": 0,
+        "label": "c150",
+        "scores": dict(zip(labels, p.tolist(), strict=True)),
+    }
     (summary,) = summarize([rec | {"frame": i} for i in range(12)])
     assert summary.tracks[0].dominant == "c150"
 
@@ -499,8 +595,9 @@ def test_quantize_without_sympy_names_what_to_install(tmp_path, capsys, monkeypa
     from conftest import run
 
     monkeypatch.setitem(sys.modules, "sympy", None)
-    code, _, err = run(capsys, "quantize", tiny_model, "--data", tmp_path / "d.npz", "--out",
-                       tmp_path / "q.onnx")  # fmt: skip
+    code, _, err = run(
+        capsys, "quantize", tiny_model, "--data", tmp_path / "d.npz", "--out", tmp_path / "q.onnx"
+    )
     assert code == 2 and "sympy is missing" in err and "Traceback" not in err
 
 

@@ -52,8 +52,9 @@ def test_page_and_assets_are_served_by_the_package(client):
 
 
 def test_photo_comes_back_annotated(client, jpg):
-    r = client.post("/api/photo?name=astronaut.jpg", content=jpg,
-                    headers={"content-type": "image/jpeg"})  # fmt: skip
+    r = client.post(
+        "/api/photo?name=astronaut.jpg", content=jpg, headers={"content-type": "image/jpeg"}
+    )
     assert r.status_code == 200
     body = r.json()
     (face,) = body["faces"]
@@ -65,8 +66,9 @@ def test_photo_without_a_face(client):
     import cv2
 
     wall = cv2.imencode(".png", np.full((120, 160, 3), 128, np.uint8))[1].tobytes()
-    (rec,) = client.post("/api/photo?name=wall.png", content=wall,
-                         headers={"content-type": "image/png"}).json()["faces"]
+    (rec,) = client.post(
+        "/api/photo?name=wall.png", content=wall, headers={"content-type": "image/png"}
+    ).json()["faces"]
     assert rec["face"] is None and rec["label"] is None
 
 
@@ -171,10 +173,18 @@ def test_live_page_in_chromium(request, tmp_path, astronaut, turned):
 
     frame[60:420, 170:470] = cv2.resize(astronaut[0:380, 80:400], (300, 360))
     clip = write_y4m(tmp_path / "camera.y4m", frame)
-    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={clip}"]  # fmt: skip
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={clip}",
+    ]
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         try:
@@ -190,16 +200,18 @@ def test_live_page_in_chromium(request, tmp_path, astronaut, turned):
                 assert not errors, errors
                 return
             page.wait_for_selector("#face-list li[data-label=happy]", timeout=10_000)
-            page.wait_for_function("parseFloat(document.getElementById('fps').textContent) > 0",
-                                   timeout=10_000)  # fmt: skip
+            page.wait_for_function(
+                "parseFloat(document.getElementById('fps').textContent) > 0", timeout=10_000
+            )
             assert not errors, errors
             page.screenshot(path=str(tmp_path / "serve.png"))
             if os.environ.get("MOBILEFER_SCREENSHOT"):
                 shutil.copy(tmp_path / "serve.png", os.environ["MOBILEFER_SCREENSHOT"])
             page.click("nav button[data-tab=photos]")
-            page.set_input_files("#files", files=[
-                {"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": b"\xff\xd8junk"}
-            ])  # fmt: skip
+            page.set_input_files(
+                "#files",
+                files=[{"name": "broken.jpg", "mimeType": "image/jpeg", "buffer": b"\xff\xd8junk"}],
+            )
             error = page.wait_for_selector("#photo-error:not([hidden])", timeout=10_000)
             assert "broken.jpg" in error.text_content()
         finally:
@@ -250,10 +262,17 @@ def upload(app, messages, delay=0.0):
     seconds before each after the first); returns what the app sent."""
     import asyncio
 
-    scope = {"type": "http", "method": "POST", "path": "/api/photo", "query_string": b"name=a",
-             "headers": [(b"content-type", b"image/jpeg")], "http_version": "1.1",
-             "scheme": "http", "server": ("127.0.0.1", 8000),
-             "client": ("127.0.0.1", 5)}  # fmt: skip
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/photo",
+        "query_string": b"name=a",
+        "headers": [(b"content-type", b"image/jpeg")],
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 5),
+    }
     pending, sent = list(messages), []
 
     async def receive():
@@ -273,15 +292,26 @@ def test_a_stalled_upload_times_out(monkeypatch, jpg):
 
     monkeypatch.setattr(serve_app, "BODY_TIMEOUT", 0.3)
     app = create_app(Recognizer(detector="haar"))
-    sent = upload(app, [{"type": "http.request", "body": jpg[:100], "more_body": True},
-                        {"type": "http.request", "body": jpg[100:]}], delay=1.0)  # fmt: skip
+    sent = upload(
+        app,
+        [
+            {"type": "http.request", "body": jpg[:100], "more_body": True},
+            {"type": "http.request", "body": jpg[100:]},
+        ],
+        delay=1.0,
+    )
     assert sent[0]["status"] == 408 and b"did not arrive within 0.3 s" in sent[1]["body"]
 
 
 def test_a_client_leaving_mid_upload_is_one_log_line(app, caplog):
     with caplog.at_level("INFO", logger="mobilefer.serve.app"):
-        upload(app, [{"type": "http.request", "body": b"\xff\xd8", "more_body": True},
-                     {"type": "http.disconnect"}])  # fmt: skip
+        upload(
+            app,
+            [
+                {"type": "http.request", "body": b"\xff\xd8", "more_body": True},
+                {"type": "http.disconnect"},
+            ],
+        )
     assert [r.getMessage() for r in caplog.records] == ["a: the client went away during its upload"]
 
 
@@ -294,8 +324,9 @@ def test_serve_binds_before_it_prints_an_address(capsys):
     port = busy.getsockname()[1]
     try:
         for host, p in (("127.0.0.1", port), ("no-such-host.invalid", 8000)):
-            code, out, err = run(capsys, "serve", "--host", host, "--port", str(p),
-                                 "--detector", "haar")  # fmt: skip
+            code, out, err = run(
+                capsys, "serve", "--host", host, "--port", str(p), "--detector", "haar"
+            )
             (line,) = err.strip().splitlines()
             assert code == 2 and "cannot listen on" in line and "open http" not in err
     finally:
@@ -318,8 +349,9 @@ def test_a_clip_comes_back_as_a_report(client, clip_bytes):
 
     pytest.importorskip("plotly")
     before = set(glob.glob(f"{tempfile.gettempdir()}/mobilefer-clip-*"))
-    r = client.post("/api/clip?name=interview.mp4", content=clip_bytes,
-                    headers={"content-type": "video/mp4"})  # fmt: skip
+    r = client.post(
+        "/api/clip?name=interview.mp4", content=clip_bytes, headers={"content-type": "video/mp4"}
+    )
     assert r.status_code == 200, r.text[:300]
     body = r.json()
     assert body["name"] == "interview.mp4" and body["frames"] == 15 and body["tracks"] >= 1
@@ -329,10 +361,13 @@ def test_a_clip_comes_back_as_a_report(client, clip_bytes):
 
 @pytest.mark.parametrize(
     "limit, value, status, message",
-    [(None, None, 400, "not a readable video"), ("clip_bytes", 1000, 413, "over the limit"),
-     ("clip_seconds", 1, 413, "s is over the limit of 1 s")],
+    [
+        (None, None, 400, "not a readable video"),
+        ("clip_bytes", 1000, 413, "over the limit"),
+        ("clip_seconds", 1, 413, "s is over the limit of 1 s"),
+    ],
     ids=["broken", "too-large", "too-long"],
-)  # fmt: skip
+)
 def test_bad_clips_get_a_clear_error(app, monkeypatch, clip_bytes, limit, value, status, message):
     pytest.importorskip("plotly")
     import mobilefer.serve.app as serve_app
@@ -350,18 +385,28 @@ def test_the_clips_tab_in_chromium(server, tmp_path, clip_bytes):
     pytest.importorskip("plotly")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 1000})
             page.goto(server)
             page.click("nav button[data-tab=clips]")
-            page.set_input_files("#clip-events", files=[
-                {"name": "events.csv", "mimeType": "text/csv",
-                 "buffer": b"name,start,end\nintro,0,0.5\nad,0.5,5\n"}])  # fmt: skip
+            page.set_input_files(
+                "#clip-events",
+                files=[
+                    {
+                        "name": "events.csv",
+                        "mimeType": "text/csv",
+                        "buffer": b"name,start,end\nintro,0,0.5\nad,0.5,5\n",
+                    }
+                ],
+            )
             page.fill("#clip-baseline", "intro")
-            page.set_input_files("#clip-file", files=[
-                {"name": "clip.mp4", "mimeType": "video/mp4", "buffer": clip_bytes}])  # fmt: skip
+            page.set_input_files(
+                "#clip-file",
+                files=[{"name": "clip.mp4", "mimeType": "video/mp4", "buffer": clip_bytes}],
+            )
             page.wait_for_selector("#clip-report:not([hidden])", timeout=60_000)
             frame = page.frame_locator("#clip-report")
             frame.locator(".track").first.wait_for(timeout=20_000)
@@ -372,28 +417,34 @@ def test_the_clips_tab_in_chromium(server, tmp_path, clip_bytes):
             assert frame.locator("table.events").first.inner_text().count("ad") >= 1
             assert page.locator("#clip-download:not([hidden])").count() == 1
             page.screenshot(path=str(tmp_path / "clips.png"))
-            page.set_input_files("#clip-file", files=[
-                {"name": "broken.mp4", "mimeType": "video/mp4", "buffer": b"junk"}])  # fmt: skip
+            page.set_input_files(
+                "#clip-file",
+                files=[{"name": "broken.mp4", "mimeType": "video/mp4", "buffer": b"junk"}],
+            )
             error = page.wait_for_selector("#clip-error:not([hidden])", timeout=30_000)
             assert "broken.mp4" in error.text_content()
         finally:
             browser.close()
 
 
-@pytest.mark.parametrize("query, status, message", [
-    ("events=name,start\nad,0", 400, "needs columns name,start,end"),
-    ("events=name,start,end\nad,2,1", 400, "needs 0 <= start < end"),
-    ("events=name,start,end\nad,0,1&baseline=intro", 400, "'intro' is not an event"),
-    ("baseline=intro", 400, "goes with an events file"),
-    ("events=" + "x" * 9000, 413, "over the limit"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "query, status, message",
+    [
+        ("events=name,start\nad,0", 400, "needs columns name,start,end"),
+        ("events=name,start,end\nad,2,1", 400, "needs 0 <= start < end"),
+        ("events=name,start,end\nad,0,1&baseline=intro", 400, "'intro' is not an event"),
+        ("baseline=intro", 400, "goes with an events file"),
+        ("events=" + "x" * 9000, 413, "over the limit"),
+    ],
+)
 def test_a_clips_events_are_checked_before_its_upload(client, clip_bytes, query, status, message):
     pytest.importorskip("plotly")
     from urllib.parse import quote
 
     encoded = "&".join(k + "=" + quote(v) for k, v in (p.split("=", 1) for p in query.split("&")))
-    r = client.post(f"/api/clip?name=c.mp4&{encoded}", content=clip_bytes,
-                    headers={"content-type": "video/mp4"})  # fmt: skip
+    r = client.post(
+        f"/api/clip?name=c.mp4&{encoded}", content=clip_bytes, headers={"content-type": "video/mp4"}
+    )
     assert r.status_code == status and message in r.json()["error"]
 
 
@@ -433,14 +484,21 @@ def test_a_page_on_another_host_name_is_refused(tmp_path):
     assert "*" not in serving_hosts("0.0.0.0") and serving_hosts("10.0.0.5") == ["10.0.0.5"]
 
 
-@pytest.mark.parametrize(("path", "headers", "status", "message"), [
-    ("/api/clip?name=c.mp4", {"content-type": "text/plain"}, 415, "text/plain is not an video"),
-    ("/api/photo?name=p.jpg", {}, 415, "no Content-Type is not an image"),
-    ("/api/clip?name=c.mp4", {"content-type": "video/mp4", "content-length": str(10**10)}, 413,
-     "over the limit"),
-    ("/api/photo?name=a%00b.jpg", {"content-type": "image/jpeg"}, 400, "control characters"),
-    ("/api/clip?name=a%0Ab.mp4", {"content-type": "video/mp4"}, 400, "control characters"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("path", "headers", "status", "message"),
+    [
+        ("/api/clip?name=c.mp4", {"content-type": "text/plain"}, 415, "text/plain is not an video"),
+        ("/api/photo?name=p.jpg", {}, 415, "no Content-Type is not an image"),
+        (
+            "/api/clip?name=c.mp4",
+            {"content-type": "video/mp4", "content-length": str(10**10)},
+            413,
+            "over the limit",
+        ),
+        ("/api/photo?name=a%00b.jpg", {"content-type": "image/jpeg"}, 400, "control characters"),
+        ("/api/clip?name=a%0Ab.mp4", {"content-type": "video/mp4"}, 400, "control characters"),
+    ],
+)
 def test_uploads_need_their_type_a_plain_name_and_a_size_within_limits(
     client, path, headers, status, message
 ):
@@ -479,8 +537,9 @@ def test_a_clip_is_limited_by_the_frames_it_decodes(app, monkeypatch, clip_bytes
 
     monkeypatch.setitem(serve_app.LIMITS, "clip_frames", 5)
     with TestClient(app) as c:
-        r = c.post("/api/clip?name=long.mp4", content=clip_bytes,
-                   headers={"content-type": "video/mp4"})  # fmt: skip
+        r = c.post(
+            "/api/clip?name=long.mp4", content=clip_bytes, headers={"content-type": "video/mp4"}
+        )
     assert r.status_code == 413 and "over the limit of 5 frames" in r.json()["error"]
 
 
@@ -540,8 +599,13 @@ def header_timeout_server():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = uvicorn.Config(create_app(Recognizer(detector="haar")), host="127.0.0.1",
-                            port=port, log_level="warning", http=header_timeout_protocol(1.0))
+    config = uvicorn.Config(
+        create_app(Recognizer(detector="haar")),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        http=header_timeout_protocol(1.0),
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -598,9 +662,11 @@ def test_a_clips_work_stops_when_its_client_leaves(app, server, monkeypatch, tmp
     monkeypatch.setattr(rec, "boxes_proba", slow)  # a frame takes 0.1 s: 60 take 6 s
     url = urlparse(server)
     with socket.create_connection((url.hostname, url.port)) as s:
-        s.sendall(f"POST /api/clip?name=long.mp4 HTTP/1.1\r\nHost: {url.netloc}\r\n"
-                  f"Content-Type: video/mp4\r\nContent-Length: {len(data)}\r\n\r\n".encode()
-                  + data)  # fmt: skip
+        s.sendall(
+            f"POST /api/clip?name=long.mp4 HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            f"Content-Type: video/mp4\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
         deadline = time.monotonic() + 20
         while len(calls) < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -628,11 +694,13 @@ def test_the_page_never_turns_text_into_markup():
 
 
 def test_every_response_carries_the_security_headers(client, jpg):
-    for r in (client.get("/"), client.get("/static/app.js"), client.get("/api/info"),
-              client.post("/api/photo?name=a.jpg", content=jpg,
-                          headers={"content-type": "image/jpeg"}),
-              client.post("/api/photo?name=a.jpg", content=b"x",
-                          headers={"content-type": "text/plain"})):  # fmt: skip
+    for r in (
+        client.get("/"),
+        client.get("/static/app.js"),
+        client.get("/api/info"),
+        client.post("/api/photo?name=a.jpg", content=jpg, headers={"content-type": "image/jpeg"}),
+        client.post("/api/photo?name=a.jpg", content=b"x", headers={"content-type": "text/plain"}),
+    ):
         policy = r.headers["content-security-policy"]
         assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
         assert "unsafe-inline" not in policy
@@ -672,9 +740,9 @@ def test_all_interfaces_answer_only_this_machines_names():
     assert TestClient(app, base_url="http://evil.example").get("/api/info").status_code == 400
 
 
-@pytest.mark.parametrize("host, token, says, code", [
-    ("127.0.0.1", "short", "--token: give at least 12", 2),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "host, token, says, code", [("127.0.0.1", "short", "--token: give at least 12", 2)]
+)
 def test_serve_refuses_a_weak_token(capsys, host, token, says, code):
     from conftest import run
 
@@ -686,16 +754,18 @@ def test_serve_refuses_a_weak_token(capsys, host, token, says, code):
 def test_a_hostile_photo_name_stays_text_in_chromium(server, jpg):
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu"])  # fmt: skip
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
         try:
             page = browser.new_page()
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(server)
             page.click("nav button[data-tab=photos]")
-            page.set_input_files("#files", files=[
-                {"name": HOSTILE_NAME, "mimeType": "image/jpeg", "buffer": jpg}])  # fmt: skip
+            page.set_input_files(
+                "#files", files=[{"name": HOSTILE_NAME, "mimeType": "image/jpeg", "buffer": jpg}]
+            )
             shown = page.wait_for_selector("#results .result strong", timeout=20_000)
             assert shown.text_content() == HOSTILE_NAME  # the name, as text
             page.wait_for_timeout(300)
@@ -708,9 +778,9 @@ def test_a_hostile_photo_name_stays_text_in_chromium(server, jpg):
 
 # ------------------------------------------------------------------ participant calibration, live
 def test_a_live_session_calibrates_on_its_next_frames(monkeypatch, jpg):
-    import mobilefer.serve.app as serve_app
+    import mobilefer.serve.live as live
 
-    monkeypatch.setattr(serve_app, "CALIBRATION_SECONDS", 0.3)
+    monkeypatch.setattr(live, "CALIBRATION_SECONDS", 0.3)
     with TestClient(create_app(Recognizer(detector="haar"))) as c:
         with c.websocket_connect("/ws/live") as ws:
             ws.send_bytes(jpg)
@@ -747,9 +817,16 @@ def test_the_calibrate_button_in_chromium(server, tmp_path, astronaut):
     frame = np.full((480, 640, 3), 90, np.uint8)
     frame[60:420, 170:470] = cv2.resize(astronaut[0:380, 80:400], (300, 360))
     clip = write_y4m(tmp_path / "camera.y4m", frame)
-    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={clip}"]
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={clip}",
+    ]
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         try:

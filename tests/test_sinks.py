@@ -14,8 +14,9 @@ from mobilefer.results import Face
 from mobilefer.sinks import SaveFolder
 
 LABELS = ("happy", "sad")
-FACE = Face((1, 2, 30, 40), "happy", {"happy": 0.123456789, "sad": 0.876543211 - 1e-9},
-            "yunet", 0.9, 3)  # fmt: skip
+FACE = Face(
+    (1, 2, 30, 40), "happy", {"happy": 0.123456789, "sad": 0.876543211 - 1e-9}, "yunet", 0.9, 3
+)
 
 
 def written(fmt: str, recs: list[dict]) -> str:
@@ -36,12 +37,26 @@ def test_csv_expands_box_and_scores_and_rounds_probabilities():
     rows = list(csv.DictReader(io.StringIO(written("csv", recs))))
     assert list(rows[0]) == csv_columns(LABELS)
     assert rows[0] | {} == {
-        "source": "clip.mp4", "frame": "4", "time": "0.133", "face": "0", "x": "1", "y": "2",
-        "w": "30", "h": "40", "label": "happy", "score": "0.123457", "detector": "yunet",
-        "detector_score": "0.9", "yaw": "", "pitch": "", "roll": "", "track_id": "3",
+        "source": "clip.mp4",
+        "frame": "4",
+        "time": "0.133",
+        "face": "0",
+        "x": "1",
+        "y": "2",
+        "w": "30",
+        "h": "40",
+        "label": "happy",
+        "score": "0.123457",
+        "detector": "yunet",
+        "detector_score": "0.9",
+        "yaw": "",
+        "pitch": "",
+        "roll": "",
+        "track_id": "3",
         "calibrated": "false",
-        "happy": "0.123457", "sad": "0.876543",
-    }  # fmt: skip
+        "happy": "0.123457",
+        "sad": "0.876543",
+    }
     assert rows[1]["label"] == "" and rows[1]["happy"] == "" and rows[1]["detector"] == "haar"
 
 

@@ -50,8 +50,9 @@ def test_stream_a_webcam_by_its_index(rec, astronaut, monkeypatch):
     camera = FakeCamera([astronaut.copy() for _ in range(5)], fps=30.0)
     monkeypatch.setattr(sources, "open_camera", lambda index: camera)
     results = list(rec.stream(0, max_frames=3))
-    assert [(r.source, r.kind, r.frame) for r in results] == [("webcam:0", "webcam", i)
-                                                              for i in range(3)]  # fmt: skip
+    assert [(r.source, r.kind, r.frame) for r in results] == [
+        ("webcam:0", "webcam", i) for i in range(3)
+    ]
     assert all(len(r.faces) == 1 and r.faces[0].track_id == 0 for r in results)
     assert results[0].fps == 30.0 and results[0].records()[0]["source"] == "webcam:0"
     assert camera.released
@@ -100,6 +101,8 @@ def test_a_session_fed_frame_by_frame_gives_what_the_stream_gives(rec, astronaut
     streamed = list(rec.stream(frames, detect_every=3))
     assert [r.faces for r in live] == [r.faces for r in streamed]
     assert [(r.source, r.kind, r.frame, r.time) for r in live[:2]] == [
-        ("webcam", "webcam", 0, 0.0), ("webcam", "webcam", 1, 0.1)]  # fmt: skip
+        ("webcam", "webcam", 0, 0.0),
+        ("webcam", "webcam", 1, 0.1),
+    ]
     with pytest.raises(OptionError, match="smoothing"):
         rec.session(smoothing=1.5)

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from mobilefer import EMOTIONS, InputError, compare, read_events, summarize
-from mobilefer.events import Event, Member, StudyPlan, read_participants
 from mobilefer.model import ExpressionModel
 from mobilefer.pose import head_pose
 from mobilefer.recognizer import Face
 from mobilefer.stream import Result
 from mobilefer.study import interval, t975
+from mobilefer.study.plan import Event, Member, StudyPlan, read_participants
 
 from conftest import run
 
@@ -118,8 +118,9 @@ def test_a_clip_whose_stimulus_began_later_is_shifted_by_its_offset(tmp_path):
     late = clip([("neutral", 0.8, 35), ("happy", 0.9, 40)], source="late.mp4")  # 1.5 s later
     (tmp_path / "p.csv").write_text("clip,participant,offset\nearly.mp4,e,\nlate.mp4,l,1.5\n")
     plan = StudyPlan(EVENTS, None, read_participants(tmp_path / "p.csv"))
-    by = {c.source: c.events for c in summarize(early + late, events=EVENTS,
-                                                offsets=plan.offsets())}  # fmt: skip
+    by = {
+        c.source: c.events for c in summarize(early + late, events=EVENTS, offsets=plan.offsets())
+    }
     for source in ("early.mp4", "late.mp4"):
         base, ad = by[source]
         assert base.mean["neutral"] == pytest.approx(0.8) and ad.mean["happy"] == pytest.approx(0.9)
@@ -136,16 +137,19 @@ def test_student_t_matches_scipy():
     assert interval([1.0]).low is None and interval([1.0, 3.0]).mean == 2.0
 
 
-@pytest.mark.parametrize("text, message", [
-    ("start,end\n0,1\n", "needs columns name,start,end"),
-    ("name,start,end\nad,zero,1\n", ":2: start 'zero' and end '1' must be seconds"),
-    ("name,start,end\nad,3,2\n", ":2: ad: needs 0 <= start < end"),
-    ("name,start,end\nad,nan,2\n", "needs 0 <= start < end"),
-    ("name,start,end\nad,0,2\nad,2,3\n", ":3: ad is given twice"),
-    ("name,start,end\n", "no events"),
-    ("name,start,end\n,0,1\n", "an event needs a name"),
-    ("name,start,end\nad,0\n", "not as many values as columns"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("start,end\n0,1\n", "needs columns name,start,end"),
+        ("name,start,end\nad,zero,1\n", ":2: start 'zero' and end '1' must be seconds"),
+        ("name,start,end\nad,3,2\n", ":2: ad: needs 0 <= start < end"),
+        ("name,start,end\nad,nan,2\n", "needs 0 <= start < end"),
+        ("name,start,end\nad,0,2\nad,2,3\n", ":3: ad is given twice"),
+        ("name,start,end\n", "no events"),
+        ("name,start,end\n,0,1\n", "an event needs a name"),
+        ("name,start,end\nad,0\n", "not as many values as columns"),
+    ],
+)
 def test_a_bad_events_file_is_one_clear_error(tmp_path, text, message):
     path = tmp_path / "events.csv"
     path.write_text(text)
@@ -192,9 +196,19 @@ def reading(image):
     return head_pose(max(found, key=lambda d: d.box[2] * d.box[3]).landmarks)
 
 
-@pytest.mark.parametrize("axis, turn", [("yaw", 30), ("yaw", -30), ("yaw", 15), ("yaw", -15),
-                                        ("pitch", 20), ("pitch", -20), ("roll", 30),
-                                        ("roll", -30)])  # fmt: skip
+@pytest.mark.parametrize(
+    "axis, turn",
+    [
+        ("yaw", 30),
+        ("yaw", -30),
+        ("yaw", 15),
+        ("yaw", -15),
+        ("pitch", 20),
+        ("pitch", -20),
+        ("roll", 30),
+        ("roll", -30),
+    ],
+)
 def test_each_angle_has_the_sign_of_the_turn(face_photo, axis, turn):
     image, marks = face_photo
     at = {"yaw": 0, "pitch": 1, "roll": 2}[axis]
@@ -219,8 +233,11 @@ def test_the_angles_are_within_the_stated_error():
         image = cv2.imread(str(root / name))
         marks = reading_marks(image)
         base = reading(image)
-        turns_of = (("yaw", (-30, -15, 15, 30)), ("pitch", (-20, -10, 10, 20)),
-                    ("roll", (-30, -20, -10, 10, 20, 30)))  # benchmarks/pose.py's, up to 30
+        turns_of = (
+            ("yaw", (-30, -15, 15, 30)),
+            ("pitch", (-20, -10, 10, 20)),
+            ("roll", (-30, -20, -10, 10, 20, 30)),
+        )  # benchmarks/pose.py's, up to 30
         for at, (axis, turns) in enumerate(turns_of):
             for t in turns:
                 got = reading(turn_face(image, marks, **{axis: t}))
@@ -308,8 +325,9 @@ def study(tmp_path_factory):
     for name, amount in TINT.items():
         study_clip(folder / f"{name}.mp4", amount)
     (folder / "events.csv").write_text("name,start,end\nbaseline,0,2\nad,2,8\nend,8,9\n")
-    (folder / "people.csv").write_text("clip,participant,group\nann.mp4,ann,early\n"
-                                       "bob.mp4,bob,early\ncid.mp4,cid,late\n")  # fmt: skip
+    (folder / "people.csv").write_text(
+        "clip,participant,group\nann.mp4,ann,early\nbob.mp4,bob,early\ncid.mp4,cid,late\n"
+    )
     return folder
 
 
@@ -318,10 +336,23 @@ def test_a_study_of_three_clips_in_one_command(capsys, monkeypatch, study, tmp_p
     fake_proba.base = None
     monkeypatch.setattr(ExpressionModel, "predict_proba", fake_proba)
     out, table = tmp_path / "study.html", tmp_path / "study.csv"
-    code, _, err = run(capsys, "report", *sorted(study.glob("*.mp4")), "--events",
-                       study / "events.csv", "--participants", study / "people.csv",
-                       "--baseline", "baseline", "--max-yaw", "20", "--out", out,
-                       "--csv", table)  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "report",
+        *sorted(study.glob("*.mp4")),
+        "--events",
+        study / "events.csv",
+        "--participants",
+        study / "people.csv",
+        "--baseline",
+        "baseline",
+        "--max-yaw",
+        "20",
+        "--out",
+        out,
+        "--csv",
+        table,
+    )
     assert code == 0, err
     rows = list(csv.DictReader(table.open()))
     assert len(rows) == 9
@@ -336,8 +367,11 @@ def test_a_study_of_three_clips_in_one_command(capsys, monkeypatch, study, tmp_p
         assert int(end["frames"]) == int(end["turned"]) + int(end["usable"]) == 10
         assert int(end["turned"]) >= 6  # yaw is under-read (README): some read under 20
     page = out.read_text()
-    assert "<table id=study>" in page and "early" in page and "http" not in page.split(
-        "<body>")[1].split("<script")[0]  # fmt: skip
+    assert (
+        "<table id=study>" in page
+        and "early" in page
+        and "http" not in page.split("<body>")[1].split("<script")[0]
+    )
 
 
 def test_the_study_report_opens_in_chromium(capsys, monkeypatch, study, tmp_path):
@@ -348,9 +382,20 @@ def test_the_study_report_opens_in_chromium(capsys, monkeypatch, study, tmp_path
     monkeypatch.setattr(ExpressionModel, "predict_proba", fake_proba)
     fake_proba.base = None
     out = tmp_path / "two.html"
-    code, _, err = run(capsys, "report", study / "ann.mp4", study / "bob.mp4", "--events",
-                       study / "events.csv", "--participants", study / "people.csv",
-                       "--baseline", "baseline", "--out", out)  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "report",
+        study / "ann.mp4",
+        study / "bob.mp4",
+        "--events",
+        study / "events.csv",
+        "--participants",
+        study / "people.csv",
+        "--baseline",
+        "baseline",
+        "--out",
+        out,
+    )
     assert code == 0, err
     errors, requests = [], []
     with playwright.sync_playwright() as p:
@@ -358,8 +403,9 @@ def test_the_study_report_opens_in_chromium(capsys, monkeypatch, study, tmp_path
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.on("console", lambda m: m.type == "error" and errors.append(m.text))
         page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: not r.url.startswith(("file:", "data:"))
-                and requests.append(r.url))  # fmt: skip
+        page.on(
+            "request", lambda r: not r.url.startswith(("file:", "data:")) and requests.append(r.url)
+        )
         page.goto(out.as_uri())
         page.wait_for_selector("#study")
         assert page.locator("#study tr").count() == 1 + 3 * 2  # 3 events x (everyone, early)
@@ -379,18 +425,36 @@ def test_what_a_study_names_but_does_not_get_is_said(capsys, monkeypatch, study,
     fake_proba.base = None
     (tmp_path / "people.csv").write_text("clip,participant\nann.mp4,ann\nanne.mp4,anne\n")
     out = tmp_path / "r.html"
-    code, _, err = run(capsys, "report", study / "ann.mp4", "--events", study / "events.csv",
-                       "--participants", tmp_path / "people.csv", "--out", out)  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "report",
+        study / "ann.mp4",
+        "--events",
+        study / "events.csv",
+        "--participants",
+        tmp_path / "people.csv",
+        "--out",
+        out,
+    )
     assert code == 0 and "anne.mp4: named in --events or --participants but not among" in err
     photo = tmp_path / "photo.jpg"
     cv2.imwrite(str(photo), person())
-    code, _, err = run(capsys, "report", photo, "--events", study / "events.csv", "--out",
-                       tmp_path / "p.html", "--csv", tmp_path / "p.csv")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "report",
+        photo,
+        "--events",
+        study / "events.csv",
+        "--out",
+        tmp_path / "p.html",
+        "--csv",
+        tmp_path / "p.csv",
+    )
     assert code == 0 and "no video was read" in err and (tmp_path / "p.html").exists()
 
 
 def test_a_study_has_at_most_so_many_events(tmp_path):
-    from mobilefer.events import MAX_EVENTS
+    from mobilefer.study.plan import MAX_EVENTS
 
     rows = "".join(f"e{i},{i},{i + 1}\n" for i in range(MAX_EVENTS + 1))
     (tmp_path / "e.csv").write_text("name,start,end\n" + rows)
@@ -400,14 +464,31 @@ def test_a_study_has_at_most_so_many_events(tmp_path):
 
 def test_bad_study_files_stop_the_report_before_any_work(capsys, study, tmp_path):
     (tmp_path / "e.csv").write_text("name,start,end\nad,5,1\n")
-    code, _, err = run(capsys, "report", study / "ann.mp4", "--events", tmp_path / "e.csv",
-                       "--out", tmp_path / "r.html")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "report",
+        study / "ann.mp4",
+        "--events",
+        tmp_path / "e.csv",
+        "--out",
+        tmp_path / "r.html",
+    )
     assert code == 2 and "e.csv:2: ad: needs 0 <= start < end" in err and "frames/s" not in err
-    code, _, err = run(capsys, "report", study / "ann.mp4", "--baseline", "intro", "--out",
-                       tmp_path / "r.html")  # fmt: skip
+    code, _, err = run(
+        capsys, "report", study / "ann.mp4", "--baseline", "intro", "--out", tmp_path / "r.html"
+    )
     assert code == 2 and "go with --events" in err
-    code, _, err = run(capsys, "report", study / "ann.mp4", "--events", study / "events.csv",
-                       "--out", tmp_path / "r.html", "--csv", study / "events.csv")  # fmt: skip
+    code, _, err = run(
+        capsys,
+        "report",
+        study / "ann.mp4",
+        "--events",
+        study / "events.csv",
+        "--out",
+        tmp_path / "r.html",
+        "--csv",
+        study / "events.csv",
+    )
     assert code == 2 and "that is an input" in err  # the events file is never written over
 
 
@@ -415,6 +496,6 @@ def test_an_events_error_past_the_first_row_names_the_file():
     """Each row's event name overwrote the file's name, so errors after the first row named the
     previous event instead of the file."""
     with pytest.raises(InputError, match=r"^events.csv:4: b: needs 0 <= start < end"):
-        from mobilefer.events import parse_events
+        from mobilefer.study.plan import parse_events
 
         parse_events("name,start,end\na,0,1\nc,1,2\nb,3,2\n")

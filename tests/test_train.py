@@ -9,8 +9,8 @@ torch = pytest.importorskip("torch")
 from mobilefer.cli import main  # noqa: E402
 from mobilefer.data import load_fer2013  # noqa: E402
 from mobilefer.errors import DataError, OptionError, WeightsError  # noqa: E402
-from mobilefer.train.config import RECIPES, recipe  # noqa: E402
 from mobilefer.train.loop import fit, load_checkpoint  # noqa: E402
+from mobilefer.train.recipes import RECIPES, recipe  # noqa: E402
 
 
 def test_recipes_are_the_papers_and_ours():
@@ -113,8 +113,11 @@ def test_train_export_evaluate_cli(tmp_path, fer_npz, capsys):
     assert code == 0
     report = json.loads(out.splitlines()[-1])
     assert report["max_abs_diff"] <= 1e-4
-    assert set(report["metrics"]) >= {"public_fer2013_accuracy", "private_fer2013_accuracy",
-                                      "private_fer2013_macro_f1"}  # fmt: skip
+    assert set(report["metrics"]) >= {
+        "public_fer2013_accuracy",
+        "private_fer2013_accuracy",
+        "private_fer2013_macro_f1",
+    }
     from mobilefer import Recognizer
 
     card = Recognizer(model, detector="haar").card
@@ -220,11 +223,21 @@ def test_int8_quantization_keeps_the_card_and_marks_it(tmp_path, tiny_model):
     assert Recognizer(kept["path"], detector="haar").card.quantization["float"].startswith("first")
 
 
-def test_quantize_command_writes_each_calibration_and_its_parity(tmp_path, capsys, fer_npz,
-                                                                 tiny_model):  # fmt: skip
+def test_quantize_command_writes_each_calibration_and_its_parity(
+    tmp_path, capsys, fer_npz, tiny_model
+):
     out = tmp_path / "q.onnx"
-    argv = ["quantize", str(tiny_model), "--data", str(fer_npz), "--out", str(out), "--no-val",
-            "--faces", "16"]  # fmt: skip
+    argv = [
+        "quantize",
+        str(tiny_model),
+        "--data",
+        str(fer_npz),
+        "--out",
+        str(out),
+        "--no-val",
+        "--faces",
+        "16",
+    ]
     code = main([*argv, "--calibration", "all"])
     out_text, err = capsys.readouterr()
     assert code == 0, err
@@ -293,12 +306,25 @@ def test_resume_with_more_epochs_extends_the_run(tmp_path, fer_npz, tiny_config)
 
 def test_cli_resume_uses_the_runs_own_settings(tmp_path, fer_npz, capsys):
     run = tmp_path / "run"
-    base = ["train", "--data", str(fer_npz), "--out", str(run), "--input-size", "32",
-            "--no-pretrained", "--threads", "1", "--batch-size", "16"]  # fmt: skip
+    base = [
+        "train",
+        "--data",
+        str(fer_npz),
+        "--out",
+        str(run),
+        "--input-size",
+        "32",
+        "--no-pretrained",
+        "--threads",
+        "1",
+        "--batch-size",
+        "16",
+    ]
     assert main([*base, "--epochs", "1"]) == 0
     # without the run's options: they come from the checkpoint, and --epochs 2 extends it
-    assert main(["train", "--data", str(fer_npz), "--out", str(run), "--resume",
-                 "--epochs", "2"]) == 0  # fmt: skip
+    assert (
+        main(["train", "--data", str(fer_npz), "--out", str(run), "--resume", "--epochs", "2"]) == 0
+    )
     assert main([*base, "--resume", "--lr", "0.5"]) == 2
     _, err = capsys.readouterr()
     assert "lr 0.001 -> 0.5" in err
@@ -319,8 +345,11 @@ def test_frozen_blocks_keep_their_batchnorm_statistics(fer_npz, tiny_config):
     train_one_epoch(model, opt, sched, data, cfg, torch.device("cpu"), torch.Generator())
     for k, v in model.features[:3].state_dict().items():
         assert torch.equal(v, frozen[k]), k  # running_mean/var and weights alike
-    moved = [k for k, v in model.features[3:].state_dict().items() if "running_mean" in k
-             and not torch.equal(v, trained[k])]  # fmt: skip
+    moved = [
+        k
+        for k, v in model.features[3:].state_dict().items()
+        if "running_mean" in k and not torch.equal(v, trained[k])
+    ]
     assert moved  # the blocks that train still update their statistics
 
 
@@ -387,8 +416,13 @@ def test_ferplus_head_trains_exports_and_is_scored(tmp_path, fer_npz, tiny_confi
     result = fit(cfg, data, tmp_path / "r")
     assert 0 <= result["history"][0]["public_ferplus_accuracy"] <= 1
     assert (tmp_path / "r" / "best_ferplus.pt").is_file()
-    rep = export_checkpoint(tmp_path / "r" / "best_ferplus.pt", tmp_path / "plus.onnx",
-                            data=data, head="ferplus", report_private=True)  # fmt: skip
+    rep = export_checkpoint(
+        tmp_path / "r" / "best_ferplus.pt",
+        tmp_path / "plus.onnx",
+        data=data,
+        head="ferplus",
+        report_private=True,
+    )
     rec = ExpressionModel(tmp_path / "plus.onnx")
     assert rec.labels == FERPLUS_LABELS and len(rec.card.prior) == 8
     assert 0 <= rep["metrics"]["private_ferplus_accuracy"] <= 1
@@ -399,8 +433,14 @@ def test_ferplus_head_trains_exports_and_is_scored(tmp_path, fer_npz, tiny_confi
     # the 7-class head of the same run has no contempt, and says so
     with pytest.raises(ValueError, match="no FER\\+ head"):
         fit(tiny_config, fer_npz, tmp_path / "r7")  # control: no votes needed without a head
-        export_checkpoint(tmp_path / "r7" / "best.pt", tmp_path / "x.onnx", head="ferplus",
-                          flip_tta=False, prior_tau=0, zoom=1)  # fmt: skip
+        export_checkpoint(
+            tmp_path / "r7" / "best.pt",
+            tmp_path / "x.onnx",
+            head="ferplus",
+            flip_tta=False,
+            prior_tau=0,
+            zoom=1,
+        )
 
 
 def test_default_recipe_needs_ferplus_votes(tmp_path, fer_npz, tiny_config):
@@ -512,8 +552,11 @@ def test_an_ensemble_file_averages_its_members(tmp_path, tiny_config, fer_npz):
     nets = []
     for seed in (1, 2):
         torch.manual_seed(seed)
-        nets.append(FerNet(hidden=tiny_config.hidden, width_mult=tiny_config.width_mult,
-                           backbone=None).eval())
+        nets.append(
+            FerNet(
+                hidden=tiny_config.hidden, width_mult=tiny_config.width_mult, backbone=None
+            ).eval()
+        )
     for i, net in enumerate(nets):
         export_onnx(net, tiny_config, tmp_path / f"m{i}.onnx")
     rep = export_onnx(nets, [tiny_config, replace(tiny_config, seed=7)], tmp_path / "both.onnx")
@@ -556,8 +599,13 @@ def write_table_source(root: Path, rows: list[tuple[str, str, str]], photos: boo
 def test_a_table_source_reads_its_fold_and_never_the_report_rows(tmp_path):
     from mobilefer.train.sources import Source, list_images
 
-    rows = [("0", "choose", "train"), ("3", "choose", "val"), ("4", "report", ""),
-            ("-1", "choose", "train"), ("happy", "choose", "train")]  # fmt: skip
+    rows = [
+        ("0", "choose", "train"),
+        ("3", "choose", "val"),
+        ("4", "report", ""),
+        ("-1", "choose", "train"),
+        ("happy", "choose", "train"),
+    ]
     src = Source("t", str(write_table_source(tmp_path / "t", rows)))
     train = list_images(src, "train")
     assert [(p.name, y) for p, y in train] == [("0.jpg", 0), ("4.jpg", 3)]  # -1: unlabelled
@@ -568,15 +616,18 @@ def test_a_table_source_reads_its_fold_and_never_the_report_rows(tmp_path):
 def test_a_folder_source_is_read_as_imagefolder_and_set_with_extra(tmp_path):
     import cv2
 
-    from mobilefer.train.config import apply_settings, recipe
+    from mobilefer.train.config import apply_settings
+    from mobilefer.train.recipes import recipe
     from mobilefer.train.sources import list_images, source_of
 
     for name in ("happy", "3", "sad"):
         (tmp_path / "mine" / name).mkdir(parents=True)
         cv2.imwrite(str(tmp_path / "mine" / name / "a.png"), np.zeros((60, 60), np.uint8))
     (tmp_path / "mine" / "sad" / "notes.txt").write_text("not an image")
-    cfg = apply_settings(recipe("mixture"), [f"extra={tmp_path / 'mine'}", "extra_weight=2.5",
-                                             "source.sfew.weight=0.5", "epochs=3"])  # fmt: skip
+    cfg = apply_settings(
+        recipe("mixture"),
+        [f"extra={tmp_path / 'mine'}", "extra_weight=2.5", "source.sfew.weight=0.5", "epochs=3"],
+    )
     extra = source_of(cfg.sources[-1])
     assert (extra.name, extra.reader, extra.weight, cfg.epochs) == ("extra", "folder", 2.5, 3)
     assert next(s for s in cfg.sources if s["name"] == "sfew")["weight"] == 0.5
@@ -614,8 +665,9 @@ def test_a_network_of_a_model_file_is_loaded_as_it_computes(tmp_path, tiny_confi
 
     c = tiny_config
     torch.manual_seed(1)
-    nets = [FerNet(hidden=c.hidden, width_mult=c.width_mult, backbone=None).eval()
-            for _ in range(2)]  # fmt: skip
+    nets = [
+        FerNet(hidden=c.hidden, width_mult=c.width_mult, backbone=None).eval() for _ in range(2)
+    ]
     for net in nets:
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -623,8 +675,9 @@ def test_a_network_of_a_model_file_is_loaded_as_it_computes(tmp_path, tiny_confi
                 m.running_var.uniform_(0.05, 0.5)
     path = tmp_path / "pair.onnx"
     export_onnx(nets, [c, c], path)
-    x = prepare(list(np.random.default_rng(0).integers(0, 256, (8, 48, 48), np.uint8)),
-                c.preprocessing())  # fmt: skip
+    x = prepare(
+        list(np.random.default_rng(0).integers(0, 256, (8, 48, 48), np.uint8)), c.preprocessing()
+    )
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     want = sess.run(None, {"input": x})[0]
     got = []
@@ -656,8 +709,14 @@ def test_training_on_sources_chooses_by_the_domain_score(
     root = write_table_source(tmp_path / "photos", rows, photos=True)
     spec = {"name": "photos", "path": str(root), "weight": 2.0, "detect": True}
     whole = {**spec, "name": "whole", "detect": False}
-    cfg = replace(tiny_config, sources=(spec,), val_sources=(spec, whole), ferplus_weight=1.0,
-                  init=str(tiny_model), epochs=2)  # fmt: skip
+    cfg = replace(
+        tiny_config,
+        sources=(spec,),
+        val_sources=(spec, whole),
+        ferplus_weight=1.0,
+        init=str(tiny_model),
+        epochs=2,
+    )
     result = fit(cfg, load_fer2013_with_ferplus(fer_npz), tmp_path / "run")
     faces = load_source(Source(**spec), "train", 0.0, tmp_path / "run")
     assert faces.found.all() and (tmp_path / "run" / "faces-photos-train.npz").is_file()
@@ -739,22 +798,25 @@ def test_torch_scorer_scores_as_the_exported_file(tmp_path, tiny_config):
     assert got.std(0).max() > 1e-3  # and the faces get different answers
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--set", "batch_size=1000000000"], "batch_size=1000000000: expected 2 to 65536"),
-    (["--threads", "100000"], "threads=100000: expected 0 to 256"),
-    (["--seed", str(10**30)], "seed=.*: expected 0 to 4294967295"),
-    (["--epochs", "100000000"], "epochs=100000000: expected 1 to 10000"),
-    (["--set", "zoom=1.3,0.8"], r"zoom=\(1.3, 0.8\): expected 0.1 to 10 \(low,high\)"),
-    (["--set", "flip_prob=2"], "flip_prob=2.0: expected 0 to 1"),
-    (["--set", "optimizer=sgd"], "optimizer='sgd': choose from adamw, adam"),
-    (["--set", "hidden=0"], r"hidden=\(0,\): expected 1 to 65536"),
-])  # fmt: skip
-def test_every_training_number_is_bounded_before_the_data_is_read(tmp_path, capsys, argv,
-                                                                    message):  # fmt: skip
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--set", "batch_size=1000000000"], "batch_size=1000000000: expected 2 to 65536"),
+        (["--threads", "100000"], "threads=100000: expected 0 to 256"),
+        (["--seed", str(10**30)], "seed=.*: expected 0 to 4294967295"),
+        (["--epochs", "100000000"], "epochs=100000000: expected 1 to 10000"),
+        (["--set", "zoom=1.3,0.8"], r"zoom=\(1.3, 0.8\): expected 0.1 to 10 \(low,high\)"),
+        (["--set", "flip_prob=2"], "flip_prob=2.0: expected 0 to 1"),
+        (["--set", "optimizer=sgd"], "optimizer='sgd': choose from adamw, adam"),
+        (["--set", "hidden=0"], r"hidden=\(0,\): expected 1 to 65536"),
+    ],
+)
+def test_every_training_number_is_bounded_before_the_data_is_read(tmp_path, capsys, argv, message):
     """Found by the third round's fresh probe: `train --threads 100000` or a batch of 10^9 faces
     was accepted, and failed (or hung) only after the data was loaded."""
-    code = main(["train", "--data", str(tmp_path / "never-read.npz"), "--out",
-                 str(tmp_path / "run"), *argv])  # fmt: skip
+    code = main(
+        ["train", "--data", str(tmp_path / "never-read.npz"), "--out", str(tmp_path / "run"), *argv]
+    )
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     import re

@@ -26,13 +26,14 @@ from .errors import (
     OptionError,
     WeightsError,
 )
-from .events import read_events, read_participants
 from .labels import EMOTIONS
+from .options import Options
 from .records import read_records
-from .study import EventSummary, Study, compare
-from .summary import ClipSummary, TrackSummary, summarize
+from .study import ClipSummary, EventSummary, Study, TrackSummary, compare, summarize
+from .study.plan import read_events, read_participants
 
 if TYPE_CHECKING:
+    from .calibration import Calibration
     from .model import ExpressionModel
     from .recognizer import Recognizer
     from .results import Face, Result
@@ -43,6 +44,8 @@ __all__ = [
     "Recognizer",
     "ExpressionModel",
     "Result",
+    "Options",
+    "Calibration",
     "analyze",
     "summarize",
     "read_records",
@@ -61,9 +64,10 @@ __all__ = [
     "WeightsError",
     "OptionError",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-_default: Recognizer | None = None
+#: The Recognizer of each detector name ``analyze`` was called with, made on first use.
+_recognizers: dict[str, Recognizer] = {}
 
 
 def __getattr__(name: str):
@@ -77,6 +81,10 @@ def __getattr__(name: str):
         from .model import ExpressionModel
 
         return ExpressionModel
+    if name == "Calibration":
+        from .calibration import Calibration
+
+        return Calibration
     if name in ("Face", "Result"):
         from . import results
 
@@ -87,11 +95,13 @@ def __getattr__(name: str):
 def analyze(image, detector: str = "auto") -> list[Face]:
     """Find and classify the faces in an image: a path, or a BGR uint8 H x W x 3 array.
 
-    Uses the shipped model; one :class:`Face` per face found, ``[]`` when there is none.
+    Uses the shipped model and ``detector`` (``auto``, ``haar`` or ``yunet``); one
+    :class:`Face` per face found, ``[]`` when there is none. Each detector's Recognizer is
+    made once and kept.
     """
-    global _default
     from .recognizer import Recognizer
 
-    if _default is None or _default.detector.name != detector and detector != "auto":
-        _default = Recognizer(detector=detector)
-    return _default.analyze(image)
+    key = detector.strip().lower() if isinstance(detector, str) else detector
+    if key not in _recognizers:
+        _recognizers[key] = Recognizer(detector=detector)
+    return _recognizers[key].analyze(image)

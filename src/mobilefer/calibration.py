@@ -54,19 +54,22 @@ class Calibration:
         if face.scores is None:
             return face
         if tuple(face.scores) != self.labels:
-            raise InputError(f"a face with labels {', '.join(face.scores)} and a calibration "
-                             f"for {', '.join(self.labels)}: calibrate with this model")
+            raise InputError(
+                f"a face with labels {', '.join(face.scores)} and a calibration "
+                f"for {', '.join(self.labels)}: calibrate with this model"
+            )
         p = self.apply(np.array([list(face.scores.values())]))[0]
         scores = {k: float(v) for k, v in zip(self.labels, p, strict=True)}
-        return replace(face, label=self.labels[int(np.argmax(p))], scores=scores,
-                       calibrated=True)  # fmt: skip
+        return replace(face, label=self.labels[int(np.argmax(p))], scores=scores, calibrated=True)
 
     def check(self, labels, model: str) -> Calibration:
         """This calibration, checked to belong to the model with these ``labels`` and sha256
         ``model``: :class:`InputError` otherwise."""
         if tuple(labels) != self.labels or model != self.model:
-            raise InputError("the calibration was made with another model; calibrate again "
-                             "with this one (rec.calibrate(neutral_faces))")  # fmt: skip
+            raise InputError(
+                "the calibration was made with another model; calibrate again "
+                "with this one (rec.calibrate(neutral_faces))"
+            )
         return self
 
 

@@ -24,15 +24,27 @@ log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "public", "private")
 _SPLIT_ALIASES = {
-    "train": 0, "training": 0,
-    "public": 1, "publictest": 1, "val": 1, "valid": 1, "validation": 1,
-    "private": 2, "privatetest": 2, "test": 2,
-}  # fmt: skip
+    "train": 0,
+    "training": 0,
+    "public": 1,
+    "publictest": 1,
+    "val": 1,
+    "valid": 1,
+    "validation": 1,
+    "private": 2,
+    "privatetest": 2,
+    "test": 2,
+}
 _CLASS_ALIASES = {
     **{name: i for i, name in enumerate(EMOTIONS)},
     **{str(i): i for i in range(len(EMOTIONS))},
-    "anger": 0, "disgusted": 1, "fearful": 2, "happiness": 3, "sadness": 4, "surprised": 5,
-}  # fmt: skip
+    "anger": 0,
+    "disgusted": 1,
+    "fearful": 2,
+    "happiness": 3,
+    "sadness": 4,
+    "surprised": 5,
+}
 
 
 def split_code(name: str | int) -> int:
@@ -113,17 +125,24 @@ def _checked(path: Path, pixels: np.ndarray, labels: np.ndarray, usage: np.ndarr
     if pixels.ndim != 3 or pixels.shape[1:] != (SOURCE_SIZE, SOURCE_SIZE):
         raise DataError(f"{path}: faces have shape {pixels.shape[1:]}, expected 48 x 48")
     if not (len(pixels) == np.size(labels) == np.size(usage)) or np.ndim(labels) != 1:
-        raise DataError(f"{path}: {len(pixels)} faces, {np.size(labels)} labels and "
-                        f"{np.size(usage)} usage codes; one of each per row")  # fmt: skip
+        raise DataError(
+            f"{path}: {len(pixels)} faces, {np.size(labels)} labels and "
+            f"{np.size(usage)} usage codes; one of each per row"
+        )
     if pixels.dtype != np.uint8:  # a cast would wrap 256 to 0 and cut 0.5 to 0
         if pixels.dtype.kind not in "uif":
             raise DataError(f"{path}: pixels are {pixels.dtype}, expected numbers 0-255")
-        if pixels.size and (not np.isfinite(pixels).all() or pixels.min() < 0
-                            or pixels.max() > 255 or (pixels != np.round(pixels)).any()):
+        if pixels.size and (
+            not np.isfinite(pixels).all()
+            or pixels.min() < 0
+            or pixels.max() > 255
+            or (pixels != np.round(pixels)).any()
+        ):
             raise DataError(f"{path}: pixels must be whole numbers 0-255 (uint8)")
     if np.asarray(labels).dtype.kind not in "iu":
-        raise DataError(f"{path}: labels are {np.asarray(labels).dtype}, expected whole numbers "
-                        "0-6")  # fmt: skip
+        raise DataError(
+            f"{path}: labels are {np.asarray(labels).dtype}, expected whole numbers 0-6"
+        )
     labels = np.asarray(labels, dtype=np.int64)
     bad = (labels < 0) | (labels >= len(EMOTIONS))
     if bad.any():

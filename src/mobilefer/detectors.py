@@ -121,8 +121,10 @@ def yunet_path(path: str | Path | None = None) -> Path:
         return _verified(p)
     packaged = Path(str(resources.files("mobilefer") / "models" / YUNET_FILE))
     if not packaged.is_file():
-        raise WeightsError(f"{packaged}: YuNet is missing from the package; reinstall mobilefer, "
-                           f"or set {YUNET_ENV} to a local {YUNET_FILE}")  # fmt: skip
+        raise WeightsError(
+            f"{packaged}: YuNet is missing from the package; reinstall mobilefer, "
+            f"or set {YUNET_ENV} to a local {YUNET_FILE}"
+        )
     return packaged
 
 
@@ -179,9 +181,11 @@ class HaarDetector:
         if cascade is None:
             cascade = self._local.cascade = cv2.CascadeClassifier(self._path)
         boxes = cascade.detectMultiScale(
-            gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+            gray,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
             minSize=(min_side, min_side),
-        )  # fmt: skip
+        )
         # The cascade's own order varies with its threads: left to right, then top to bottom.
         found = sorted(tuple(int(v) for v in b) for b in (boxes if len(boxes) else []))
         return [Detection(_rescale(b, scale)) for b in found]
@@ -217,8 +221,9 @@ class YuNetDetector:
             local.size = YUNET_INPUT_SIZE
         return local
 
-    def detect(self, image: np.ndarray, detect_size: int | None = None,
-               upright: bool = True) -> list[Detection]:  # fmt: skip
+    def detect(
+        self, image: np.ndarray, detect_size: int | None = None, upright: bool = True
+    ) -> list[Detection]:
         """Faces in a BGR image, found on a copy shrunk to ``detect_size`` (None: the default);
         with ``upright`` (the default), the landmarks of tilted faces are found again on an
         upright copy (:data:`UPRIGHT_DEG`)."""
@@ -249,8 +254,13 @@ class YuNetDetector:
         for r in () if rows is None else rows:
             box = inside(r[:4], w, h)
             if box is not None:
-                out.append((_rescale(box, scale), float(np.clip(r[-1], 0, 1)),
-                            r[4:14].reshape(5, 2).astype(np.float64) / scale))  # fmt: skip
+                out.append(
+                    (
+                        _rescale(box, scale),
+                        float(np.clip(r[-1], 0, 1)),
+                        r[4:14].reshape(5, 2).astype(np.float64) / scale,
+                    )
+                )
         return out
 
     def _upright(self, image: np.ndarray, box, marks: np.ndarray) -> np.ndarray:
@@ -262,16 +272,24 @@ class YuNetDetector:
             if not abs(tilt) > UPRIGHT_DEG:  # also when it is not a number
                 break
             centre = marks.mean(axis=0)
-            turn = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(tilt),
-                                           UPRIGHT_SIDE / side)  # fmt: skip
+            turn = cv2.getRotationMatrix2D(
+                (float(centre[0]), float(centre[1])), float(tilt), UPRIGHT_SIDE / side
+            )
             turn[:, 2] += UPRIGHT_SIDE / 2 - centre
-            upright = cv2.warpAffine(image, turn, (UPRIGHT_SIDE, UPRIGHT_SIDE),
-                                     flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            upright = cv2.warpAffine(
+                image,
+                turn,
+                (UPRIGHT_SIDE, UPRIGHT_SIDE),
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
             found = self._find(upright, 0)
             if not found:
                 break
-            middle = min((f[2] for f in found),  # the face nearest the copy's centre
-                         key=lambda pts: float(np.hypot(*(pts.mean(0) - UPRIGHT_SIDE / 2))))
+            middle = min(
+                (f[2] for f in found),  # the face nearest the copy's centre
+                key=lambda pts: float(np.hypot(*(pts.mean(0) - UPRIGHT_SIDE / 2))),
+            )
             back = cv2.invertAffineTransform(turn)
             marks = middle @ back[:, :2].T + back[:, 2]
         return marks

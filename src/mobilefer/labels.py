@@ -33,14 +33,30 @@ FERPLUS_COLUMN_TO_LABEL: tuple[int | None, ...] = (6, 3, 5, 4, 0, 1, 2, 7, None,
 #: One colour per label, shared by annotated images, the report and the browser demo:
 #: colour-blind-safe Okabe-Ito, grey for neutral, reddish purple for contempt.
 PALETTE: dict[str, str] = {
-    "angry": "#D55E00", "disgust": "#009E73", "fear": "#56B4E9", "happy": "#E69F00",
-    "sad": "#0072B2", "surprise": "#F0E442", "neutral": "#999999", "contempt": "#CC79A7",
-}  # fmt: skip
+    "angry": "#D55E00",
+    "disgust": "#009E73",
+    "fear": "#56B4E9",
+    "happy": "#E69F00",
+    "sad": "#0072B2",
+    "surprise": "#F0E442",
+    "neutral": "#999999",
+    "contempt": "#CC79A7",
+}
 
 
 #: Colours for the labels of other models, given in their order.
-OTHER_COLOURS = ("#444444", "#882255", "#117733", "#332288", "#AA4499", "#44AA99", "#DDCC77",
-                 "#CC6677", "#88CCEE", "#999933")  # fmt: skip
+OTHER_COLOURS = (
+    "#444444",
+    "#882255",
+    "#117733",
+    "#332288",
+    "#AA4499",
+    "#44AA99",
+    "#DDCC77",
+    "#CC6677",
+    "#88CCEE",
+    "#999933",
+)
 
 
 def colour_of(label: str, labels=()) -> str:

@@ -69,21 +69,26 @@ def model_path(model: str | Path | None = None) -> Path:
     and for a shipped file whose bytes are not the ones shipped.
     """
     if model is not None and not isinstance(model, (str, os.PathLike)):
-        raise ModelError(f"model {model!r}: expected a name ({', '.join(MODELS)}) or the path "
-                         "of a .onnx file")  # fmt: skip
+        raise ModelError(
+            f"model {model!r}: expected a name ({', '.join(MODELS)}) or the path of a .onnx file"
+        )
     if model is None or str(model) in MODELS:
         name = MODELS[str(model) if model is not None else "fer2013"]
         path = models_dir() / name
         if not path.is_file():
             raise ModelError(f"{path}: shipped model missing; reinstall mobilefer")
         if model_digest(path) != SHIPPED_SHA256[name]:
-            raise ModelError(f"{path}: not the file that shipped (its sha256 differs: damaged "
-                             "or altered); reinstall mobilefer")  # fmt: skip
+            raise ModelError(
+                f"{path}: not the file that shipped (its sha256 differs: damaged "
+                "or altered); reinstall mobilefer"
+            )
         return path
     path = Path(model).expanduser()
     if path.exists() and not path.is_file():
-        raise ModelError(f"{model}: not a regular file (a folder, pipe or device); pass a .onnx "
-                         "file written by 'mobilefer export'")  # fmt: skip
+        raise ModelError(
+            f"{model}: not a regular file (a folder, pipe or device); pass a .onnx "
+            "file written by 'mobilefer export'"
+        )
     if not path.is_file():
         raise ModelError(
             f"{model}: no such model; choose from {', '.join(MODELS)} or pass a .onnx file "
@@ -173,8 +178,10 @@ def execution_providers(device: str, available: Sequence[str]) -> list[str]:
     if device != "cpu" and "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "cuda":
-        log.warning("no CUDA provider in this ONNX Runtime, running on the CPU: "
-                    "pip install 'mobilefer[gpu]' (onnxruntime-gpu) for the GPU")  # fmt: skip
+        log.warning(
+            "no CUDA provider in this ONNX Runtime, running on the CPU: "
+            "pip install 'mobilefer[gpu]' (onnxruntime-gpu) for the GPU"
+        )
     return ["CPUExecutionProvider"]
 
 
@@ -204,8 +211,12 @@ class ExpressionModel:
     ) -> None:
         import onnxruntime as ort
 
-        for name, value in (("prior_tau", prior_tau), ("threads", threads), ("device", device),
-                            ("flip_tta", flip_tta)):  # fmt: skip
+        for name, value in (
+            ("prior_tau", prior_tau),
+            ("threads", threads),
+            ("device", device),
+            ("flip_tta", flip_tta),
+        ):
             check_option(name, value)
         providers = execution_providers(device, ort.get_available_providers())
         path = model_path(model)
@@ -256,6 +267,8 @@ class ExpressionModel:
         # In runs of RUN_BATCH: a batch of 256 ran 20% slower per face than one of 32, its
         # activations no longer fitting the caches (benchmarks/speed.py).
         return np.concatenate(
-            [self._session.run(None, {self._input: x[i : i + RUN_BATCH]})[0]
-             for i in range(0, len(x), RUN_BATCH)]
-        )  # fmt: skip
+            [
+                self._session.run(None, {self._input: x[i : i + RUN_BATCH]})[0]
+                for i in range(0, len(x), RUN_BATCH)
+            ]
+        )

@@ -130,8 +130,10 @@ class ModelCard:
             if not (0 < len(label) <= 64 and label.isprintable() and label == label.strip()):
                 return f"label {label[:70]!r} is not a short printable name"
             if label in RESERVED_LABELS:
-                return (f"label {label!r} is the name of a record field; its CSV column would "
-                        "replace the field's")  # fmt: skip
+                return (
+                    f"label {label!r} is the name of a record field; its CSV column would "
+                    "replace the field's"
+                )
         if not 8 <= pre.input_size <= 1024:
             return f"input_size {pre.input_size} is outside 8-1024"
         if pre.channels not in (1, 3) or len(pre.mean) != pre.channels:

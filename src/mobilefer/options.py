@@ -66,50 +66,116 @@ class Options:
     build it from its flags; :meth:`recognizer_options` and :meth:`stream_options`
     gives what ``Recognizer.stream`` takes; ``Recognizer.from_options`` makes the Recognizer."""
 
-    model: str | None = _opt(None, "str", "a shipped model by name (fer2013: 7 classes, the "
-                             "default; ferplus: 8 classes) or a model file from 'mobilefer "
-                             "export'", "model")  # fmt: skip
-    threads: int | None = _opt(None, "int", "ONNX Runtime threads (default: all cores)",
-                               "model", lo=1, hi=MAX_THREADS)  # fmt: skip
-    device: str = _opt("cpu", "choice", "where the model runs: cuda needs the [gpu] extra "
-                       "(onnxruntime-gpu); auto uses it where it is there", "model",
-                       choices=DEVICES)  # fmt: skip
-    flip_tta: bool | None = _opt(None, "switch", "average each face with its mirror image "
-                                 "(auto: as the model file says)", "model",
-                                 choices=("auto", "on", "off"))  # fmt: skip
-    prior_tau: float | None = _opt(None, "float", "divide scores by the training class prior to "
-                                   "this power, 0-2 (default: as the model file says)", "model",
-                                   lo=0, hi=2)  # fmt: skip
-    detector: str = _opt("auto", "choice", "face detector (auto: yunet, which ships inside)",
-                         "detector", choices=DETECTOR_CHOICES)  # fmt: skip
-    yunet: str | None = _opt(None, "str", "another copy of face_detection_yunet_2023mar.onnx",
-                             "detector")  # fmt: skip
-    margin: float | None = _opt(None, "float", "grow face boxes by this fraction per side, "
-                                "below 0 shrink them (default: as the model file says)",
-                                "detector", lo=MARGIN_RANGE[0], hi=MARGIN_RANGE[1])  # fmt: skip
-    max_yaw: float | None = _opt(None, "float", "faces turned further than this many degrees "
-                                 "left or right are found but not scored (yunet only; default: "
-                                 "all are scored)", "detector", lo=0, hi=90)  # fmt: skip
-    detect_size: int | None = _opt(None, "int", "shrink frames to this longest side before "
-                                   "detection (default: photos by size, 640-2048 px; video "
-                                   "and webcam 320; 0: never)", "stream", lo=0,
-                                   hi=16384)  # fmt: skip
-    detect_every: int = _opt(DETECT_EVERY, "int", "video/webcam: full-frame detection every N "
-                             "frames, tracking between (1: always)", "stream", lo=1,
-                             hi=100_000)  # fmt: skip
-    smoothing: float = _opt(SMOOTHING, "float", "video/webcam: weight of past scores per "
-                            "tracked face (0: off)", "stream", lo=0, hi=1,
-                            hi_open=True)  # fmt: skip
-    max_frames: int = _opt(0, "int", "video/webcam: stop after N frames (0: all)", "stream",
-                           lo=0, hi=10**9)  # fmt: skip
-    max_pixels: int = _opt(MAX_PIXELS, "int", "refuse images with more pixels than this",
-                           "stream", lo=1, hi=MAX_PIXELS * 8)  # fmt: skip
+    model: str | None = _opt(
+        None,
+        "str",
+        "a shipped model by name (fer2013: 7 classes, the "
+        "default; ferplus: 8 classes) or a model file from 'mobilefer "
+        "export'",
+        "model",
+    )
+    threads: int | None = _opt(
+        None, "int", "ONNX Runtime threads (default: all cores)", "model", lo=1, hi=MAX_THREADS
+    )
+    device: str = _opt(
+        "cpu",
+        "choice",
+        "where the model runs: cuda needs the [gpu] extra "
+        "(onnxruntime-gpu); auto uses it where it is there",
+        "model",
+        choices=DEVICES,
+    )
+    flip_tta: bool | None = _opt(
+        None,
+        "switch",
+        "average each face with its mirror image (auto: as the model file says)",
+        "model",
+        choices=("auto", "on", "off"),
+    )
+    prior_tau: float | None = _opt(
+        None,
+        "float",
+        "divide scores by the training class prior to "
+        "this power, 0-2 (default: as the model file says)",
+        "model",
+        lo=0,
+        hi=2,
+    )
+    detector: str = _opt(
+        "auto",
+        "choice",
+        "face detector (auto: yunet, which ships inside)",
+        "detector",
+        choices=DETECTOR_CHOICES,
+    )
+    yunet: str | None = _opt(
+        None, "str", "another copy of face_detection_yunet_2023mar.onnx", "detector"
+    )
+    margin: float | None = _opt(
+        None,
+        "float",
+        "grow face boxes by this fraction per side, "
+        "below 0 shrink them (default: as the model file says)",
+        "detector",
+        lo=MARGIN_RANGE[0],
+        hi=MARGIN_RANGE[1],
+    )
+    max_yaw: float | None = _opt(
+        None,
+        "float",
+        "faces turned further than this many degrees "
+        "left or right are found but not scored (yunet only; default: "
+        "all are scored)",
+        "detector",
+        lo=0,
+        hi=90,
+    )
+    detect_size: int | None = _opt(
+        None,
+        "int",
+        "shrink frames to this longest side before "
+        "detection (default: photos by size, 640-2048 px; video "
+        "and webcam 320; 0: never)",
+        "stream",
+        lo=0,
+        hi=16384,
+    )
+    detect_every: int = _opt(
+        DETECT_EVERY,
+        "int",
+        "video/webcam: full-frame detection every N frames, tracking between (1: always)",
+        "stream",
+        lo=1,
+        hi=100_000,
+    )
+    smoothing: float = _opt(
+        SMOOTHING,
+        "float",
+        "video/webcam: weight of past scores per tracked face (0: off)",
+        "stream",
+        lo=0,
+        hi=1,
+        hi_open=True,
+    )
+    max_frames: int = _opt(
+        0, "int", "video/webcam: stop after N frames (0: all)", "stream", lo=0, hi=10**9
+    )
+    max_pixels: int = _opt(
+        MAX_PIXELS,
+        "int",
+        "refuse images with more pixels than this",
+        "stream",
+        lo=1,
+        hi=MAX_PIXELS * 8,
+    )
 
     def check(self) -> Options:
-        """This record, every value checked (:class:`OptionError` names the first bad one and
-        what it takes)."""
-        for f in fields(self):
-            check_option(f.name, getattr(self, f.name))
+        """This record, every value checked once (:class:`OptionError` names the first bad one
+        and what it takes); a record already checked is trusted (it is frozen)."""
+        if not self.__dict__.get("_checked"):
+            for f in fields(self):
+                check_option(f.name, getattr(self, f.name))
+            object.__setattr__(self, "_checked", True)
         return self
 
     def recognizer_options(self) -> dict:
@@ -130,8 +196,9 @@ class Options:
         """A copy with some options changed (unknown names are refused, listing the valid)."""
         unknown = sorted(set(changes) - set(SPECS))
         if unknown:
-            raise OptionError(f"unknown option {', '.join(unknown)}; choose from "
-                              f"{', '.join(SPECS)}")  # fmt: skip
+            raise OptionError(
+                f"unknown option {', '.join(unknown)}; choose from {', '.join(SPECS)}"
+            )
         return replace(self, **changes)
 
 
@@ -158,10 +225,14 @@ def check_option(name: str, value) -> None:
     elif spec.kind == "str":
         ok = isinstance(value, (str, bytes)) or hasattr(value, "__fspath__")
     else:
-        number = _whole(value) if spec.kind == "int" else (
-            isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, (bool, np.bool_))
-        )  # fmt: skip
+        number = (
+            _whole(value)
+            if spec.kind == "int"
+            else (
+                isinstance(value, (int, float, np.integer, np.floating))
+                and not isinstance(value, (bool, np.bool_))
+            )
+        )
         ok = bool(number) and math.isfinite(value) and spec.lo <= value
         ok = ok and (value < spec.hi if spec.hi_open else value <= spec.hi)
     if not ok:

@@ -59,8 +59,9 @@ def head_pose(landmarks) -> tuple[float, float, float] | None:
     camera = np.array([[focal, 0, centre[0]], [0, focal, centre[1]], [0, 0, 1]], np.float64)
     rvec = np.zeros((3, 1))
     tvec = np.array([[0.0], [0.0], [DISTANCE_MM]])
-    ok, rvec, tvec = cv2.solvePnP(FACE_3D, pts, camera, None, rvec, tvec,
-                                  useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)  # fmt: skip
+    ok, rvec, tvec = cv2.solvePnP(
+        FACE_3D, pts, camera, None, rvec, tvec, useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE
+    )
     if not ok:
         return None
     rot, _ = cv2.Rodrigues(rvec)

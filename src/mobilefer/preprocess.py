@@ -119,9 +119,12 @@ def prepare(faces: Sequence[np.ndarray], pre: Preprocessing) -> np.ndarray:
             out[i] = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)[None]
         else:
             out[i] = cv2.warpAffine(
-                small, warp, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                small,
+                warp,
+                (size, size),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                 borderMode=cv2.BORDER_REPLICATE,
-            )[None]  # fmt: skip
+            )[None]
     out -= mean
     out /= std
     return out

@@ -55,8 +55,12 @@ def end_nodes(path: str | Path) -> list[str]:
 
 
 def quantize_file(
-    src: str | Path, dst: str | Path, faces: np.ndarray, calibration: str = "minmax",
-    float_ends: bool = False, extra_options: dict | None = None,
+    src: str | Path,
+    dst: str | Path,
+    faces: np.ndarray,
+    calibration: str = "minmax",
+    float_ends: bool = False,
+    extra_options: dict | None = None,
 ) -> dict:
     """Write an int8 copy of the model file ``src`` to ``dst``, calibrated on ``faces`` (N x 48
     x 48 uint8 Training faces) and their mirrors with ONNX Runtime's ``calibration`` method;
@@ -73,9 +77,12 @@ def quantize_file(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile,
-               "distribution": CalibrationMethod.Distribution}  # fmt: skip
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+        "distribution": CalibrationMethod.Distribution,
+    }
     if calibration not in methods:
         raise OptionError(f"calibration {calibration!r}; choose from {', '.join(CALIBRATIONS)}")
     src, dst = Path(src), Path(dst)
@@ -93,25 +100,40 @@ def quantize_file(
             x = next(self._it, None)
             return None if x is None else {"input": x}
 
-    how = {"calibration": calibration, "faces": int(len(faces)), "views": "face and mirror",
-           "data": "FER2013 Training, evenly spaced", "weights": "int8 per channel (7 bits)",
-           "activations": "uint8", "format": "QDQ",
-           "float": "first convolution and dense head" if float_ends else "none",
-           "options": dict(extra_options or {})}  # fmt: skip
+    how = {
+        "calibration": calibration,
+        "faces": int(len(faces)),
+        "views": "face and mirror",
+        "data": "FER2013 Training, evenly spaced",
+        "weights": "int8 per channel (7 bits)",
+        "activations": "uint8",
+        "format": "QDQ",
+        "float": "first convolution and dense head" if float_ends else "none",
+        "options": dict(extra_options or {}),
+    }
     # written whole beside dst, then renamed: a full disk or a kill never leaves half a model
     # ONNX Runtime's tool prints its progress to stdout, where a command's results go
-    with (atomic_output(dst) as out, tempfile.TemporaryDirectory() as tmp,
-          contextlib.redirect_stdout(io.StringIO())):  # fmt: skip
+    with (
+        atomic_output(dst) as out,
+        tempfile.TemporaryDirectory() as tmp,
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre))
         quantize_static(
-            str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-            reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(pre),
+            str(out),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
             calibrate_method=methods[calibration],
             calibration_cache_path=Path(tmp) / "calibration",
             nodes_to_exclude=end_nodes(pre) if float_ends else None,
             extra_options=dict(extra_options or {}),
-        )  # fmt: skip
+        )
         write_card(out, replace(card, precision="int8", quantization=how))
     return {"path": str(dst), "bytes": dst.stat().st_size, **how}
 

@@ -69,16 +69,24 @@ class Recognizer:
         self.max_yaw = max_yaw
         check_option("detect_size", detect_size)
         if isinstance(model, ExpressionModel):
-            given = [n for n, v in (("threads", threads), ("flip_tta", flip_tta),
-                                    ("prior_tau", prior_tau),
-                                    ("device", None if device == "cpu" else device))
-                     if v is not None]  # fmt: skip
+            given = [
+                n
+                for n, v in (
+                    ("threads", threads),
+                    ("flip_tta", flip_tta),
+                    ("prior_tau", prior_tau),
+                    ("device", None if device == "cpu" else device),
+                )
+                if v is not None
+            ]
             if given:
-                raise OptionError(f"{', '.join(given)}: set them on the ExpressionModel "
-                                  "passed as model")  # fmt: skip
+                raise OptionError(
+                    f"{', '.join(given)}: set them on the ExpressionModel passed as model"
+                )
         else:
-            model = ExpressionModel(model, threads=threads, flip_tta=flip_tta, prior_tau=prior_tau,
-                                    device=device)  # fmt: skip
+            model = ExpressionModel(
+                model, threads=threads, flip_tta=flip_tta, prior_tau=prior_tau, device=device
+            )
         #: The expression model: card, labels, ``predict_proba``.
         self.model = model
         self.margin = self.card.preprocessing.margin if margin is None else margin
@@ -88,8 +96,10 @@ class Recognizer:
                 options["model"] = yunet
             detector = create_detector(detector, **options)
         elif not isinstance(detector, Detector):
-            raise OptionError(f"detector {type(detector).__name__}: pass auto, haar, yunet, or "
-                              "an object with a name and detect(image, detect_size)")  # fmt: skip
+            raise OptionError(
+                f"detector {type(detector).__name__}: pass auto, haar, yunet, or "
+                "an object with a name and detect(image, detect_size)"
+            )
         #: The face detector.
         self.detector = detector
 
@@ -122,8 +132,9 @@ class Recognizer:
         """The model's probabilities for face crops (see :meth:`ExpressionModel.predict_proba`)."""
         return self.model.predict_proba(crops)
 
-    def classify(self, crops: Sequence[np.ndarray],
-                 calibration: Calibration | None = None) -> list[Face]:  # fmt: skip
+    def classify(
+        self, crops: Sequence[np.ndarray], calibration: Calibration | None = None
+    ) -> list[Face]:
         """Classify faces that are already cropped: one :class:`Face` per crop, in order.
 
         ``crops`` is a list of images (gray, BGR or BGRA, any dtype :func:`to_bgr` takes), or
@@ -139,8 +150,10 @@ class Recognizer:
             )
         crops = [to_bgr(as_image(c, f"crop {i}")) for i, c in enumerate(crops)]
         whole = [Detection((0, 0, c.shape[1], c.shape[0])) for c in crops]
-        faces = [Face.from_probs(p, self.labels, d, None)
-                 for p, d in zip(self.predict_proba(crops), whole, strict=True)]  # fmt: skip
+        faces = [
+            Face.from_probs(p, self.labels, d, None)
+            for p, d in zip(self.predict_proba(crops), whole, strict=True)
+        ]
         return [cal.face(f) for f in faces] if cal else faces
 
     def boxes_proba(self, image: np.ndarray, detections) -> np.ndarray:
@@ -153,11 +166,14 @@ class Recognizer:
         """Classify the faces at given detections of ``image`` in one batched call; each
         :class:`Face` keeps its detection's box, score and landmarks."""
         probs = self.boxes_proba(image, detections)
-        return [Face.from_probs(p, self.labels, d, self.detector.name, max_yaw=self.max_yaw)
-                for p, d in zip(probs, detections, strict=True)]  # fmt: skip
+        return [
+            Face.from_probs(p, self.labels, d, self.detector.name, max_yaw=self.max_yaw)
+            for p, d in zip(probs, detections, strict=True)
+        ]
 
-    def analyze(self, image, detect_size: int | None = None,
-                calibration: Calibration | None = None) -> list[Face]:  # fmt: skip
+    def analyze(
+        self, image, detect_size: int | None = None, calibration: Calibration | None = None
+    ) -> list[Face]:
         """Find every face in an image and classify it; ``[]`` when there is none.
 
         ``image``: a path (read upright, as :func:`mobilefer.image.read_image` does) or an
@@ -206,28 +222,36 @@ class Recognizer:
                 if item.scores is None:
                     continue
                 if item.calibrated:
-                    raise InputError(f"neutral face {i}: already calibrated; give the faces "
-                                     "as the model read them")  # fmt: skip
+                    raise InputError(
+                        f"neutral face {i}: already calibrated; give the faces "
+                        "as the model read them"
+                    )
                 if tuple(item.scores) != self.labels:
-                    raise InputError(f"neutral face {i}: its labels are another model's; "
-                                     "classify it with this Recognizer")  # fmt: skip
+                    raise InputError(
+                        f"neutral face {i}: its labels are another model's; "
+                        "classify it with this Recognizer"
+                    )
                 probs.append(list(item.scores.values()))
                 continue
             name = str(item) if isinstance(item, (str, Path)) else f"neutral image {i}"
             faces = [f for f in self.analyze(item) if f.scores is not None]
             if not faces:
-                raise InputError(f"{name}: no face found; give a photo of the person's neutral "
-                                 "face")  # fmt: skip
+                raise InputError(
+                    f"{name}: no face found; give a photo of the person's neutral face"
+                )
             if len(faces) > 1:
-                raise InputError(f"{name}: {len(faces)} faces; calibration needs one person's: "
-                                 "crop the photo to their face")  # fmt: skip
+                raise InputError(
+                    f"{name}: {len(faces)} faces; calibration needs one person's: "
+                    "crop the photo to their face"
+                )
             probs.append(list(faces[0].scores.values()))
         if not probs:
-            raise InputError("no neutral face to calibrate with: give an image, faces or frames "
-                             "of the person at rest")  # fmt: skip
+            raise InputError(
+                "no neutral face to calibrate with: give an image, faces or frames "
+                "of the person at rest"
+            )
         ref = reference_of(np.array(probs), self.card.class_weights())
-        return Calibration(self.labels, tuple(float(v) for v in ref), len(probs),
-                           self.model_digest)  # fmt: skip
+        return Calibration(self.labels, tuple(float(v) for v in ref), len(probs), self.model_digest)
 
     def _checked(self, calibration):
         if calibration is None:
@@ -235,12 +259,12 @@ class Recognizer:
         from .calibration import Calibration
 
         if not isinstance(calibration, Calibration):
-            raise InputError(f"calibration {type(calibration).__name__}: pass what "
-                             "Recognizer.calibrate returns")  # fmt: skip
+            raise InputError(
+                f"calibration {type(calibration).__name__}: pass what Recognizer.calibrate returns"
+            )
         return calibration.check(self.labels, self.model_digest)
 
-    def stream(self, source, calibration: Calibration | None = None,
-               **options) -> Iterator[Result]:  # fmt: skip
+    def stream(self, source, calibration: Calibration | None = None, **options) -> Iterator[Result]:
         """A generator of :class:`mobilefer.stream.Result`, one per frame of ``source``: an
         image, folder, glob, video, webcam index, a list of these, one array or an iterable of
         arrays. Options: ``detect_every``, ``smoothing``, ``detect_size``, ``max_frames``,
@@ -258,5 +282,13 @@ class Recognizer:
         camera loops. Options: ``detect_every``, ``smoothing``, ``detect_size``, ``fps``."""
         from .stream import Session
 
-        return Session(self.detector.detect, self.boxes_proba, self.labels, self.detector.name,
-                       source, kind, max_yaw=self.max_yaw, **options)  # fmt: skip
+        return Session(
+            self.detector.detect,
+            self.boxes_proba,
+            self.labels,
+            self.detector.name,
+            source,
+            kind,
+            max_yaw=self.max_yaw,
+            **options,
+        )

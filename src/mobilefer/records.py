@@ -27,15 +27,13 @@ from .image import shown
 @dataclass(frozen=True)
 class Field:
     """One field of a record: its ``name``, its ``kind`` (``str``, ``int``, ``float``,
-    ``box``: ``[x, y, w, h]`` integers, or ``scores``: one probability per model label), what
-    it means (the README's field table) and its CSV columns: a box becomes ``x, y, w, h``,
-    scores one column per label (after the others), and ``csv_beside`` puts a field's column
-    next to another field's."""
+    ``bool``, ``box``: ``[x, y, w, h]`` integers, or ``scores``: one probability per model
+    label), what it means (the README's field table) and its CSV columns: a box becomes ``x, y,
+    w, h``, scores one column per label (after the others)."""
 
     name: str
     kind: Literal["str", "int", "float", "bool", "box", "scores"]
     meaning: str
-    csv_beside: str | None = None
 
     def csv_columns(self) -> tuple[str, ...]:
         """The CSV columns of this field (scores: none here; their columns come last)."""
@@ -57,28 +55,33 @@ RECORD_FIELDS: tuple[Field, ...] = (
     Field("pitch", "float", "degrees the face is turned up (`null` for Haar)"),
     Field("roll", "float", "degrees the head is tilted clockwise (`null` for Haar)"),
     Field("track_id", "int", "the face's track in a video or webcam stream"),
-    Field("score", "float", "the probability of `label`", csv_beside="label"),
-    Field("calibrated", "bool", "whether `scores` were calibrated on the person's neutral face "
-          "(`--calibrate`)"),
+    Field("score", "float", "the probability of `label`"),
+    Field(
+        "calibrated",
+        "bool",
+        "whether `scores` were calibrated on the person's neutral face (`--calibrate`)",
+    ),
 )
 
 
 def csv_columns(labels=()) -> list[str]:
-    """The CSV header of records from a model with these labels."""
-    placed = [f for f in RECORD_FIELDS if f.csv_beside is None]
-    for f in RECORD_FIELDS:
-        if f.csv_beside is not None:
-            at = next(i for i, g in enumerate(placed) if g.name == f.csv_beside)
-            placed.insert(at + 1, f)
-    return [c for f in placed for c in f.csv_columns()] + list(labels)
+    """The CSV header of records from a model with these labels: the fields in record order
+    (the box as ``x, y, w, h``), then one column per label."""
+    return [c for f in RECORD_FIELDS for c in f.csv_columns()] + list(labels)
 
 
 #: The record's field names, in order.
 FIELD_NAMES = tuple(f.name for f in RECORD_FIELDS)
 
 
-def records(source: str, faces, frame: int | None = None, t: float | None = None,
-            detector: str | None = None, empty: bool = True) -> list[dict]:  # fmt: skip
+def records(
+    source: str,
+    faces,
+    frame: int | None = None,
+    t: float | None = None,
+    detector: str | None = None,
+    empty: bool = True,
+) -> list[dict]:
     """The JSON-ready records of one frame's faces, with the fields of :data:`RECORD_FIELDS` in
     order; with ``empty``, one no-face record when there is no face (its ``face``, ``box``,
     ``label``, ``scores`` and ``score`` are ``None``), so every input read appears. A face
@@ -87,8 +90,12 @@ def records(source: str, faces, frame: int | None = None, t: float | None = None
     base = {"source": source, "frame": frame, "time": None if t is None else round(t, 3)}
     out = []
     for i, face in enumerate(faces):
-        values = base | {"face": i, "box": list(face.box), "score": face.score,
-                         "scores": None if face.scores is None else dict(face.scores)}
+        values = base | {
+            "face": i,
+            "box": list(face.box),
+            "score": face.score,
+            "scores": None if face.scores is None else dict(face.scores),
+        }
         out.append({n: values[n] if n in values else getattr(face, n) for n in FIELD_NAMES})
     if not out and empty:
         out.append(dict.fromkeys(FIELD_NAMES) | base | {"detector": detector})
@@ -194,8 +201,9 @@ def iter_records(path: str | Path) -> Iterator[dict]:
                 except csv.Error as e:
                     raise InputError(f"{shown(p)}:{n}: not CSV ({e})") from None
                 if len(values) != len(columns):
-                    raise InputError(f"{shown(p)}:{n}: {len(values)} columns, the header has "
-                                     f"{len(columns)}")  # fmt: skip
+                    raise InputError(
+                        f"{shown(p)}:{n}: {len(values)} columns, the header has {len(columns)}"
+                    )
                 row = {c: uncell(v) for c, v in zip(columns, values, strict=True)}
                 yield _checked(_from_csv(row, p, n), f"{shown(p)}:{n}", labels)
             return
@@ -270,22 +278,39 @@ def _checked(rec, where: str, labels: list) -> dict:
             ok = ok and (f.kind != "float" or math.isfinite(v))
             ok = ok and (f.kind != "int" or 0 <= v <= _INT_MAX)  # counts and indices
         elif f.kind == "box":
-            ok = isinstance(v, list) and len(v) == 4 and all(
-                isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= _INT_MAX
-                for x in v)  # fmt: skip
+            ok = (
+                isinstance(v, list)
+                and len(v) == 4
+                and all(
+                    isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= _INT_MAX for x in v
+                )
+            )
         else:  # scores
-            ok = isinstance(v, dict) and bool(v) and all(
-                isinstance(k, str) and isinstance(x, (int, float)) and not isinstance(x, bool)
-                and 0 <= x <= 1 for k, x in v.items())  # fmt: skip
+            ok = (
+                isinstance(v, dict)
+                and bool(v)
+                and all(
+                    isinstance(k, str)
+                    and isinstance(x, (int, float))
+                    and not isinstance(x, bool)
+                    and 0 <= x <= 1
+                    for k, x in v.items()
+                )
+            )
             ok = ok and abs(sum(v.values()) - 1) <= _SUM_TOLERANCE
         if not ok:
-            what = {"int": "whole number from 0", "scores": "set of probabilities summing to 1",
-                    "box": "box of 4 whole numbers from 0"}.get(f.kind, f.kind)  # fmt: skip
+            what = {
+                "int": "whole number from 0",
+                "scores": "set of probabilities summing to 1",
+                "box": "box of 4 whole numbers from 0",
+            }.get(f.kind, f.kind)
             raise InputError(f"{where}: {f.name} {shown(repr(v)[:60])} is not a {what}")
     label, scores = rec.get("label"), rec.get("scores")
     if (label is None) != (scores is None) or (label is not None and label not in scores):
-        raise InputError(f"{where}: label {shown(repr(label)[:40])} is not one of its scores' "
-                         "labels (a face's record has both, a no-face record neither)")  # fmt: skip
+        raise InputError(
+            f"{where}: label {shown(repr(label)[:40])} is not one of its scores' "
+            "labels (a face's record has both, a no-face record neither)"
+        )
     if rec.get("scores"):
         names = tuple(rec["scores"])
         if labels[0] is None:
@@ -293,8 +318,10 @@ def _checked(rec, where: str, labels: list) -> dict:
         elif names != labels[0] and set(names) == set(labels[0]):  # another order: the first's
             rec = {**rec, "scores": {k: rec["scores"][k] for k in labels[0]}}
         elif names != labels[0]:
-            raise InputError(f"{where}: labels {', '.join(names)} differ from the file's "
-                             f"first ({', '.join(labels[0])}); one file holds one model's")
+            raise InputError(
+                f"{where}: labels {', '.join(names)} differ from the file's "
+                f"first ({', '.join(labels[0])}); one file holds one model's"
+            )
     return rec
 
 
@@ -317,14 +344,17 @@ def _from_csv(row: dict, p: Path, n: int) -> dict:
     empty = row.get("label") in (None, "")
     box = [num(row.get(k), int) for k in "xywh"]
     return {
-        "source": row["source"], "frame": num(row.get("frame"), int),
-        "time": num(row.get("time")), "face": num(row.get("face"), int),
+        "source": row["source"],
+        "frame": num(row.get("frame"), int),
+        "time": num(row.get("time")),
+        "face": num(row.get("face"), int),
         "box": None if None in box else box,
-        "label": None if empty else row["label"], "track_id": num(row.get("track_id"), int),
+        "label": None if empty else row["label"],
+        "track_id": num(row.get("track_id"), int),
         "scores": None if empty else {k: num(row[k]) for k in labels},
         **{k: num(row.get(k)) for k in ("yaw", "pitch", "roll")},
         "calibrated": _flag(row.get("calibrated"), p, n),
-    }  # fmt: skip
+    }
 
 
 def _flag(v, p: Path, n: int) -> bool | None:

@@ -61,8 +61,15 @@ class Face:
         return self.label is not None
 
     @classmethod
-    def from_probs(cls, probs, labels, detection, detector: str | None, track_id=None,
-                   max_yaw: float | None = None) -> Face:  # fmt: skip
+    def from_probs(
+        cls,
+        probs,
+        labels,
+        detection,
+        detector: str | None,
+        track_id=None,
+        max_yaw: float | None = None,
+    ) -> Face:
         """The face of a detection (anything with ``box``, ``score`` and ``landmarks``) given
         its probabilities in ``labels`` order; the label is the most likely one. Its angles come
         from the landmarks; with ``max_yaw``, a face whose ``|yaw|`` is larger is not scored."""
@@ -72,8 +79,16 @@ class Face:
         if max_yaw is not None and angles[0] is not None and abs(angles[0]) > max_yaw:
             return cls(box, None, None, detector, detection.score, track_id, marks, *angles)
         scores = {name: float(v) for name, v in zip(labels, probs, strict=True)}
-        return cls(box, labels[int(np.argmax(probs))], scores, detector, detection.score,
-                   track_id, marks, *angles)  # fmt: skip
+        return cls(
+            box,
+            labels[int(np.argmax(probs))],
+            scores,
+            detector,
+            detection.score,
+            track_id,
+            marks,
+            *angles,
+        )
 
     def to_dict(self) -> dict:
         """Plain JSON-ready data (every field; landmarks as lists)."""

@@ -75,8 +75,9 @@ class SaveFolder:
     def check(self) -> None:
         """Create the folder and prove it takes a file; :class:`InputError` if it cannot."""
         if self.folder.exists() and not self.folder.is_dir():
-            raise InputError(f"--save {shown(self.folder)}: exists and is not a folder; "
-                             "name a folder")  # fmt: skip
+            raise InputError(
+                f"--save {shown(self.folder)}: exists and is not a folder; name a folder"
+            )
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=self.folder, prefix=".mobilefer-probe"):
@@ -152,8 +153,9 @@ class VideoSink:
         self._writer.release()
         if not video_is_whole(self._tmp):
             self._tmp.unlink(missing_ok=True)
-            raise InputError(f"{shown(self.path)}: cannot save (the written video is broken; "
-                             "is the disk full?)")  # fmt: skip
+            raise InputError(
+                f"{shown(self.path)}: cannot save (the written video is broken; is the disk full?)"
+            )
         try:
             os.chmod(self._tmp, umask_mode())
             shutil.move(str(self._tmp), self.path)
@@ -239,8 +241,9 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs=(), overwrite: b
             with tempfile.NamedTemporaryFile(dir=parent, prefix=".mobilefer-probe"):
                 pass
         except OSError as e:
-            raise InputError(f"{name}: cannot write there ({e.strerror or e}); "
-                             "choose a writable folder") from None  # fmt: skip
+            raise InputError(
+                f"{name}: cannot write there ({e.strerror or e}); choose a writable folder"
+            ) from None
 
 
 def check_save_folder(folder: str | Path, inputs=()) -> None:
@@ -250,8 +253,10 @@ def check_save_folder(folder: str | Path, inputs=()) -> None:
     for spec in inputs:
         p = Path(str(spec))
         if p.is_dir() and inside.is_relative_to(p.resolve()):
-            raise InputError(f"--save {shown(Path(folder))}: inside the input folder "
-                             f"{shown(p)}, whose files are read: choose a folder outside it")
+            raise InputError(
+                f"--save {shown(Path(folder))}: inside the input folder "
+                f"{shown(p)}, whose files are read: choose a folder outside it"
+            )
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> int:
@@ -280,8 +285,11 @@ def atomic_output(path: str | Path, suffix: str = "") -> Iterator[Path]:
     error or a kill leaves the old file (or none), never half a new one. On an error the
     temporary file is removed."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
-                               prefix=".mobilefer-", suffix=suffix or path.suffix)  # fmt: skip
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent if str(path.parent) else ".",
+        prefix=".mobilefer-",
+        suffix=suffix or path.suffix,
+    )
     os.close(fd)
     try:
         yield Path(tmp)
@@ -302,15 +310,17 @@ def write_together(files: dict) -> None:
             path = Path(path)
             raw = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data
             try:
-                fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".",
-                                           prefix=".mobilefer-")  # fmt: skip
+                fd, tmp = tempfile.mkstemp(
+                    dir=path.parent if str(path.parent) else ".", prefix=".mobilefer-"
+                )
                 done.append((Path(tmp), path))
                 with os.fdopen(fd, "wb") as f:
                     f.write(raw)
                 os.chmod(tmp, umask_mode())
             except OSError as e:
-                raise InputError(f"{shown(path)}: cannot write it ({e.strerror or e}); nothing "
-                                 "was written") from None  # fmt: skip
+                raise InputError(
+                    f"{shown(path)}: cannot write it ({e.strerror or e}); nothing was written"
+                ) from None
         for tmp, path in done:
             try:
                 os.replace(tmp, path)

@@ -140,8 +140,9 @@ def _glob(pattern: str) -> list[Source]:
     link to a folder (a ``self -> .`` link made ``glob`` repeat one photo 41 times, a link
     loop made it hang): such patterns walk the folder below their first wildcard instead."""
     if "**" not in pattern:
-        return [Source(m, _kind(Path(m))) for m in sorted(glob.glob(pattern))
-                if not Path(m).is_dir()]  # fmt: skip
+        return [
+            Source(m, _kind(Path(m))) for m in sorted(glob.glob(pattern)) if not Path(m).is_dir()
+        ]
     parts = Path(pattern).parts
     fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
     top = Path(*parts[:fixed]) if fixed else Path(".")
@@ -270,8 +271,10 @@ def read_webcam(index: int, capture=None) -> Iterator[Frame]:
     object (default: :func:`open_camera`). Raises InputError when the camera does not exist."""
     cap = capture if capture is not None else open_camera(index)
     if not cap.isOpened():
-        raise InputError(f"webcam {index}: no camera found at this index (or it is busy); try "
-                         "another index, or give the path of a recording")  # fmt: skip
+        raise InputError(
+            f"webcam {index}: no camera found at this index (or it is busy); try "
+            "another index, or give the path of a recording"
+        )
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or None
     t0 = time.perf_counter()
     try:

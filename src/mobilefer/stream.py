@@ -37,6 +37,7 @@ class Pipeline(Protocol):
 
     def session(self, source: str = "array", kind: str = "array", **options) -> Session: ...
 
+
 __all__ = ["Result", "Session", "stream", "image_detect_size"]
 
 #: Detection size (longest side) for video, webcams and arrays: their faces are large and time
@@ -45,9 +46,13 @@ STREAM_DETECT_SIZE = 320
 
 
 def _check(detect_every, smoothing, detect_size, max_frames, max_pixels) -> None:
-    for name, value in (("detect_every", detect_every), ("smoothing", smoothing),
-                        ("detect_size", detect_size), ("max_frames", max_frames),
-                        ("max_pixels", max_pixels)):  # fmt: skip
+    for name, value in (
+        ("detect_every", detect_every),
+        ("smoothing", smoothing),
+        ("detect_size", detect_size),
+        ("max_frames", max_frames),
+        ("max_pixels", max_pixels),
+    ):
         if value is not None:
             check_option(name, value)
 
@@ -70,16 +75,22 @@ def stream(
     after that many frames (0: all); ``max_pixels`` refuses larger images.
     """
     _check(detect_every, smoothing, detect_size, max_frames, max_pixels)
-    opts = {"detect_every": detect_every, "smoothing": smoothing, "detect_size": detect_size,
-            "max_frames": max_frames}  # fmt: skip
+    opts = {
+        "detect_every": detect_every,
+        "smoothing": smoothing,
+        "detect_size": detect_size,
+        "max_frames": max_frames,
+    }
     if isinstance(source, np.ndarray):
         yield _image(recognizer, "array", to_bgr(source), detect_size, kind="array")
         return
     if isinstance(source, (bytes, bytearray, memoryview)):  # a path in bytes, as os gives it
         raw = bytes(source)
         if len(raw) > 4096 or b"\0" in raw:
-            raise InputError("source of bytes: pass a path (str or bytes), or decode an image's "
-                             "bytes first (mobilefer.image.decode_image)")  # fmt: skip
+            raise InputError(
+                "source of bytes: pass a path (str or bytes), or decode an image's "
+                "bytes first (mobilefer.image.decode_image)"
+            )
         source = os.fsdecode(raw)
     if isinstance(source, (str, Path, int)):
         source = [source]
@@ -140,11 +151,23 @@ class Session:
         """The :class:`Result` of the next frame (a BGR image, or any image :func:`to_bgr`
         takes); ``frame`` and ``time`` (s) are stored in it as given."""
         image = to_bgr(image)
-        faces = tuple(Face.from_probs(t.probs, self.labels, t.detection, self.detector,
-                                      t.track_id, self.max_yaw)
-                      for t in self._tracker.update(image))  # fmt: skip
-        return Result(self.source, self.kind, faces, image, frame, time, self.root,
-                      fps=self.fps, detector=self.detector)  # fmt: skip
+        faces = tuple(
+            Face.from_probs(
+                t.probs, self.labels, t.detection, self.detector, t.track_id, self.max_yaw
+            )
+            for t in self._tracker.update(image)
+        )
+        return Result(
+            self.source,
+            self.kind,
+            faces,
+            image,
+            frame,
+            time,
+            self.root,
+            fps=self.fps,
+            detector=self.detector,
+        )
 
 
 def _image(rec, name, image, detect_size, kind="image", root=None) -> Result:
@@ -220,9 +243,15 @@ def _iterable(rec, items, max_pixels, opts) -> Iterator[Result]:
 
 
 def _session(rec, opts, source="array", kind="array", fps=None, root=None) -> Session:
-    return rec.session(source, kind, detect_every=opts["detect_every"],
-                       smoothing=opts["smoothing"], detect_size=opts["detect_size"], fps=fps,
-                       root=root)  # fmt: skip
+    return rec.session(
+        source,
+        kind,
+        detect_every=opts["detect_every"],
+        smoothing=opts["smoothing"],
+        detect_size=opts["detect_size"],
+        fps=fps,
+        root=root,
+    )
 
 
 def _tracked(rec, name, kind, frames, fps, root, opts) -> Iterator[Result]:

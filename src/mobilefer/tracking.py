@@ -111,9 +111,11 @@ class FaceTracker:
             box = (int(round(fx + x)), int(round(fy + y)), int(round(fw)), int(round(fh)))
             overlap = iou(box, det.box)
             if overlap > best_iou:
-                marks = None if f.landmarks is None else tuple(
-                    (px / scale + x, py / scale + y) for px, py in f.landmarks
-                )  # fmt: skip
+                marks = (
+                    None
+                    if f.landmarks is None
+                    else tuple((px / scale + x, py / scale + y) for px, py in f.landmarks)
+                )
                 best, best_iou = Detection(box, f.score, marks), overlap
         return best if best_iou >= self.iou_threshold else None
 

@@ -69,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     except OSError as e:
         if isinstance(e, URLError):  # a download (torch hub's ImageNet weights, say)
-            err(f"cannot download ({e.reason}); without a network, pass the local file "
-                 "(--backbone-weights for training, --yunet for the detector)")  # fmt: skip
+            err(
+                f"cannot download ({e.reason}); without a network, pass the local file "
+                "(--backbone-weights for training, --yunet for the detector)"
+            )
             return 2
         if e.errno == errno.ENOSPC or getattr(e, "filename", None) is None:
             err(f"cannot write the results: {e.strerror or e}")

@@ -19,8 +19,10 @@ def err(msg: str) -> None:
 
 def missing_extra(what: str, extra: str, error: ImportError) -> int:
     """Say which optional extra ``what`` needs and how to install it; the exit status."""
-    err(f"{what} needs the [{extra}] extra ({error.name} is missing): from a checkout of "
-         f"mobilefer, pip install -e '.[{extra}]'")  # fmt: skip
+    err(
+        f"{what} needs the [{extra}] extra ({error.name} is missing): pip install "
+        f"'mobilefer[{extra}]' (from a checkout: pip install -e '.[{extra}]')"
+    )
     return 2
 
 
@@ -32,8 +34,14 @@ class Progress:
         self.name, self.unit = name, unit
         self.t0 = time.perf_counter()
         self.n = 0
-        self._bar = tqdm(desc=name, unit=f" {unit}", file=sys.stderr, leave=False,
-                         disable=not sys.stderr.isatty(), dynamic_ncols=True)  # fmt: skip
+        self._bar = tqdm(
+            desc=name,
+            unit=f" {unit}",
+            file=sys.stderr,
+            leave=False,
+            disable=not sys.stderr.isatty(),
+            dynamic_ncols=True,
+        )
 
     @property
     def rate(self) -> float:
@@ -49,8 +57,11 @@ class Progress:
         if not summary:
             return
         secs = time.perf_counter() - self.t0
-        print(f"{self.name}: {self.n} {self.unit} in {secs:.1f} s, {self.rate:.1f} {self.unit}/s",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"{self.name}: {self.n} {self.unit} in {secs:.1f} s, {self.rate:.1f} {self.unit}/s",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 #: --flip-tta's words -> Options(flip_tta=).
@@ -67,10 +78,11 @@ def options_of(args: argparse.Namespace):
     return Options(**given).check()
 
 
-def recognizer_of(args: argparse.Namespace):
+def recognizer_of(options):
+    """The command's Recognizer, of its one checked :class:`mobilefer.options.Options`."""
     from ..recognizer import Recognizer
 
-    return Recognizer.from_options(options_of(args))
+    return Recognizer.from_options(options)
 
 
 def float_in(text: str, lo: float, hi: float, name: str) -> float:
@@ -128,8 +140,9 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def add_inference_options(p: argparse.ArgumentParser, scopes=("model", "detector", "stream"),
-                           output: bool = True) -> None:
+def add_inference_options(
+    p: argparse.ArgumentParser, scopes=("model", "detector", "stream"), output: bool = True
+) -> None:
     """The flags of every option of :class:`mobilefer.options.Options` in ``scopes``, built
     from the record (its defaults, choices and help; its ranges are checked by ``options_of``),
     and ``--format`` for commands that print records."""
@@ -147,12 +160,18 @@ def add_inference_options(p: argparse.ArgumentParser, scopes=("model", "detector
         else:
             kind = {"int": integer, "float": real}.get(spec.kind, str)
             shown_default = "" if default is None else f" (default: {default:,})"
-            p.add_argument(flag, type=kind, default=default,
-                           help=spec.help + ("" if "default" in spec.help else shown_default))
+            p.add_argument(
+                flag,
+                type=kind,
+                default=default,
+                help=spec.help + ("" if "default" in spec.help else shown_default),
+            )
     if output:
-        p.add_argument("--format", choices=["jsonl", "csv"],
-                       help="stdout format: JSON Lines or CSV, one record per face "
-                       "(default: jsonl)")  # fmt: skip
+        p.add_argument(
+            "--format",
+            choices=["jsonl", "csv"],
+            help="stdout format: JSON Lines or CSV, one record per face (default: jsonl)",
+        )
 
 
 def integer(text: str) -> int:

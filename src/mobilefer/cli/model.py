@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import OptionError
 from ..preprocess import ZOOM_RANGE
-from .common import float_in, missing_extra, options_of
+from .common import err, float_in, missing_extra, options_of
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -21,17 +21,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..model import ExpressionModel
 
     options = options_of(args)
-    model = ExpressionModel(options.model, threads=options.threads, flip_tta=options.flip_tta,
-                            prior_tau=options.prior_tau, device=options.device)  # fmt: skip
+    model = ExpressionModel(
+        options.model,
+        threads=options.threads,
+        flip_tta=options.flip_tta,
+        prior_tau=options.prior_tau,
+        device=options.device,
+    )
     data = load_fer2013_with_ferplus(args.data, args.ferplus).split(args.split)
     if not len(data):
-        raise DataError(f"{args.data}: no faces in the {args.split} split; choose a split the "
-                        "data has (train, public or private)")  # fmt: skip
+        raise DataError(
+            f"{args.data}: no faces in the {args.split} split; choose a split the "
+            "data has (train, public or private)"
+        )
     t0 = time.perf_counter()
     result = evaluate_model(model, data)
-    result |= {"split": args.split, "model": model.path, "flip_tta": model.flip_tta,
-               "prior_tau": model.card.prior_tau, "zoom": model.card.preprocessing.zoom,
-               "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+    result |= {
+        "split": args.split,
+        "model": model.path,
+        "flip_tta": model.flip_tta,
+        "prior_tau": model.card.prior_tau,
+        "zoom": model.card.preprocessing.zoom,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
     print(
         f"model {model.path}, split {args.split}, "
         f"flip TTA {'on' if model.flip_tta else 'off'}, prior tau {model.card.prior_tau}, "
@@ -47,19 +59,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise OptionError(f"--out {args.out}: exists and is not a folder; name the run's folder")
     try:
-        from ..train.config import apply_settings, check_config, read_run_config, recipe
+        from ..train.config import apply_settings, check_config, read_run_config
         from ..train.loop import fit
         from ..train.plots import epoch_header, epoch_row, write_report
+        from ..train.recipes import recipe
     except ImportError as e:
         return missing_extra("training", "train", e)
 
     from ..data import load_fer2013, load_fer2013_with_ferplus
 
     given = {
-        "epochs": args.epochs, "input_size": args.input_size, "batch_size": args.batch_size,
-        "lr": args.lr, "seed": args.seed, "threads": args.threads, "limit_train": args.limit_train,
-        "ferplus_weight": args.ferplus_weight, "logit_adjust": args.logit_adjust,
-    }  # fmt: skip
+        "epochs": args.epochs,
+        "input_size": args.input_size,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "threads": args.threads,
+        "limit_train": args.limit_train,
+        "ferplus_weight": args.ferplus_weight,
+        "logit_adjust": args.logit_adjust,
+    }
     overrides = {k: v for k, v in given.items() if v is not None}
     if args.no_amp:
         overrides["amp"] = False
@@ -84,11 +103,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         data = load_fer2013(args.data)
     print(epoch_header(ferplus=cfg.ferplus_weight > 0), flush=True)
-    result = fit(cfg, data, args.out, resume=args.resume,
-                 on_epoch=lambda r: print(epoch_row(r), flush=True))  # fmt: skip
+    result = fit(
+        cfg, data, args.out, resume=args.resume, on_epoch=lambda r: print(epoch_row(r), flush=True)
+    )
     best = result["best"]
-    print(f"best PublicTest accuracy {best['public_accuracy']:.4f} at epoch {best['epoch']}; "
-          f"checkpoints in {args.out}", file=sys.stderr)  # fmt: skip
+    print(
+        f"best PublicTest accuracy {best['public_accuracy']:.4f} at epoch {best['epoch']}; "
+        f"checkpoints in {args.out}",
+        file=sys.stderr,
+    )
     write_report(args.out, data=data)
     return 0
 
@@ -114,21 +137,36 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         data = load_fer2013_with_ferplus(args.data, args.ferplus)
     report = export_checkpoint(
-        args.checkpoint, args.out, data=data, head=args.head, flip_tta=flip, prior_tau=tau,
-        zoom=zoom, margin=args.margin, int8=args.int8, report_private=args.report_private,
-    )  # fmt: skip
+        args.checkpoint,
+        args.out,
+        data=data,
+        head=args.head,
+        flip_tta=flip,
+        prior_tau=tau,
+        zoom=zoom,
+        margin=args.margin,
+        int8=args.int8,
+        report_private=args.report_private,
+    )
     for row in report.get("zoom_table", []):
-        print(f"zoom {row['zoom']:.2f} (flip TTA {'on' if row['flip_tta'] else 'off'}, prior tau "
-              f"{row['tau']:.1f}): PublicTest accuracy {row['accuracy']:.4f}, macro-F1 "
-              f"{row['macro_f1']:.4f}, lowest recall {row['min_recall']:.4f}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"zoom {row['zoom']:.2f} (flip TTA {'on' if row['flip_tta'] else 'off'}, prior tau "
+            f"{row['tau']:.1f}): PublicTest accuracy {row['accuracy']:.4f}, macro-F1 "
+            f"{row['macro_f1']:.4f}, lowest recall {row['min_recall']:.4f}",
+            file=sys.stderr,
+        )
     if "public_accuracy_single" in report:
-        print(f"PublicTest accuracy: single {report['public_accuracy_single']:.4f}, "
-              f"flip TTA {report['public_accuracy_flip']:.4f}", file=sys.stderr)  # fmt: skip
+        print(
+            f"PublicTest accuracy: single {report['public_accuracy_single']:.4f}, "
+            f"flip TTA {report['public_accuracy_flip']:.4f}",
+            file=sys.stderr,
+        )
     for row in report.get("tau_table", []):
-        print(f"prior tau {row['tau']:.1f}: PublicTest accuracy {row['accuracy']:.4f}, "
-              f"macro-F1 {row['macro_f1']:.4f}, lowest recall {row['min_recall']:.4f}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"prior tau {row['tau']:.1f}: PublicTest accuracy {row['accuracy']:.4f}, "
+            f"macro-F1 {row['macro_f1']:.4f}, lowest recall {row['min_recall']:.4f}",
+            file=sys.stderr,
+        )
     print(json.dumps(report))
     return 0
 
@@ -152,7 +190,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         import sympy  # noqa: F401  (and its shape inference, before quantizing)
 
         from ..quantize import CALIBRATIONS, calibration_faces, parity, quantize_file
-        from ..train.config import VAL_SOURCES
+        from ..train.recipes import VAL_SOURCES
         from ..train.sources import load_source, source_of
     except ImportError as e:
         return missing_extra("quantization", "train", e)
@@ -170,13 +208,24 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     faces = calibration_faces(data.split("train").pixels, args.faces)
     report = {"model": str(src), "calibration_faces": len(faces), "files": {}}
     for method, path in targets.items():
-        report["files"][method] = quantize_file(src, path, faces, method, args.float_ends,
-                                                dict(calibration_option(t) for t in args.option))
+        report["files"][method] = quantize_file(
+            src,
+            path,
+            faces,
+            method,
+            args.float_ends,
+            dict(calibration_option(t) for t in args.option),
+        )
     val = []
     if not args.no_val:
         for spec in VAL_SOURCES:
             source = source_of(spec)
-            if source.root().is_dir():
+            try:
+                root = source.root()
+            except OptionError as e:  # no $MOBILEFER_SHARED: PublicTest alone, said once
+                err(f"val folds not scored: {e}")
+                break
+            if root.is_dir():
                 val.append((source.name, load_source(source, "val", 0.0, None)))
     files = {"float": src, **{f"int8 {m}": p for m, p in targets.items()}}
     report["parity"] = rows = parity(files, data.split("public"), val)

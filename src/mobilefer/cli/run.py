@@ -54,7 +54,7 @@ class ResultLoop:
         self.frames.update()
 
     def rate(self, result) -> float | None:
-        """Frames/s of the source now running (video and webcams), for annotated video."""
+        """Frames/s of the source now running (video and webcams), for the live window."""
         return self.frames.rate if self.frames and result.frame is not None else None
 
     def close(self) -> None:
@@ -64,12 +64,16 @@ class ResultLoop:
         self.images.close(summary=self.images.n > 1)
         if self.skipped:
             kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items()))
-            err(f"skipped {sum(self.skipped.values())} file(s) that are not images or videos "
-                f"({kinds})")  # fmt: skip
+            err(
+                f"skipped {sum(self.skipped.values())} file(s) that are not images or videos "
+                f"({kinds})"
+            )
         if self.links:
             more = f" and {len(self.links) - 5} more" if len(self.links) > 5 else ""
-            err(f"skipped {len(self.links)} linked folder(s), not followed: "
-                f"{', '.join(self.links[:5])}{more} (name a linked folder itself to read it)")
+            err(
+                f"skipped {len(self.links)} linked folder(s), not followed: "
+                f"{', '.join(self.links[:5])}{more} (name a linked folder itself to read it)"
+            )
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -84,19 +88,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.save:
         check_save_folder(args.save, args.source)
     saver = AnnotatedSaver(args.save) if args.save else None
-    rec = recognizer_of(args)
+    options = options_of(args)  # checked once, here; the library trusts the record after
+    rec = recognizer_of(options)
     cal = calibration_of(rec, args.calibrate)
     out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout)
     loop = ResultLoop()
     try:
-        for result in loop.run(rec.stream(args.source, cal,
-                                          **options_of(args).stream_options())):  # fmt: skip
+        for result in loop.run(rec.stream(args.source, cal, **options.stream_options())):
             out.write(result.records())
             if result.reason:
                 err(f"{shown(result.source)}: {result.reason}")
             if saver:
                 try:
-                    note = saver.add(result, loop.rate(result))
+                    note = saver.add(result)  # frames/s is a live window's, not a file's
                     if note:
                         err(note)
                 except InputError as e:
@@ -135,7 +139,7 @@ def _predict_ray(args: argparse.Namespace) -> int:
     try:
         import ray
 
-        import mobilefer.ray as mray
+        import mobilefer.distributed as mray
     except ImportError as e:
         return missing_extra("--engine ray", "ray", e)
     out = Path(args.out or "")
@@ -146,15 +150,21 @@ def _predict_ray(args: argparse.Namespace) -> int:
         err(f"{'--save' if args.save else '--calibrate'} is not available with --engine ray")
         return 2
     if args.format is not None:
-        err("--format goes with the local engine; with --engine ray the suffix of --out "
-             "(.parquet or .jsonl) says the format")  # fmt: skip
+        err(
+            "--format goes with the local engine; with --engine ray the suffix of --out "
+            "(.parquet or .jsonl) says the format"
+        )
         return 2
     # before any work, as --save is checked: the results must have somewhere to go
     check_outputs({"--out": out}, args.source, args.overwrite)
     quiet_ray()
     if not ray.is_initialized():
-        ray.init(address=args.address, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR)  # fmt: skip
+        ray.init(
+            address=args.address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+        )
     ds = mray.predict(args.source, options_of(args), actors=args.actors)
     errors = n = 0
     writer = None
@@ -198,19 +208,20 @@ def quiet_ray() -> None:
         ctx.enable_rich_progress_bars = False
     for name in ("ray", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors",
-                            category=UserWarning)  # fmt: skip
+    warnings.filterwarnings(
+        "ignore", message="The minimum number of concurrent actors", category=UserWarning
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     try:
         import plotly  # noqa: F401
 
-        from ..report import Collector, write_report
+        from ..study.report import Collector, write_report
     except ImportError as e:
         return missing_extra("report", "report", e)
-    from ..events import StudyPlan
     from ..sinks import check_outputs
+    from ..study.plan import StudyPlan
 
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
@@ -227,9 +238,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             continue
         seen.add(key)
         sources.append(spec)
-    rec = recognizer_of(args)
+    options = options_of(args)
+    rec = recognizer_of(options)
     collector, loop = Collector(), ResultLoop()
-    for result in loop.run(rec.stream(sources, **options_of(args).stream_options())):
+    for result in loop.run(rec.stream(sources, **options.stream_options())):
         collector.add(result)
     loop.close()
     if not collector.count:
@@ -246,8 +258,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     except InputError as e:
         err(shown(str(e)))
         return 1
-    err(f"report: {made['tracks']} face track(s) in {made['clips']} clip(s) -> "
-         f"{shown(out)} ({made['bytes'] / 1e6:.1f} MB)")  # fmt: skip
+    err(
+        f"report: {made['tracks']} face track(s) in {made['clips']} clip(s) -> "
+        f"{shown(out)} ({made['bytes'] / 1e6:.1f} MB)"
+    )
     return 1 if loop.failed else 0
 
 
@@ -273,29 +287,30 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     show = not args.save and not args.no_window
     if show and not has_display():
         err(
-            "no display to show a window on (no DISPLAY, or OpenCV built without a GUI: "
-            "pip install 'opencv-python<5'); use --save out.mp4 to record the annotated stream, "
-            "or 'mobilefer serve' for the browser demo"
+            "no window can be shown here (no display, or an OpenCV without a GUI, as the "
+            "headless one mobilefer installs); use --save out.mp4 to record the annotated "
+            "stream, --no-window --print for the records, or 'mobilefer serve' for the "
+            "browser demo"
         )
-        return 1
-    rec = recognizer_of(args)
+        return 2
+    options = options_of(args)
+    rec = recognizer_of(options)
     cal = calibration_of(rec, args.calibrate)
     out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout) if args.print else None
     writer, loop, shown_frames = None, ResultLoop(), 0
     try:  # no such camera, or one that gives no frames: one error line from the loop
-        for result in loop.run(rec.stream(args.index, cal,
-                                          **options_of(args).stream_options())):  # fmt: skip
+        for result in loop.run(rec.stream(args.index, cal, **options.stream_options())):
             shown_frames += 1
             if out:
                 out.write(result.records())
-            drawn = result.draw(loop.rate(result))
-            if args.save:
+            if args.save:  # the recording without the frames/s, which is the window's
+                drawn = result.draw()
                 if writer is None:
                     h, w = drawn.shape[:2]
                     writer = VideoSink(Path(args.save), result.fps or FALLBACK_FPS, (w, h))
                 writer.write(drawn)
             if show:
-                cv2.imshow("mobilefer", drawn)
+                cv2.imshow("mobilefer", result.draw(loop.rate(result)))
                 if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                     break
     finally:

@@ -40,8 +40,10 @@ def upload_type_problem(kind: str, name: str, wanted: str) -> str | None:
     kind = kind.split(";")[0].strip().lower()
     if kind.startswith(f"{wanted}/") or kind == "application/octet-stream":
         return None
-    return (f"{name}: {kind or 'no Content-Type'} is not an {wanted}; send it with "
-            f"Content-Type {wanted}/... or application/octet-stream")
+    return (
+        f"{name}: {kind or 'no Content-Type'} is not an {wanted}; send it with "
+        f"Content-Type {wanted}/... or application/octet-stream"
+    )
 
 
 def name_problem(name: str) -> str | None:
@@ -151,15 +153,22 @@ class Guard:
         frame = scope["type"] == "http" and scope.get("path") == FRAME_PATH
         extra = dict(FRAME_HEADERS if frame else SECURITY_HEADERS)
         if self.token and b"token=" in scope.get("query_string", b""):
-            extra["set-cookie"] = (f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; "
-                                   "SameSite=Strict")  # fmt: skip
+            extra["set-cookie"] = f"{TOKEN_COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 have = {k.lower() for k, _ in message.get("headers", [])}
-                message = {**message, "headers": [*message.get("headers", []), *(
-                    (k.encode(), v.encode()) for k, v in extra.items() if k.encode() not in have
-                )]}  # fmt: skip
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", []),
+                        *(
+                            (k.encode(), v.encode())
+                            for k, v in extra.items()
+                            if k.encode() not in have
+                        ),
+                    ],
+                }
             await send(message)
 
         await self.app(scope, receive, send_with_headers if scope["type"] == "http" else send)
@@ -168,11 +177,15 @@ class Guard:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        body = (b'{"error": "this server wants its token: open the address mobilefer serve '
-                b'printed (with ?token=...)"}')
-        headers = [(b"content-type", b"application/json"),
-                   (b"content-length", str(len(body)).encode()),
-                   *((k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items())]  # fmt: skip
+        body = (
+            b'{"error": "this server wants its token: open the address mobilefer serve '
+            b'printed (with ?token=...)"}'
+        )
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *((k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()),
+        ]
         await send({"type": "http.response.start", "status": 401, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -1,4 +1,5 @@
 """Training: needs the ``[train]`` extra (torch, torchvision, onnx, matplotlib).
 
-Nothing in the inference half imports this package.
+The inference half never imports its torch modules; the recipes and their config
+(:mod:`.recipes`, :mod:`.config`: plain data) are read by the CLI to list them.
 """

@@ -119,9 +119,11 @@ def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Te
         rows = torch.arange(size, device=dev).view(1, size, 1)
         cols = torch.arange(size, device=dev).view(1, 1, size)
         box = (
-            (rows >= top.view(-1, 1, 1)) & (rows < (top + eh).view(-1, 1, 1))
-            & (cols >= left.view(-1, 1, 1)) & (cols < (left + ew).view(-1, 1, 1))
-        )  # fmt: skip
+            (rows >= top.view(-1, 1, 1))
+            & (rows < (top + eh).view(-1, 1, 1))
+            & (cols >= left.view(-1, 1, 1))
+            & (cols < (left + ew).view(-1, 1, 1))
+        )
         chosen = (torch.rand(n, generator=gen, device=dev) < cfg.erase_prob).view(-1, 1, 1)
         mask = (box & chosen).unsqueeze(1)
         out = torch.where(mask, out.mean(dim=(2, 3), keepdim=True), out)

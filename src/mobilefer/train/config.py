@@ -18,7 +18,6 @@ from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class TrainConfig:
     recipe: str = "default"  # name, saved into the model file
@@ -80,57 +79,6 @@ class TrainConfig:
         return Preprocessing(input_size=self.input_size, mean=self.mean, std=self.std)
 
 
-OOD = "{shared}/data/ood/"
-LFW = "{shared}/data/lfw-expressions"
-#: Sources of the mixture recipes ({shared}: $MOBILEFER_SHARED, else ../shared).
-MIXTURE_SOURCES = (
-    {"name": "taiwanese", "path": OOD + "taiwanese", "weight": 4.0, "detect": True},
-    {"name": "sfew", "path": OOD + "sfew", "weight": 2.0},
-)
-#: The val folds: studio photos through the detector; film stills whole and through the detector.
-VAL_SOURCES = (
-    {"name": "taiwanese", "path": OOD + "taiwanese", "detect": True},
-    {"name": "sfew", "path": OOD + "sfew"},
-    {"name": "sfew_detected", "path": OOD + "sfew", "detect": True},
-)
-
-RECIPES: dict[str, TrainConfig] = {
-    # The paper: 224 px, x/255 only, no augmentation, Adam, 25 epochs, head 128-64-7.
-    "paper": TrainConfig(
-        recipe="paper", input_size=224, mean=(0.0,) * 3, std=(1.0,) * 3, epochs=25,
-        optimizer="adam", lr=1e-3, weight_decay=0.0, warmup_epochs=0.0, schedule="constant",
-        label_smoothing=0.0, dropout=0.0, augment=False, freeze_blocks=0, ferplus_weight=0.0,
-    ),
-    # Ours for 2 CPU cores, chosen on PublicTest.
-    "default": TrainConfig(),
-    # What trained the shipped files (their cards hold the whole config). mobilefer_fer2013.onnx
-    # is two of these runs, --seed 8 and --seed 9, exported together; mobilefer_ferplus.onnx is
-    # one "ferplus" run, exported with --head ferplus. docs/experiments.md has the history.
-    "fer2013": TrainConfig(recipe="fer2013", epochs=60, threads=2, seed=8),
-    "ferplus": TrainConfig(recipe="ferplus", epochs=60, threads=2, seed=7, ferplus_weight=3.0,
-                           freeze_blocks=0),
-    # One network learning a teacher file's probabilities (give it with --set teacher=FILE) on
-    # Training faces and on the LFW faces (their crowd labels unused), over a wider range of
-    # framings; docs/experiments.md says how it was chosen.
-    "distill": TrainConfig(recipe="distill", distill_weight=0.7, zoom=(0.65, 1.3), epochs=24,
-                           sources=({"name": "lfw", "path": LFW, "targets": "teacher"},)),
-    # One network of the shipped pair fine-tuned on every labelled face we may train on:
-    # FER2013 Training, the studio photos (cut by the detector) and film stills of
-    # ood/ fold=train, and the LFW pool; chosen each epoch by the domain score on the val
-    # folds and PublicTest. docs/experiments.md gives the runs and the rule.
-    "mixture": TrainConfig(
-        recipe="mixture", init="fer2013", backbone=None, epochs=6, lr=1e-4, warmup_epochs=0.3,
-        threads=2, seed=30, ferplus_weight=0.0, sources=MIXTURE_SOURCES, val_sources=VAL_SOURCES,
-    ),
-    # The FER+ head by the same rule, from the shipped FER+ network.
-    "mixture_ferplus": TrainConfig(
-        recipe="mixture_ferplus", init="ferplus", backbone=None, epochs=6, lr=1e-4,
-        warmup_epochs=0.3, threads=2, seed=31, ferplus_weight=3.0, freeze_blocks=0,
-        sources=MIXTURE_SOURCES, val_sources=VAL_SOURCES,
-    ),
-}  # fmt: skip
-
-
 def config_from_dict(d: dict) -> TrainConfig:
     """A config back from JSON (lists become tuples again); configs of older runs are read
     with their renamed fields (``extra`` notes, ``extra_faces`` as a teacher source)."""
@@ -139,16 +87,11 @@ def config_from_dict(d: dict) -> TrainConfig:
         d["notes"] = d.pop("extra")
     folder = d.pop("extra_faces", None)
     if folder:
-        d["sources"] = [*d.get("sources", ()), {"name": "extra_faces", "path": folder,
-                                                  "targets": "teacher"}]  # fmt: skip
+        d["sources"] = [
+            *d.get("sources", ()),
+            {"name": "extra_faces", "path": folder, "targets": "teacher"},
+        ]
     return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-
-def recipe(name: str, **overrides) -> TrainConfig:
-    """The named recipe with some settings replaced."""
-    if name not in RECIPES:
-        raise OptionError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
-    return replace(RECIPES[name], **overrides)
 
 
 #: Settings that ``--set`` does not reach: the run's identity, or named options of their own.
@@ -188,23 +131,55 @@ def parse_setting(text: str) -> tuple[str, object]:
 #: the choices of its words. A run's numbers are checked once, before any work: a batch of
 #: 10^9 faces or 100,000 threads would fail only after the data was loaded, or hang.
 BOUNDS: dict[str, tuple[float, float]] = {
-    "input_size": (32, 1024), "epochs": (1, 10_000), "batch_size": (2, 65_536),
-    "lr": (0, 10), "weight_decay": (0, 10), "warmup_epochs": (0, 10_000),
-    "label_smoothing": (0, 0.99), "dropout": (0, 0.99), "hidden": (1, 65_536),
-    "ferplus_weight": (0, 100), "logit_adjust": (0, 2), "distill_weight": (0, 1),
-    "distill_temperature": (0.1, 100), "fer2013_weight": (0, 1000), "margin": (-0.4, 1),
-    "max_rotation": (0, 180), "zoom": (0.1, 10), "max_shift": (0, 1), "flip_prob": (0, 1),
-    "erase_prob": (0, 1), "erase_area": (0, 1), "erase_aspect": (0.01, 100),
-    "photometric_prob": (0, 1), "contrast": (0, 10), "brightness": (0.01, 100),
-    "gamma": (0.01, 100), "blur_prob": (0, 1), "blur_sigma": (0, 20), "jpeg_prob": (0, 1),
-    "jpeg_quality": (1, 100), "freeze_blocks": (0, 19), "width_mult": (0.05, 4),
-    "init_member": (0, 1000), "seed": (0, 2**32 - 1), "threads": (0, 256),
+    "input_size": (32, 1024),
+    "epochs": (1, 10_000),
+    "batch_size": (2, 65_536),
+    "lr": (0, 10),
+    "weight_decay": (0, 10),
+    "warmup_epochs": (0, 10_000),
+    "label_smoothing": (0, 0.99),
+    "dropout": (0, 0.99),
+    "hidden": (1, 65_536),
+    "ferplus_weight": (0, 100),
+    "logit_adjust": (0, 2),
+    "distill_weight": (0, 1),
+    "distill_temperature": (0.1, 100),
+    "fer2013_weight": (0, 1000),
+    "margin": (-0.4, 1),
+    "max_rotation": (0, 180),
+    "zoom": (0.1, 10),
+    "max_shift": (0, 1),
+    "flip_prob": (0, 1),
+    "erase_prob": (0, 1),
+    "erase_area": (0, 1),
+    "erase_aspect": (0.01, 100),
+    "photometric_prob": (0, 1),
+    "contrast": (0, 10),
+    "brightness": (0.01, 100),
+    "gamma": (0.01, 100),
+    "blur_prob": (0, 1),
+    "blur_sigma": (0, 20),
+    "jpeg_prob": (0, 1),
+    "jpeg_quality": (1, 100),
+    "freeze_blocks": (0, 19),
+    "width_mult": (0.05, 4),
+    "init_member": (0, 1000),
+    "seed": (0, 2**32 - 1),
+    "threads": (0, 256),
     "limit_train": (0, 10**9),
-}  # fmt: skip
+}
 CHOICES = {"optimizer": ("adamw", "adam"), "schedule": ("cosine", "constant")}
 #: Tuples whose two values are a range (low, high).
-PAIRS = ("zoom", "erase_area", "erase_aspect", "contrast", "brightness", "gamma", "blur_sigma",
-         "jpeg_quality")  # fmt: skip
+PAIRS = (
+    "zoom",
+    "erase_area",
+    "erase_aspect",
+    "contrast",
+    "brightness",
+    "gamma",
+    "blur_sigma",
+    "jpeg_quality",
+)
 
 
 def _num(v: float) -> str:
@@ -220,8 +195,13 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     for key, (lo, hi) in BOUNDS.items():
         value = getattr(cfg, key)
         values = value if isinstance(value, tuple) else (value,)
-        ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                 and lo <= v <= hi for v in values)  # fmt: skip
+        ok = all(
+            isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and lo <= v <= hi
+            for v in values
+        )
         if key in PAIRS:
             ok = ok and len(values) == 2 and values[0] <= values[1]
         if key == "hidden":
@@ -257,8 +237,11 @@ def check_resume(saved: TrainConfig, given: TrainConfig, done_epochs: int) -> Tr
             "pass a larger --epochs to extend it"
         )
     if given.epochs != saved.epochs:
-        log.info("extending the run from %d to %d epochs (the cosine schedule is stretched)",
-                 saved.epochs, given.epochs)  # fmt: skip
+        log.info(
+            "extending the run from %d to %d epochs (the cosine schedule is stretched)",
+            saved.epochs,
+            given.epochs,
+        )
     return given
 
 

@@ -44,7 +44,9 @@ def teacher_probs(model: str | Path, pixels: np.ndarray, threads: int | None = N
 
     teacher = ExpressionModel(model, threads=threads, prior_tau=0)
     probs = np.concatenate(
-        [teacher.predict_proba(list(pixels[i : i + TEACHER_BATCH]))
-         for i in range(0, len(pixels), TEACHER_BATCH)]
-    )  # fmt: skip
+        [
+            teacher.predict_proba(list(pixels[i : i + TEACHER_BATCH]))
+            for i in range(0, len(pixels), TEACHER_BATCH)
+        ]
+    )
     return probs.astype(np.float32)

@@ -27,8 +27,8 @@ from ..model import ExpressionModel, combine
 from ..modelcard import ModelCard, update_card, write_card
 from ..preprocess import SOURCE_SIZE, ZOOM_RANGE, prepare
 from ..sinks import atomic_output
+from .checkpoints import load_checkpoint
 from .config import TrainConfig
-from .loop import load_checkpoint
 from .model import FerNet, Probabilities
 from .scoring import HEAD_LABELS, TorchScorer
 
@@ -76,10 +76,15 @@ def export_onnx(
     size = cfg.input_size
     dummy = torch.zeros(2, len(cfg.mean), size, size)
     torch.onnx.export(
-        net, (dummy,), str(path), input_names=["input"], output_names=["probs"],
+        net,
+        (dummy,),
+        str(path),
+        input_names=["input"],
+        output_names=["probs"],
         dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}},
-        opset_version=17, dynamo=False,
-    )  # fmt: skip
+        opset_version=17,
+        dynamo=False,
+    )
     card = ModelCard(
         labels=HEAD_LABELS[head],
         preprocessing=replace(cfg.preprocessing(), margin=margin, zoom=zoom),
@@ -172,8 +177,14 @@ def choose_tau(
     rows = []
     for tau in taus:
         r = scores(y, (probs * prior**-tau).argmax(1), n_classes=probs.shape[1])
-        rows.append({"tau": tau, "accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
-                     "min_recall": min(r["per_class_recall"].values())})  # fmt: skip
+        rows.append(
+            {
+                "tau": tau,
+                "accuracy": r["accuracy"],
+                "macro_f1": r["macro_f1"],
+                "min_recall": min(r["per_class_recall"].values()),
+            }
+        )
     return best_row(rows, min_recall, balanced)["tau"], rows
 
 
@@ -182,8 +193,9 @@ def best_row(rows: list[dict], min_recall: float = MIN_RECALL, balanced: bool = 
     zoom choice prefer: among those that recall every class at least ``min_recall`` of the time
     (all, if none does), the largest mean of accuracy and macro-F1 (``balanced``) or accuracy."""
     floor = [r for r in rows if r["min_recall"] >= min_recall] or rows
-    return max(floor, key=lambda r: (r["accuracy"] + r["macro_f1"]) / 2 if balanced
-               else r["accuracy"])  # fmt: skip
+    return max(
+        floor, key=lambda r: (r["accuracy"] + r["macro_f1"]) / 2 if balanced else r["accuracy"]
+    )
 
 
 def export_checkpoint(
@@ -218,16 +230,25 @@ def export_checkpoint(
     for ck in checkpoints:
         if not Path(ck).is_file():
             raise OptionError(f"{ck}: no such checkpoint; pass best.pt or last.pt of a run")
-    needs_data = [n for n, v in (("--int8", int8), ("--flip-tta auto", flip_tta == "auto"),
-                                 ("--prior-tau auto", prior_tau == "auto"),
-                                 ("--zoom auto", zoom == "auto"),
-                                 ("--report-private", report_private)) if v]  # fmt: skip
+    needs_data = [
+        n
+        for n, v in (
+            ("--int8", int8),
+            ("--flip-tta auto", flip_tta == "auto"),
+            ("--prior-tau auto", prior_tau == "auto"),
+            ("--zoom auto", zoom == "auto"),
+            ("--report-private", report_private),
+        )
+        if v
+    ]
     if data is None and needs_data:
         raise OptionError(f"{', '.join(needs_data)} need --data (choices are made on PublicTest)")
     lo, hi = ZOOM_RANGE
     if zoom != "auto" and not (isinstance(zoom, (int, float)) and lo <= zoom <= hi):
-        raise OptionError(f"zoom {zoom!r}: expected a number from {lo} to {hi} (1 shows the "
-                          "whole 48x48 face), or 'auto'")  # fmt: skip
+        raise OptionError(
+            f"zoom {zoom!r}: expected a number from {lo} to {hi} (1 shows the "
+            "whole 48x48 face), or 'auto'"
+        )
     loaded = [load_checkpoint(ck) for ck in checkpoints]
     models, configs = [m for m, _ in loaded], [c for _, c in loaded]
     check_members(configs)  # before any work
@@ -256,23 +277,38 @@ def export_checkpoint(
             probs = both if flip else plain
             taus = TAU_GRID if prior_tau == "auto" else (float(prior_tau),)
             tau, rows = choose_tau(probs, y, prior, taus=taus, min_recall=floor, balanced=fer)
-            views.append({"zoom": z, "flip_tta": flip, "public_accuracy_single": acc_plain,
-                          "public_accuracy_flip": acc_flip, "tau_table": rows,
-                          **next(r for r in rows if r["tau"] == tau)})  # fmt: skip
+            views.append(
+                {
+                    "zoom": z,
+                    "flip_tta": flip,
+                    "public_accuracy_single": acc_plain,
+                    "public_accuracy_flip": acc_flip,
+                    "tau_table": rows,
+                    **next(r for r in rows if r["tau"] == tau),
+                }
+            )
         view = best_row(views, floor, balanced=fer)
         zoom, flip_tta, prior_tau = view["zoom"], view["flip_tta"], view["tau"]
-        report |= {k: view[k] for k in ("public_accuracy_single", "public_accuracy_flip",
-                                        "tau_table")}  # fmt: skip
+        report |= {
+            k: view[k] for k in ("public_accuracy_single", "public_accuracy_flip", "tau_table")
+        }
         report["zoom_table"] = [{k: v for k, v in r.items() if k != "tau_table"} for r in views]
     flip_tta, prior_tau, zoom = bool(flip_tta), float(prior_tau), float(zoom)
     # written whole beside --out, then renamed: a full disk or a kill never leaves half a model
     # (nor a float file whose card says int8); --int8's float file is a temporary one
     with atomic_output(out) as tmp:
         report |= export_onnx(
-            models, configs, tmp, head=head, margin=margin, zoom=zoom, flip_tta=flip_tta,
-            prior=None if prior is None else tuple(prior), prior_tau=prior_tau
-            if prior is not None else 0.0, check_faces=faces,
-        )  # fmt: skip
+            models,
+            configs,
+            tmp,
+            head=head,
+            margin=margin,
+            zoom=zoom,
+            flip_tta=flip_tta,
+            prior=None if prior is None else tuple(prior),
+            prior_tau=prior_tau if prior is not None else 0.0,
+            check_faces=faces,
+        )
         if int8:
             from ..quantize import calibration_faces, quantize_file
 
@@ -280,8 +316,11 @@ def export_checkpoint(
                 fp32 = Path(folder) / "fp32.onnx"
                 tmp.replace(fp32)
                 report |= quantize_file(fp32, tmp, calibration_faces(data.split("train").pixels))
-        report |= {"flip_tta": flip_tta, "prior_tau": prior_tau if prior is not None else 0.0,
-                   "zoom": zoom}  # fmt: skip
+        report |= {
+            "flip_tta": flip_tta,
+            "prior_tau": prior_tau if prior is not None else 0.0,
+            "zoom": zoom,
+        }
         if data is not None:
             # The scores stored in the file are those of the file itself, through ONNX Runtime.
             splits = ("public", "private") if report_private else ("public",)

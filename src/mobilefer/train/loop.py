@@ -27,11 +27,11 @@ from ..data import FerData, ferplus_majority, load_fer2013
 from ..errors import OptionError
 from ..evaluate import scores
 from ..labels import FERPLUS_LABELS
-from ..model import MODELS, model_path
 from ..sinks import write_atomic
 from .augment import augment, jpeg_faces, normalise
+from .checkpoints import init_is_model_file, initial_weights, load_checkpoint, save_checkpoint
 from .config import TrainConfig, check_config, check_resume, config_from_dict
-from .model import FerNet, onnx_state_dict
+from .model import FerNet
 from .scoring import HEAD_LABELS, predict_heads, predict_probs
 from .sources import Faces, Source, epoch_indices, load_source, source_of
 from .trainset import TrainSet, make_train_set
@@ -74,25 +74,6 @@ def set_train_mode(model: FerNet, cfg: TrainConfig) -> None:
                 m.eval()
 
 
-def init_is_model_file(cfg: TrainConfig) -> bool:
-    """Whether ``cfg.init`` names a model file (or a shipped model) rather than a checkpoint."""
-    return bool(cfg.init) and (cfg.init in MODELS or str(cfg.init).endswith(".onnx"))
-
-
-def initial_weights(model: FerNet, cfg: TrainConfig, device) -> None:
-    """Load ``cfg.init`` into ``model``: a checkpoint's weights, or one network
-    (``cfg.init_member``) of a model file or shipped model (:func:`.model.onnx_state_dict`)."""
-    if init_is_model_file(cfg):
-        path = model_path(cfg.init)
-        weights, heads = onnx_state_dict(path, model, cfg.init_member)
-        log.info("started from network %d of %s (heads: %s)", cfg.init_member, path,
-                 ", ".join(heads))  # fmt: skip
-    else:
-        weights = torch.load(cfg.init, map_location=device, weights_only=True)["model"]
-    missing, _ = model.load_state_dict(weights, strict=False)
-    log.info("started from %s (new: %s)", cfg.init, ", ".join(missing) or "nothing")
-
-
 def train_one_epoch(model, optimizer, scheduler, data: TrainSet, cfg, device, gen) -> dict:
     """One pass over the training faces in a random order; returns mean loss and accuracy.
 
@@ -124,8 +105,12 @@ def train_one_epoch(model, optimizer, scheduler, data: TrainSet, cfg, device, ge
         if cfg.logit_adjust and data.log_prior is not None:
             adjusted = logits + cfg.logit_adjust * data.log_prior
         labelled = y >= 0
-        hard = F.cross_entropy(adjusted, y.clamp_min(0), label_smoothing=cfg.label_smoothing,
-                               reduction="none") * labelled  # fmt: skip
+        hard = (
+            F.cross_entropy(
+                adjusted, y.clamp_min(0), label_smoothing=cfg.label_smoothing, reduction="none"
+            )
+            * labelled
+        )
         if data.teacher is not None and cfg.distill_weight > 0:
             taught = data.teacher_mask[idx]
             loss = ((1 - cfg.distill_weight * taught) * hard).sum() / labelled.sum().clamp_min(1)
@@ -169,14 +154,19 @@ def evaluate(model, data: FerData, cfg: TrainConfig, device) -> dict:
     y = torch.from_numpy(data.labels)
     loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), y).item()
     acc = (probs.argmax(1) == y).float().mean().item()
-    out = {"loss": loss, "accuracy": acc, "probs": probs.numpy(),
-           "macro_f1": scores(data.labels, probs.argmax(1).numpy())["macro_f1"]}  # fmt: skip
+    out = {
+        "loss": loss,
+        "accuracy": acc,
+        "probs": probs.numpy(),
+        "macro_f1": scores(data.labels, probs.argmax(1).numpy())["macro_f1"],
+    }
     if aux is not None and data.votes is not None:
         majority = torch.from_numpy(ferplus_majority(data.votes))
         keep = majority >= 0
         out["ferplus_accuracy"] = (aux.argmax(1)[keep] == majority[keep]).float().mean().item()
-        out["ferplus_macro_f1"] = scores(majority[keep].numpy(), aux.argmax(1)[keep].numpy(),
-                                         labels=FERPLUS_LABELS)["macro_f1"]  # fmt: skip
+        out["ferplus_macro_f1"] = scores(
+            majority[keep].numpy(), aux.argmax(1)[keep].numpy(), labels=FERPLUS_LABELS
+        )["macro_f1"]
     return out
 
 
@@ -197,9 +187,12 @@ def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]
 def build(cfg: TrainConfig, steps_per_epoch: int, device):
     """The model, optimizer and per-step scheduler of a recipe."""
     model = FerNet(
-        hidden=cfg.hidden, dropout=cfg.dropout, width_mult=cfg.width_mult, backbone=cfg.backbone,
+        hidden=cfg.hidden,
+        dropout=cfg.dropout,
+        width_mult=cfg.width_mult,
+        backbone=cfg.backbone,
         ferplus_classes=len(FERPLUS_LABELS) if cfg.ferplus_weight > 0 else 0,
-    ).to(device)  # fmt: skip
+    ).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     for p in model.features[: cfg.freeze_blocks].parameters():
@@ -269,12 +262,23 @@ def fit(
     extra = [(s, load_source(s, "train", cfg.margin, out)) for s in map(source_of, cfg.sources)]
     val = [(s, load_source(s, "val", cfg.margin, out)) for s in map(source_of, cfg.val_sources)]
     if cfg.limit_train:
-        extra = [(src, Faces(f.pixels[: cfg.limit_train], f.labels[: cfg.limit_train],
-                             f.found[: cfg.limit_train])) for src, f in extra]  # fmt: skip
+        extra = [
+            (
+                src,
+                Faces(
+                    f.pixels[: cfg.limit_train],
+                    f.labels[: cfg.limit_train],
+                    f.found[: cfg.limit_train],
+                ),
+            )
+            for src, f in extra
+        ]
     train_set = make_train_set(train, cfg, dev, extra)
     pixels = train_set.faces.cpu().numpy()
-    steps = math.ceil(sum(n * w for n, w in zip(train_set.groups, train_set.weights, strict=True))
-                      / cfg.batch_size)  # fmt: skip
+    steps = math.ceil(
+        sum(n * w for n, w in zip(train_set.groups, train_set.weights, strict=True))
+        / cfg.batch_size
+    )
 
     seed_everything(cfg.seed)
     model, opt, sched = build(cfg, steps, dev)
@@ -334,22 +338,35 @@ def fit(
         score = row.get("domain_score", ev["accuracy"])
         if not score <= best.get("score", best["public_accuracy"]):  # true for the first NaN
             best = {"epoch": epoch, "public_accuracy": ev["accuracy"], "score": score}
-            _save({"model": model.state_dict(), "epoch": epoch, "config": asdict(cfg)},
-                  out / "best.pt")  # fmt: skip
+            save_checkpoint(
+                {"model": model.state_dict(), "epoch": epoch, "config": asdict(cfg)},
+                out / "best.pt",
+            )
         fp = row.get("ferplus_domain_score", ev.get("ferplus_accuracy"))
         if fp is not None and fp > best_ferplus.get("score", -1.0):
-            best_ferplus = {"epoch": epoch, "public_ferplus_accuracy": ev["ferplus_accuracy"],
-                            "score": fp}  # fmt: skip
-            _save({"model": model.state_dict(), "epoch": epoch, "config": asdict(cfg)},
-                  out / "best_ferplus.pt")  # fmt: skip
+            best_ferplus = {
+                "epoch": epoch,
+                "public_ferplus_accuracy": ev["ferplus_accuracy"],
+                "score": fp,
+            }
+            save_checkpoint(
+                {"model": model.state_dict(), "epoch": epoch, "config": asdict(cfg)},
+                out / "best_ferplus.pt",
+            )
         ck = {
-            "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "epoch": epoch, "config": asdict(cfg),
-            "history": history, "best": best, "best_ferplus": best_ferplus,
-            "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch,
+            "config": asdict(cfg),
+            "history": history,
+            "best": best,
+            "best_ferplus": best_ferplus,
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }  # fmt: skip
-        _save(ck, last)
+        }
+        save_checkpoint(ck, last)
         metrics = {"config": asdict(cfg), "history": history, "best": best}
         if fp is not None:
             metrics["best_ferplus"] = best_ferplus
@@ -359,21 +376,4 @@ def fit(
     return metrics
 
 
-def _save(obj: dict, path: Path) -> None:
-    """Write through a temporary file: a kill mid-write never leaves a broken checkpoint."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
-
-
-def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[FerNet, TrainConfig]:
-    """The model (eval mode) and config of a ``best.pt`` / ``last.pt`` checkpoint."""
-    ck = torch.load(path, map_location=device, weights_only=True)
-    cfg = config_from_dict(ck["config"])
-    has_ferplus = any(k.startswith("ferplus_head.") for k in ck["model"])
-    model = FerNet(
-        hidden=cfg.hidden, dropout=cfg.dropout, width_mult=cfg.width_mult, backbone=None,
-        ferplus_classes=len(FERPLUS_LABELS) if has_ferplus else 0,
-    )  # fmt: skip
-    model.load_state_dict(ck["model"])
-    return model.eval(), cfg
+__all__ = ["build", "evaluate", "fit", "load_checkpoint", "train_one_epoch"]

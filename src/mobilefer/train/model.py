@@ -172,8 +172,10 @@ def onnx_state_dict(path: str | Path, net: FerNet, member: int = 0) -> tuple[dic
         if isinstance(m, nn.Conv2d):
             pairs.append((name, m, nxt))
     if len(pairs) != len(convs):
-        raise WeightsError(f"{p}: network {member} has {len(convs)} convolutions, the model "
-                           f"{len(pairs)}; not a MobileNetV2 of this width")  # fmt: skip
+        raise WeightsError(
+            f"{p}: network {member} has {len(convs)} convolutions, the model "
+            f"{len(pairs)}; not a MobileNetV2 of this width"
+        )
     state: dict[str, torch.Tensor] = {}
     for (name, conv, bn), node in zip(pairs, convs, strict=True):
         w, c = values[node.input[1]], values[node.input[2]]
@@ -187,12 +189,14 @@ def onnx_state_dict(path: str | Path, net: FerNet, member: int = 0) -> tuple[dic
         state[f"features.{bn_name}.running_var"] = torch.full((len(c),), 1 - bn.eps)
     heads = []
     for head in ("head", "ferplus_head"):
-        gemms = [n for n in graph.node
-                 if n.op_type == "Gemm" and n.name.startswith(f"{prefix}{head}/")]  # fmt: skip
+        gemms = [
+            n for n in graph.node if n.op_type == "Gemm" and n.name.startswith(f"{prefix}{head}/")
+        ]
         if not gemms:
             continue
-        linears = [(k, m) for k, m in getattr(net, head).named_children()
-                   if isinstance(m, nn.Linear)]  # fmt: skip
+        linears = [
+            (k, m) for k, m in getattr(net, head).named_children() if isinstance(m, nn.Linear)
+        ]
         if getattr(net, head) is None or len(linears) != len(gemms):
             raise WeightsError(f"{p}: its {head} does not fit the model's")
         for (k, _), node in zip(linears, gemms, strict=True):

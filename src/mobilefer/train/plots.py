@@ -28,9 +28,10 @@ def epoch_header(ferplus: bool = False) -> str:
 
 def epoch_row(r: dict) -> str:
     plus = (
-        f"{r['public_ferplus_accuracy']:.4f} | " if r.get("public_ferplus_accuracy") is not None
+        f"{r['public_ferplus_accuracy']:.4f} | "
+        if r.get("public_ferplus_accuracy") is not None
         else ""
-    )  # fmt: skip
+    )
     return (
         f"| {r['epoch']} | {r['train_loss']:.4f} | {r['train_accuracy']:.4f} | "
         f"{r['public_loss']:.4f} | {r['public_accuracy']:.4f} | {plus}{r['seconds']:.0f} |"
@@ -79,8 +80,15 @@ def plot_confusion(matrix: np.ndarray, path: str | Path, title: str = "") -> Non
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(m)):
         for j in range(len(m)):
-            ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center",
-                    color="white" if norm[i, j] > 0.5 else "black", fontsize=8)  # fmt: skip
+            ax.text(
+                j,
+                i,
+                f"{norm[i, j]:.2f}",
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
     ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=45)
     ax.set_yticks(range(len(EMOTIONS)), EMOTIONS)
     ax.set(xlabel="predicted", ylabel="true", title=title)
@@ -101,7 +109,7 @@ def write_report(run_dir: str | Path, data=None) -> Path:
     if data is not None and (run / "best.pt").is_file():
         from ..data import FerData, load_fer2013
         from ..evaluate import evaluate_model
-        from .loop import load_checkpoint
+        from .checkpoints import load_checkpoint
         from .scoring import TorchScorer
 
         public = (data if isinstance(data, FerData) else load_fer2013(data)).split("public")

@@ -45,8 +45,9 @@ def predict_heads(model, pixels: np.ndarray, cfg: TrainConfig, device, zoom: flo
     pre = replace(cfg.preprocessing(), zoom=zoom)
     main, aux = [], []
     for start in range(0, len(pixels), SCORE_BATCH):
-        a, b = head_probs(model, prepare(list(pixels[start : start + SCORE_BATCH]), pre), cfg,
-                          device)  # fmt: skip
+        a, b = head_probs(
+            model, prepare(list(pixels[start : start + SCORE_BATCH]), pre), cfg, device
+        )
         main.append(a)
         if b is not None:
             aux.append(b)

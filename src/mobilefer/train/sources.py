@@ -6,8 +6,8 @@ faces is seen per epoch, and whether its own labels or a teacher's targets are l
 - ``table``: a folder with ``labels.csv`` (columns ``file``, relative to the folder, and
   ``label``, a FER2013 class index 0-6 or name). Where the table has a ``fold`` column, only the
   rows of the fold asked for are read (``train`` for training, ``val`` for choosing); rows of any
-  other fold, and rows of ``part=report``, are never read. This is how ``../shared/data/ood/``
-  and the LFW pool are read.
+  other fold, and rows of ``part=report``, are never read. This is how the project's sets from
+  elsewhere (``$MOBILEFER_SHARED/data/ood/``) and the LFW pool are read.
 - ``folder``: class-named subfolders of images (``angry/``, ``happy/`` ... or ``0/``-``6/``), as
   torchvision's ``ImageFolder``; what a user gives with ``--set extra=DIR``.
 
@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 READERS = ("table", "folder")
 TARGETS = ("labels", "teacher")
-#: Where ``{shared}`` in a source path points: ``$MOBILEFER_SHARED``, else ``../shared``.
+#: Where ``{shared}`` in a source path points: the folder this variable names (the project's
+#: data, with ``data/ood`` and ``data/lfw-expressions``; lab/README.md).
 SHARED_ENV = "MOBILEFER_SHARED"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -64,17 +65,29 @@ class Source:
 
     def check(self) -> Source:
         if self.reader not in READERS:
-            raise OptionError(f"source {self.name}: reader {self.reader!r}; choose from "
-                              f"{', '.join(READERS)}")  # fmt: skip
+            raise OptionError(
+                f"source {self.name}: reader {self.reader!r}; choose from {', '.join(READERS)}"
+            )
         if self.targets not in TARGETS:
-            raise OptionError(f"source {self.name}: targets {self.targets!r}; choose from "
-                              f"{', '.join(TARGETS)}")  # fmt: skip
+            raise OptionError(
+                f"source {self.name}: targets {self.targets!r}; choose from {', '.join(TARGETS)}"
+            )
         if not (isinstance(self.weight, (int, float)) and 0 <= self.weight <= 100):
             raise OptionError(f"source {self.name}: weight {self.weight!r}; expected 0 to 100")
         return self
 
     def root(self) -> Path:
-        shared = os.environ.get(SHARED_ENV) or "../shared"
+        """The source's folder; ``{shared}`` in its path is ``$MOBILEFER_SHARED``
+        (:class:`OptionError` when that is not set)."""
+        if "{shared}" not in self.path:
+            return Path(self.path).expanduser()
+        shared = os.environ.get(SHARED_ENV)
+        if not shared:
+            raise OptionError(
+                f"source {self.name}: its path {self.path} names {{shared}}: set "
+                f"{SHARED_ENV} to the folder holding the data (data/ood, "
+                "data/lfw-expressions), or give the source's own path"
+            )
         return Path(self.path.replace("{shared}", shared)).expanduser()
 
 
@@ -121,8 +134,11 @@ def list_images(source: Source, fold: str) -> list[tuple[Path, int]]:
         out = []
         for class_dir in sorted(d for d in root.iterdir() if d.is_dir()):
             label = _label(class_dir.name, str(class_dir))
-            out += [(f, label) for f in sorted(class_dir.iterdir())
-                    if f.suffix.lower() in IMAGE_SUFFIXES]  # fmt: skip
+            out += [
+                (f, label)
+                for f in sorted(class_dir.iterdir())
+                if f.suffix.lower() in IMAGE_SUFFIXES
+            ]
         if not out:
             raise DataError(f"{root}: no images in class folders ({', '.join(EMOTIONS)})")
         return out
@@ -184,8 +200,13 @@ def load_source(source: Source, fold: str, margin: float, cache_dir: Path | None
         np.savez_compressed(tmp, pixels=faces.pixels, found=faces.found, key=digest)
         tmp.replace(cached)
     missed = int((~faces.found).sum())
-    log.info("source %s (%s): %d faces%s", source.name, fold, len(faces),
-             f", no face found in {missed} photos" if missed else "")  # fmt: skip
+    log.info(
+        "source %s (%s): %d faces%s",
+        source.name,
+        fold,
+        len(faces),
+        f", no face found in {missed} photos" if missed else "",
+    )
     return faces
 
 
@@ -206,4 +227,3 @@ def epoch_indices(counts: list[int], weights: list[float], gen):
         start += n
     order = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=gen.device)
     return order[torch.randperm(len(order), generator=gen, device=gen.device)]
-

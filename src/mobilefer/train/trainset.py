@@ -32,7 +32,6 @@ class TrainSet:
     weights: tuple[float, ...] = ()  # each group's expected times per epoch
 
 
-
 def make_train_set(
     train: FerData, cfg: TrainConfig, device, extra: list[tuple[Source, Faces]] | None = None
 ) -> TrainSet:
@@ -59,7 +58,7 @@ def make_train_set(
         teacher_mask=torch.from_numpy(taught).float().to(device),
         groups=(len(train), *(len(y) for _, _, y in parts)),
         weights=(cfg.fer2013_weight, *(src.weight for src, _, _ in parts)),
-    )  # fmt: skip
+    )
     if cfg.ferplus_weight > 0:
         if train.votes is None:
             raise OptionError(
@@ -79,8 +78,10 @@ def make_train_set(
         from .distill import teacher_probs
 
         if not cfg.teacher or cfg.distill_weight <= 0:
-            raise OptionError("teacher targets need a teacher and a weight: "
-                              "--set teacher=MODEL.onnx --set distill_weight=0.7")  # fmt: skip
+            raise OptionError(
+                "teacher targets need a teacher and a weight: "
+                "--set teacher=MODEL.onnx --set distill_weight=0.7"
+            )
         probs = teacher_probs(cfg.teacher, pixels, threads=cfg.threads or None)
         out.teacher = torch.from_numpy(probs).to(device)
     return out

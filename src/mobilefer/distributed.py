@@ -1,9 +1,9 @@
 """Batch recognition on Ray Data (needs the ``[ray]`` extra): the same records as
 ``mobilefer predict``, from one laptop to a cluster.
 
-    import ray, mobilefer.ray
+    import ray, mobilefer.distributed
     ray.init()                                        # or ray.init(address="auto") on a cluster
-    ds = mobilefer.ray.predict(["photos/", "s3://bucket/interviews/"])
+    ds = mobilefer.distributed.predict(["photos/", "s3://bucket/interviews/"])
     ds.write_parquet("s3://bucket/results/")
 
 Inputs are read by the workers: local paths (files, folders, globs; on a cluster they must be
@@ -31,7 +31,7 @@ MAX_ACTORS = 1024
 FIELDS = (*(f.name for f in RECORD_FIELDS), "error")
 
 
-class Recognize:
+class RecognizeBatch:
     """The actor: one Recognizer, turning batches of files into batches of records."""
 
     def __init__(self, recognizer_options: dict, stream_options: dict) -> None:
@@ -136,7 +136,7 @@ def predict(
     recognizer_options = options.recognizer_options()
     out = [
         ds.map_batches(
-            Recognize,
+            RecognizeBatch,
             fn_constructor_kwargs={
                 "recognizer_options": recognizer_options,
                 "stream_options": stream_options,
@@ -145,7 +145,7 @@ def predict(
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=cpus_per_actor,
-        )  # fmt: skip
+        )
         for ds in parts
     ]
     return out[0].union(*out[1:]) if len(out) > 1 else out[0]

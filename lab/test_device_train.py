@@ -1,4 +1,4 @@
-"""tools/device_train.py, run on the CPU over a tiny pack of the device pack's layout: a crash
+"""lab/device_train.py, run on the CPU over a tiny pack of the device pack's layout: a crash
 on the borrowed GPU would cost the lease, so the whole path is tried here first."""
 
 from __future__ import annotations
@@ -55,8 +55,10 @@ def pack(tmp_path):
     votes = np.random.default_rng(0).integers(0, 5, (80, 10)).astype(np.int16)
     np.savez(d / "ferplus.npz", votes=votes)
     sd = mobilenet_v2(weights=None, width_mult=0.25).state_dict()
-    torch.save({k: v.half() if v.is_floating_point() else v for k, v in sd.items()},
-               d / "mobilenet_v2_imagenet_fp16.pth")  # fmt: skip
+    torch.save(
+        {k: v.half() if v.is_floating_point() else v for k, v in sd.items()},
+        d / "mobilenet_v2_imagenet_fp16.pth",
+    )
     return d
 
 
@@ -81,22 +83,41 @@ def test_unpack_refuses_parts_that_do_not_join(pack, tmp_path):
 
 def test_jobs_train_side_by_side_and_come_back_as_float16(pack, tmp_path):
     torch = pytest.importorskip("torch")
-    from mobilefer.train.loop import load_checkpoint
+    from mobilefer.train.checkpoints import load_checkpoint
 
     tiny = "width_mult=0.25,input_size=32,batch_size=8,threads=1"
     out = tmp_path / "out"
-    cmd = [sys.executable, str(SCRIPT), "--pack", str(pack), "--work", str(tmp_path / "work"),
-           "--out", str(out), "--budget", "240", "--max-epochs", "2", "--threads", "1",
-           "--device", "cpu", f"fixed:paper:epochs=1,{tiny}",
-           f"planned:default:freeze_blocks=0,seed=3,{tiny}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--pack",
+        str(pack),
+        "--work",
+        str(tmp_path / "work"),
+        "--out",
+        str(out),
+        "--budget",
+        "240",
+        "--max-epochs",
+        "2",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        f"fixed:paper:epochs=1,{tiny}",
+        f"planned:default:freeze_blocks=0,seed=3,{tiny}",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=230, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "fixed: exit 0" in done.stdout and "planned: exit 0" in done.stdout
 
     assert sorted(p.name for p in out.iterdir()) == [
-        "fixed_best.pt", "planned_best.pt", "planned_best_ferplus.pt", "runs.tar.gz",
-    ]  # fmt: skip
+        "fixed_best.pt",
+        "planned_best.pt",
+        "planned_best_ferplus.pt",
+        "runs.tar.gz",
+    ]
     ck = torch.load(out / "planned_best.pt", weights_only=True)
     assert {v.dtype for v in ck["model"].values() if v.is_floating_point()} == {torch.float16}
     model, cfg = load_checkpoint(out / "planned_best.pt")
@@ -116,9 +137,19 @@ def test_jobs_train_side_by_side_and_come_back_as_float16(pack, tmp_path):
     [(["a:default:fps=3"], "KEY one of"), (["a:default", "a:paper"], "distinct names")],
 )
 def test_bad_jobs_stop_before_anything_is_unpacked(tmp_path, jobs, message):
-    cmd = [sys.executable, str(SCRIPT), "--pack", str(tmp_path / "no-pack"),
-           "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-           "--budget", "60", *jobs]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--pack",
+        str(tmp_path / "no-pack"),
+        "--work",
+        str(tmp_path / "work"),
+        "--out",
+        str(tmp_path / "out"),
+        "--budget",
+        "60",
+        *jobs,
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr

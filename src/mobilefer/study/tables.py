@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .events import Event, Member, check_matches, member_of
-from .records import cell
+from ..errors import InputError
+from ..records import cell
+from .plan import Event, Member, check_matches, member_of
 
 #: The labels whose strongest probability is subtracted from happy's for valence.
 NEGATIVE = ("sad", "angry", "fear", "disgust")
@@ -127,11 +127,20 @@ class Study:
         out = []
         for p in self.participants:
             for e in p.events:
-                row = {"participant": p.name, "group": p.group or "", "clip": p.clip,
-                       "event": e.event, "start": e.start, "end": e.end, "frames": e.frames,
-                       "usable": e.usable, "turned": e.turned, "valence": _round(e.valence),
-                       "usable_share": _round(e.usable_share),
-                       "calibrated": "true" if p.calibrated else "false"}  # fmt: skip
+                row = {
+                    "participant": p.name,
+                    "group": p.group or "",
+                    "clip": p.clip,
+                    "event": e.event,
+                    "start": e.start,
+                    "end": e.end,
+                    "frames": e.frames,
+                    "usable": e.usable,
+                    "turned": e.turned,
+                    "valence": _round(e.valence),
+                    "usable_share": _round(e.usable_share),
+                    "calibrated": "true" if p.calibrated else "false",
+                }
                 for k in self.labels:
                     row[f"mean_{k}"] = _round(e.mean[k]) if e.mean else None
                 for k in self.labels:
@@ -167,9 +176,17 @@ def valence_of(p: np.ndarray, labels) -> np.ndarray:
     return happy - (p[:, neg].max(axis=1) if neg else 0.0)
 
 
-def summarize_event(event: Event, labels, when: np.ndarray, frame_of: np.ndarray,
-                    faced: np.ndarray, probs: np.ndarray, top: np.ndarray,
-                    p_when: np.ndarray, p_frame: np.ndarray) -> EventSummary:  # fmt: skip
+def summarize_event(
+    event: Event,
+    labels,
+    when: np.ndarray,
+    frame_of: np.ndarray,
+    faced: np.ndarray,
+    probs: np.ndarray,
+    top: np.ndarray,
+    p_when: np.ndarray,
+    p_frame: np.ndarray,
+) -> EventSummary:
     """One :class:`EventSummary`: ``when``/``frame_of``/``faced`` describe every frame read
     (its time, index, and whether a face was found in it); ``probs``, ``top``, ``p_when`` and
     ``p_frame`` the one scored face kept per usable frame (probabilities, top label index,
@@ -179,8 +196,9 @@ def summarize_event(event: Event, labels, when: np.ndarray, frame_of: np.ndarray
     frames, usable = int(inside.sum()), int(use.sum())
     turned = int((inside & faced).sum()) - usable
     if not usable:
-        return EventSummary(event.name, event.start, event.end, frames, 0, turned, None, None,
-                            None, None)  # fmt: skip
+        return EventSummary(
+            event.name, event.start, event.end, frames, 0, turned, None, None, None, None
+        )
     p, t = probs[use].astype(np.float64), top[use]
     mean = {k: float(p[:, i].mean()) for i, k in enumerate(labels)}
     share = {k: float((t == i).mean()) for i, k in enumerate(labels)}
@@ -190,8 +208,9 @@ def summarize_event(event: Event, labels, when: np.ndarray, frame_of: np.ndarray
         j = rows[int(np.argmax(p[:, i]))]
         peaks[k] = Peak(float(p_when[j]), int(p_frame[j]), float(probs[j, i]))
     val = float(valence_of(p, labels).mean())
-    return EventSummary(event.name, event.start, event.end, frames, usable, turned, mean, share,
-                        val, peaks)  # fmt: skip
+    return EventSummary(
+        event.name, event.start, event.end, frames, usable, turned, mean, share, val, peaks
+    )
 
 
 def with_change(summaries: tuple[EventSummary, ...], baseline: str | None):
@@ -212,9 +231,38 @@ def with_change(summaries: tuple[EventSummary, ...], baseline: str | None):
 
 
 #: Student's t, the 97.5th percentile, for 1-30 degrees of freedom.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 def t975(df: int) -> float:
@@ -247,8 +295,10 @@ def compare(clips, participants: dict | None = None, baseline: str | None = None
     with usable frames in it, with a 95% interval."""
     videos = [c for c in clips if c.kind == "video"]
     if not videos or not any(c.events for c in videos):
-        raise InputError("no video with events among these summaries: events mark times in "
-                         "videos (summarize them with events=...)")  # fmt: skip
+        raise InputError(
+            "no video with events among these summaries: events mark times in "
+            "videos (summarize them with events=...)"
+        )
     labels = next((c.labels for c in videos if c.labels), ())
     check_matches(participants or (), [c.source for c in videos])
     stems = [Path(c.source).stem for c in videos]
@@ -256,9 +306,11 @@ def compare(clips, participants: dict | None = None, baseline: str | None = None
     for c in videos:
         stem = Path(c.source).stem  # a clip's own name; its path where two clips share it
         member = member_of(participants, c.source) or Member(
-            stem if stems.count(stem) == 1 else c.source)
-        people.append(Participant(member.participant, member.group, c.source, c.events,
-                                  c.calibrated))  # fmt: skip
+            stem if stems.count(stem) == 1 else c.source
+        )
+        people.append(
+            Participant(member.participant, member.group, c.source, c.events, c.calibrated)
+        )
     order: list[str] = []
     for p in people:
         for e in p.events:
@@ -268,17 +320,26 @@ def compare(clips, participants: dict | None = None, baseline: str | None = None
     table = []
     for event in order:
         for group in (None, *groups):
-            got = [e for p in people if group is None or p.group == group
-                   for e in p.events if e.event == event]  # fmt: skip
+            got = [
+                e
+                for p in people
+                if group is None or p.group == group
+                for e in p.events
+                if e.event == event
+            ]
             seen = [e for e in got if e.mean is not None]
             if not seen:
                 continue
             changes = [e.change["valence"] for e in seen if e.change]
-            table.append(StudyRow(
-                event, group, len(seen),
-                float(np.mean([e.usable_share for e in got if e.frames] or [0.0])),
-                {k: interval([e.mean[k] for e in seen]) for k in labels},
-                interval([e.valence for e in seen]),
-                interval(changes) if baseline and changes else None,
-            ))  # fmt: skip
+            table.append(
+                StudyRow(
+                    event,
+                    group,
+                    len(seen),
+                    float(np.mean([e.usable_share for e in got if e.frames] or [0.0])),
+                    {k: interval([e.mean[k] for e in seen]) for k in labels},
+                    interval([e.valence for e in seen]),
+                    interval(changes) if baseline and changes else None,
+                )
+            )
     return Study(tuple(labels), tuple(order), groups, tuple(people), tuple(table), baseline)

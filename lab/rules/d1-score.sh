@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Score runs/d1 under docs/rules/d1-distill.md: export the candidates, then the domain benchmark
+# Score runs/d1 under lab/rules/d1-distill.md: export the candidates, then the domain benchmark
 # on the choose parts (PublicTest, Taiwanese choose, SFEW choose). Nothing here reads PrivateTest.
 set -euo pipefail
 export MOBILEFER_YUNET=../shared/weights/face_detection_yunet_2023mar.onnx
-D=../shared/data/fer2013/fer2013.npz
+export MOBILEFER_SHARED=${MOBILEFER_SHARED:-../shared}  # the project's data (lab/README.md)
+D=$MOBILEFER_SHARED/data/fer2013/fer2013.npz
 M=.venv/bin/mobilefer
 $M export runs/d1/best.pt --data $D --out runs/d1/best.onnx > runs/d1/export-best.json
 $M export runs/d1/last.pt --data $D --out runs/d1/last.onnx > runs/d1/export-last.json

@@ -3,7 +3,8 @@
 # stopped one left off (runs/NAME/last.pt). Run from anywhere; writes runs/ in the checkout.
 cd "$(dirname "$0")/.."
 mkdir -p runs
-D=../shared/data/fer2013/fer2013.npz
+export MOBILEFER_SHARED=${MOBILEFER_SHARED:-../shared}  # the project's data (lab/README.md)
+D=$MOBILEFER_SHARED/data/fer2013/fer2013.npz
 M2="--seed 32 --set freeze_blocks=0 --set fer2013_weight=0.5 --set source.taiwanese.weight=6 --set source.sfew.weight=3"
 M3="--seed 33 --set teacher=runs/baseline/pair_v13_v14.onnx --set distill_weight=0.5"
 train() {  # NAME RECIPE [OPTIONS...]

@@ -5,7 +5,7 @@ data arrive as the compact pack of ``../shared/data/fer2013/device/`` (Training 
 only, xz-compressed), every job trains in its own process on the one GPU, and whatever a job has
 finished when the budget runs out is kept (``fit`` checkpoints every epoch).
 
-    python tools/device_train.py --pack DIR --work DIR --out DIR --budget SECONDS JOB...
+    python lab/device_train.py --pack DIR --work DIR --out DIR --budget SECONDS JOB...
 
 ``JOB`` is ``NAME:RECIPE[:KEY=VALUE,...]`` with ``--set``'s keys, e.g. ``paper:paper`` or
 ``long0:default:freeze_blocks=0,seed=2``. A job that sets ``epochs`` trains exactly that many;
@@ -100,8 +100,14 @@ def plan_epochs(cfg, data, deadline: float, max_epochs: int, device: str) -> tup
     epoch_s = per_face * len(train) + (t2 - t1) + (t3 - t2) + 0.5  # + checkpoint writes
     left = deadline - time.time() - 5
     epochs = max(1, min(max_epochs, math.floor(left / (1.1 * epoch_s))))
-    timing = {"faces_per_s": 1 / per_face, "eval_s": t2 - t1, "jpeg_s": t3 - t2,
-              "epoch_s": epoch_s, "left_s": left, "epochs": epochs}  # fmt: skip
+    timing = {
+        "faces_per_s": 1 / per_face,
+        "eval_s": t2 - t1,
+        "jpeg_s": t3 - t2,
+        "epoch_s": epoch_s,
+        "left_s": left,
+        "epochs": epochs,
+    }
     return epochs, timing
 
 
@@ -110,8 +116,8 @@ def run_job(args: argparse.Namespace) -> None:
     import torch
 
     from mobilefer.data import load_fer2013
-    from mobilefer.train.config import recipe
     from mobilefer.train.loop import fit
+    from mobilefer.train.recipes import recipe
 
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     name, recipe_name, overrides = parse_job(args.job)
@@ -203,12 +209,27 @@ def main() -> None:
     for name, job in zip(names, args.jobs, strict=True):
         (args.work / name).mkdir(parents=True, exist_ok=True)
         log = open(args.work / name / "job.log", "w")  # noqa: SIM115 (lives as long as the job)
-        cmd = [sys.executable, __file__, "--job", job, "--pack", str(args.pack),
-               "--work", str(args.work), "--deadline", str(deadline - 10),
-               "--max-epochs", str(args.max_epochs), "--threads", str(args.threads),
-               "--device", args.device]  # fmt: skip
-        procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)  # fmt: skip
+        cmd = [
+            sys.executable,
+            __file__,
+            "--job",
+            job,
+            "--pack",
+            str(args.pack),
+            "--work",
+            str(args.work),
+            "--deadline",
+            str(deadline - 10),
+            "--max-epochs",
+            str(args.max_epochs),
+            "--threads",
+            str(args.threads),
+            "--device",
+            args.device,
+        ]
+        procs[name] = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     while time.time() < deadline - 8 and any(p.poll() is None for p in procs.values()):
         time.sleep(2)
     stop(procs)
