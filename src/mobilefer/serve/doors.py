@@ -73,12 +73,20 @@ def serving_hosts(host: str, allow=()) -> list[str]:
 
 
 def own_names() -> list[str]:
-    """This machine's host name and the addresses it resolves to (IPv6 in brackets)."""
+    """This machine's host name, the addresses it resolves to and the address of its default
+    route (found without sending anything; IPv6 in brackets)."""
     name = socket.gethostname()
     try:
         found = {a[4][0] for a in socket.getaddrinfo(name, None)}
     except OSError:
         found = set()
+    for family, probe in ((socket.AF_INET, "10.255.255.255"), (socket.AF_INET6, "fd00::1")):
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                s.connect((probe, 9))  # a UDP "connection" only picks the outgoing address
+                found.add(s.getsockname()[0])
+        except OSError:
+            pass
     return [name, *sorted(f"[{a}]" if ":" in a else a for a in found)]
 
 
