@@ -85,7 +85,7 @@ def evaluate_model(recognizer, data: FerData, batch_size: int = 256) -> dict:
     return {**result["fer2013"], **result}
 
 
-def format_report(result: dict) -> str:
+def format_scores(result: dict) -> str:
     """A human-readable report: headline figures, per-class recall, confusion matrix."""
     lines = []
     for target, title in (("fer2013", "FER2013 labels"), ("ferplus", "FER+ majority vote")):

@@ -44,12 +44,14 @@ def check_regular(path: str | Path) -> None:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise InputError(f"{shown(path)}: no such file") from None
+        raise InputError(f"{printable(path)}: no such file") from None
     except OSError as e:
-        raise InputError(f"{shown(path)}: cannot read the file ({e.strerror or e})") from None
+        raise InputError(f"{printable(path)}: cannot read the file ({e.strerror or e})") from None
     if not stat.S_ISREG(mode):
         what = "a folder" if stat.S_ISDIR(mode) else "a pipe, device or socket"
-        raise InputError(f"{shown(path)}: not a regular file ({what}); pass an image or video file")
+        raise InputError(
+            f"{printable(path)}: not a regular file ({what}); pass an image or video file"
+        )
 
 
 def utf8_safe(path: str | Path) -> bool:
@@ -79,7 +81,7 @@ def opencv_path(path: str | Path):
 _CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)}
 
 
-def shown(path: str | Path) -> str:
+def printable(path: str | Path) -> str:
     """A path (or a message) for one line of text: undecodable bytes and control characters
     shown as \\xNN, never a crash."""
     return str(path).encode("utf-8", "backslashreplace").decode("utf-8").translate(_CONTROL)
@@ -261,7 +263,7 @@ def read_image_pages(
     size = p.stat().st_size
     if size > limit:
         raise LimitError(
-            f"{shown(p)}: {size:,} bytes, over the limit of {limit:,} for an image file; "
+            f"{printable(p)}: {size:,} bytes, over the limit of {limit:,} for an image file; "
             "raise it with --max-pixels (the file limit grows with it) if the file is real"
         )
     try:
@@ -269,11 +271,11 @@ def read_image_pages(
     except OSError as e:
         why = e.strerror or str(e)
         raise InputError(
-            f"{shown(p)}: cannot read the file ({why}); check its permissions"
+            f"{printable(p)}: cannot read the file ({why}); check its permissions"
         ) from None
     except MemoryError:
-        raise InputError(f"{shown(p)}: not enough memory to read the file") from None
-    return decode_pages(data, shown(p), max_pixels)
+        raise InputError(f"{printable(p)}: not enough memory to read the file") from None
+    return decode_pages(data, printable(p), max_pixels)
 
 
 def max_file_bytes(max_pixels: int = MAX_PIXELS) -> int:

@@ -44,8 +44,10 @@ class Recognizer:
     object, set them there). ``margin``: grow detector boxes by this fraction of their size on
     each side before cropping, -0.4 to 1 (below 0 they shrink: a closer view; ``None``: as the
     model file says).
-    ``detect_size`` (the detector's own detection size: the longest side images are shrunk to
-    where a call gives none) and ``yunet`` (a local YuNet file) set up a detector given by name.
+    ``detect_size`` (the detector's own detection size: the longest side video and live frames
+    are shrunk to where a call gives none; photos are searched by their own size,
+    :func:`mobilefer.detectors.image_detect_size`) and ``yunet`` (a local YuNet file) set up a
+    detector given by name.
     ``max_yaw``: faces turned further than this (degrees, either way; :mod:`mobilefer.pose`) are
     found but not scored (their label and scores are ``None``); yunet gives the angles.
     """

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import InputError
-from .image import shown
+from .image import printable
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ class RecordWriter:
     def write(self, recs: list[dict]) -> None:
         for rec in recs:
             if self.fmt == "csv":
-                row = {k: rec.get(k) for k in CSV_FIELDS} | {"source": shown(rec["source"])}
+                row = {k: rec.get(k) for k in CSV_FIELDS} | {"source": printable(rec["source"])}
                 if rec["box"] is not None:
                     row |= dict(zip("xywh", rec["box"], strict=True))
                 if isinstance(rec.get("calibrated"), bool):
@@ -180,9 +180,9 @@ def iter_records(path: str | Path) -> Iterator[dict]:
     try:
         mode = os.stat(p).st_mode
     except OSError as e:
-        raise InputError(f"{shown(p)}: cannot read the records ({e.strerror or e})") from None
+        raise InputError(f"{printable(p)}: cannot read the records ({e.strerror or e})") from None
     if not stat.S_ISREG(mode):
-        raise InputError(f"{shown(p)}: not a regular file; pass a file of records")
+        raise InputError(f"{printable(p)}: not a regular file; pass a file of records")
     labels: list[tuple[str, ...] | None] = [None]
     with open(p, "rb") as raw:
         lines = _lines(raw, p)
@@ -194,18 +194,20 @@ def iter_records(path: str | Path) -> Iterator[dict]:
             columns = [uncell(c) for c in reader.fieldnames or []]
             missing = [c for c in CSV_FIELDS if c not in columns and c not in _CSV_LATER]
             if missing:
-                raise InputError(f"{shown(p)}:1: not a CSV of records (no {', '.join(missing)})")
+                raise InputError(
+                    f"{printable(p)}:1: not a CSV of records (no {', '.join(missing)})"
+                )
             for n, line in lines:
                 try:
                     values = next(csv.reader([line]))
                 except csv.Error as e:
-                    raise InputError(f"{shown(p)}:{n}: not CSV ({e})") from None
+                    raise InputError(f"{printable(p)}:{n}: not CSV ({e})") from None
                 if len(values) != len(columns):
                     raise InputError(
-                        f"{shown(p)}:{n}: {len(values)} columns, the header has {len(columns)}"
+                        f"{printable(p)}:{n}: {len(values)} columns, the header has {len(columns)}"
                     )
                 row = {c: uncell(v) for c, v in zip(columns, values, strict=True)}
-                yield _checked(_from_csv(row, p, n), f"{shown(p)}:{n}", labels)
+                yield _checked(_from_csv(row, p, n), f"{printable(p)}:{n}", labels)
             return
         for n, line in lines:
             if not line.strip():
@@ -213,10 +215,10 @@ def iter_records(path: str | Path) -> Iterator[dict]:
             try:
                 rec = json.loads(line, parse_constant=_no_constant)
             except (json.JSONDecodeError, ValueError) as e:
-                raise InputError(f"{shown(p)}:{n}: not JSON Lines ({e})") from None
+                raise InputError(f"{printable(p)}:{n}: not JSON Lines ({e})") from None
             except RecursionError:
-                raise InputError(f"{shown(p)}:{n}: nested too deep to be a record") from None
-            yield _checked(rec, f"{shown(p)}:{n}", labels)
+                raise InputError(f"{printable(p)}:{n}: nested too deep to be a record") from None
+            yield _checked(rec, f"{printable(p)}:{n}", labels)
 
 
 def read_records(path: str | Path) -> Iterator[dict]:
@@ -228,9 +230,9 @@ def read_records(path: str | Path) -> Iterator[dict]:
     try:
         mode = os.stat(p).st_mode
     except OSError as e:
-        raise InputError(f"{shown(p)}: cannot read the records ({e.strerror or e})") from None
+        raise InputError(f"{printable(p)}: cannot read the records ({e.strerror or e})") from None
     if not stat.S_ISREG(mode):
-        raise InputError(f"{shown(p)}: not a regular file; pass a file of records")
+        raise InputError(f"{printable(p)}: not a regular file; pass a file of records")
     return iter_records(p)
 
 
@@ -244,11 +246,11 @@ def check_record(rec, where: str = "a record") -> dict:
 def _lines(raw, p: Path) -> Iterator[tuple[int, str]]:
     for n, line in enumerate(iter(lambda: raw.readline(MAX_LINE + 1), b""), start=1):
         if len(line) > MAX_LINE:
-            raise InputError(f"{shown(p)}:{n}: a line over {MAX_LINE:,} bytes is not a record")
+            raise InputError(f"{printable(p)}:{n}: a line over {MAX_LINE:,} bytes is not a record")
         try:  # a byte-order mark (spreadsheets write one) is not part of the first record
             yield n, line.decode("utf-8-sig" if n == 1 else "utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
-            raise InputError(f"{shown(p)}:{n}: not UTF-8 text") from None
+            raise InputError(f"{printable(p)}:{n}: not UTF-8 text") from None
 
 
 def _no_constant(name: str):
@@ -304,11 +306,11 @@ def _checked(rec, where: str, labels: list) -> dict:
                 "scores": "set of probabilities summing to 1",
                 "box": "box of 4 whole numbers from 0",
             }.get(f.kind, f.kind)
-            raise InputError(f"{where}: {f.name} {shown(repr(v)[:60])} is not a {what}")
+            raise InputError(f"{where}: {f.name} {printable(repr(v)[:60])} is not a {what}")
     label, scores = rec.get("label"), rec.get("scores")
     if (label is None) != (scores is None) or (label is not None and label not in scores):
         raise InputError(
-            f"{where}: label {shown(repr(label)[:40])} is not one of its scores' "
+            f"{where}: label {printable(repr(label)[:40])} is not one of its scores' "
             "labels (a face's record has both, a no-face record neither)"
         )
     if rec.get("scores"):
@@ -338,7 +340,7 @@ def _from_csv(row: dict, p: Path, n: int) -> dict:
         try:
             return kind(v)
         except ValueError:
-            raise InputError(f"{shown(p)}:{n}: {v!r} is not a number") from None
+            raise InputError(f"{printable(p)}:{n}: {v!r} is not a number") from None
 
     labels = [k for k in row if k not in _CSV_FIXED]
     empty = row.get("label") in (None, "")
@@ -362,4 +364,4 @@ def _flag(v, p: Path, n: int) -> bool | None:
         return None
     if v.lower() in ("true", "false"):
         return v.lower() == "true"
-    raise InputError(f"{shown(p)}:{n}: calibrated {v!r} is not true or false")
+    raise InputError(f"{printable(p)}:{n}: calibrated {v!r} is not true or false")

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .image import shown, utf8_safe
+from .image import printable, utf8_safe
 from .sources import FALLBACK_FPS
 
 #: Longest file name (bytes) where the system does not say: Linux's and macOS's NAME_MAX.
@@ -76,7 +76,7 @@ class SaveFolder:
         """Create the folder and prove it takes a file; :class:`InputError` if it cannot."""
         if self.folder.exists() and not self.folder.is_dir():
             raise InputError(
-                f"--save {shown(self.folder)}: exists and is not a folder; name a folder"
+                f"--save {printable(self.folder)}: exists and is not a folder; name a folder"
             )
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -84,7 +84,7 @@ class SaveFolder:
                 pass
         except OSError as e:
             raise InputError(
-                f"--save {shown(self.folder)}: cannot write there ({e.strerror or e}); "
+                f"--save {printable(self.folder)}: cannot write there ({e.strerror or e}); "
                 "choose a writable folder"
             ) from None
 
@@ -109,11 +109,11 @@ class SaveFolder:
                 raise OSError("the PNG encoder failed")
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise InputError(f"{shown(path)}: cannot save ({e.strerror or e})") from None
+            raise InputError(f"{printable(path)}: cannot save ({e.strerror or e})") from None
         try:  # whole or not at all, even when killed: never half a PNG
             write_atomic(path, buf.tobytes())
         except OSError as e:
-            raise InputError(f"{shown(path)}: cannot save ({e.strerror or e})") from None
+            raise InputError(f"{printable(path)}: cannot save ({e.strerror or e})") from None
         self.written += 1
 
     def video_writer(self, path: Path, fps: float, size: tuple[int, int]) -> VideoSink:
@@ -131,13 +131,13 @@ class VideoSink:
             fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix=".mobilefer-", dir=self._tmp_dir())
             os.close(fd)
         except OSError as e:
-            raise InputError(f"{shown(path)}: cannot save ({e.strerror or e})") from None
+            raise InputError(f"{printable(path)}: cannot save ({e.strerror or e})") from None
         self._tmp = Path(tmp)
         fourcc = cv2.VideoWriter_fourcc(*"mp4v")
         self._writer = cv2.VideoWriter(tmp, fourcc, fps or FALLBACK_FPS, size)
         if not self._writer.isOpened():
             self._tmp.unlink(missing_ok=True)
-            raise InputError(f"{shown(path)}: cannot write a video here")
+            raise InputError(f"{printable(path)}: cannot write a video here")
 
     def _tmp_dir(self) -> str | None:
         parent = self.path.parent
@@ -154,14 +154,15 @@ class VideoSink:
         if not video_is_whole(self._tmp):
             self._tmp.unlink(missing_ok=True)
             raise InputError(
-                f"{shown(self.path)}: cannot save (the written video is broken; is the disk full?)"
+                f"{printable(self.path)}: cannot save (the written video is broken; is the "
+                "disk full?)"
             )
         try:
             os.chmod(self._tmp, umask_mode())
             shutil.move(str(self._tmp), self.path)
         except OSError as e:
             self._tmp.unlink(missing_ok=True)
-            raise InputError(f"{shown(self.path)}: cannot save ({e.strerror or e})") from None
+            raise InputError(f"{printable(self.path)}: cannot save ({e.strerror or e})") from None
         if self.owner is not None:
             self.owner.written += 1
 
@@ -197,7 +198,7 @@ class AnnotatedSaver:
 
     def _path(self, result, suffix: str) -> tuple[Path, str | None]:
         path, renamed = self.folder.path_for(result.source, result.root, suffix)
-        note = f"{shown(result.source)}: saved as {shown(path)} (the first name was taken)"
+        note = f"{printable(result.source)}: saved as {printable(path)} (the first name was taken)"
         return path, note if renamed else None
 
     def close(self) -> None:
@@ -220,7 +221,7 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs=(), overwrite: b
             read.add(p.resolve())
     seen: dict[Path, str] = {}
     for flag, path in given.items():
-        name = f"{flag} {shown(path)}"
+        name = f"{flag} {printable(path)}"
         resolved = path.resolve()
         if resolved in read:
             raise InputError(f"{name}: that is an input; name a new file for the output")
@@ -254,8 +255,8 @@ def check_save_folder(folder: str | Path, inputs=()) -> None:
         p = Path(str(spec))
         if p.is_dir() and inside.is_relative_to(p.resolve()):
             raise InputError(
-                f"--save {shown(Path(folder))}: inside the input folder "
-                f"{shown(p)}, whose files are read: choose a folder outside it"
+                f"--save {printable(Path(folder))}: inside the input folder "
+                f"{printable(p)}, whose files are read: choose a folder outside it"
             )
 
 
@@ -319,13 +320,15 @@ def write_together(files: dict) -> None:
                 os.chmod(tmp, umask_mode())
             except OSError as e:
                 raise InputError(
-                    f"{shown(path)}: cannot write it ({e.strerror or e}); nothing was written"
+                    f"{printable(path)}: cannot write it ({e.strerror or e}); nothing was written"
                 ) from None
         for tmp, path in done:
             try:
                 os.replace(tmp, path)
             except OSError as e:
-                raise InputError(f"{shown(path)}: cannot write it ({e.strerror or e})") from None
+                raise InputError(
+                    f"{printable(path)}: cannot write it ({e.strerror or e})"
+                ) from None
     finally:
         for tmp, _ in done:
             tmp.unlink(missing_ok=True)

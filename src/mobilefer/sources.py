@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .image import IMAGE_SUFFIXES, VIDEO_SUFFIXES, check_regular, opencv_path, shown
+from .image import IMAGE_SUFFIXES, VIDEO_SUFFIXES, check_regular, opencv_path, printable
 
 #: ``scheme://`` at the start of a spec: a URL, which the local engine does not fetch.
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -214,7 +214,7 @@ def read_video(path: str | Path) -> Iterator[Frame]:
     with opencv_path(p) as name:
         cap = cv2.VideoCapture(name)
     if not cap.isOpened():
-        raise InputError(f"{shown(p)}: cannot open the video (corrupt or unsupported codec)")
+        raise InputError(f"{printable(p)}: cannot open the video (corrupt or unsupported codec)")
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     index, read, run, first_missing = 0, 0, 0, None
@@ -226,7 +226,7 @@ def read_video(path: str | Path) -> Iterator[Frame]:
                 read, run = read + 1, 0
             else:
                 if read == 0 and (count == 0 or index + 1 >= count):
-                    raise InputError(f"{shown(p)}: the video has no readable frame")
+                    raise InputError(f"{printable(p)}: the video has no readable frame")
                 run += 1
                 first_missing = index if first_missing is None else first_missing
                 if index + 1 >= count or run >= MAX_UNREADABLE_RUN:
@@ -235,10 +235,10 @@ def read_video(path: str | Path) -> Iterator[Frame]:
     finally:
         cap.release()
     if read == 0:
-        raise InputError(f"{shown(p)}: the video has no readable frame")
+        raise InputError(f"{printable(p)}: the video has no readable frame")
     if count and read < count:
         raise InputError(
-            f"{shown(p)}: damaged video: read {read} of {count} frames (unreadable from frame "
+            f"{printable(p)}: damaged video: read {read} of {count} frames (unreadable from frame "
             f"{first_missing}{', where it ended' if run >= MAX_UNREADABLE_RUN else ''}); "
             "the records of the frames read were kept"
         )

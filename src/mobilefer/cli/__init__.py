@@ -16,7 +16,7 @@ from urllib.error import URLError
 import cv2
 
 from ..errors import MobileferError
-from ..image import shown
+from ..image import printable
 from .common import err
 from .parser import build_parser
 
@@ -42,7 +42,7 @@ class LogLine(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
         where = f"{record.name}: " if record.levelno < logging.INFO else ""
-        return shown(f"mobilefer: {level}{where}{record.getMessage()}")
+        return printable(f"mobilefer: {level}{where}{record.getMessage()}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         if e.errno == errno.ENOSPC or getattr(e, "filename", None) is None:
             err(f"cannot write the results: {e.strerror or e}")
             return 1
-        err(shown(f"{e.filename}: {e.strerror or e}"))  # a file the command could not use
+        err(printable(f"{e.filename}: {e.strerror or e}"))  # a file the command could not use
         return 1
 
 

@@ -17,7 +17,7 @@ from .common import err, float_in, missing_extra, options_of
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..data import load_fer2013_with_ferplus
     from ..errors import DataError
-    from ..evaluate import evaluate_model, format_report
+    from ..evaluate import evaluate_model, format_scores
     from ..model import ExpressionModel
 
     options = options_of(args)
@@ -49,7 +49,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         f"flip TTA {'on' if model.flip_tta else 'off'}, prior tau {model.card.prior_tau}, "
         f"zoom {model.card.preprocessing.zoom}"
     )
-    print(format_report(result))
+    print(format_scores(result))
     if args.json:
         print(json.dumps(result))
     return 0
@@ -61,7 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         from ..train.config import apply_settings, check_config, read_run_config
         from ..train.loop import fit
-        from ..train.plots import epoch_header, epoch_row, write_report
+        from ..train.plots import epoch_header, epoch_row, write_run_files
         from ..train.recipes import recipe
     except ImportError as e:
         return missing_extra("training", "train", e)
@@ -112,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"checkpoints in {args.out}",
         file=sys.stderr,
     )
-    write_report(args.out, data=data)
+    write_run_files(args.out, data=data)
     return 0
 
 

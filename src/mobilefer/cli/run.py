@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 
 from ..errors import InputError
-from ..image import shown
+from ..image import printable
 from ..sources import FALLBACK_FPS
 from .common import Progress, err, missing_extra, options_of, recognizer_of
 
@@ -32,12 +32,12 @@ class ResultLoop:
     def run(self, results):
         for result in results:
             if result.skip == "link":
-                self.links.append(shown(result.source))
+                self.links.append(printable(result.source))
             elif result.kind == "skipped":
                 suffix = Path(result.source).suffix.lower() or "(none)"
                 self.skipped[suffix] = self.skipped.get(suffix, 0) + 1
             elif result.error:
-                err(shown(result.error))
+                err(printable(result.error))
                 self.failed += 1
             else:
                 self._progress(result)
@@ -47,10 +47,10 @@ class ResultLoop:
         if result.frame is None:
             self.images.update()
             return
-        if self.frames is None or self.frames.name != shown(result.source):
+        if self.frames is None or self.frames.name != printable(result.source):
             if self.frames is not None:
                 self.frames.close()
-            self.frames = Progress(shown(result.source), "frames")
+            self.frames = Progress(printable(result.source), "frames")
         self.frames.update()
 
     def rate(self, result) -> float | None:
@@ -97,25 +97,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for result in loop.run(rec.stream(args.source, cal, **options.stream_options())):
             out.write(result.records())
             if result.reason:
-                err(f"{shown(result.source)}: {result.reason}")
+                err(f"{printable(result.source)}: {result.reason}")
             if saver:
                 try:
                     note = saver.add(result)  # frames/s is a live window's, not a file's
                     if note:
                         err(note)
                 except InputError as e:
-                    err(shown(str(e)))
+                    err(printable(str(e)))
                     loop.failed += 1
     finally:
         if saver:
             try:
                 saver.close()
             except InputError as e:
-                err(shown(str(e)))
+                err(printable(str(e)))
                 loop.failed += 1
         loop.close()
     if saver:
-        err(f"annotated {saver.folder.written} file(s) under {shown(saver.folder.folder)}")
+        err(f"annotated {saver.folder.written} file(s) under {printable(saver.folder.folder)}")
     if loop.failed:
         err(f"{loop.failed} input(s) failed")
     return 1 if loop.failed else 0
@@ -225,7 +225,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.suffix.lower() not in (".html", ".htm"):
-        err(f"--out {shown(out)}: the report is one HTML file; name it report.html")
+        err(f"--out {printable(out)}: the report is one HTML file; name it report.html")
         return 2
     given = [f for f in (args.events, args.participants) if f]
     check_outputs({"--out": out, "--csv": args.csv}, [*args.source, *given], args.overwrite)
@@ -234,7 +234,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     for spec in args.source:  # a clip given twice would be one clip of twice its frames
         key = os.path.realpath(spec) if os.path.exists(spec) else spec
         if key in seen:
-            err(f"{shown(spec)}: given twice; read once")
+            err(f"{printable(spec)}: given twice; read once")
             continue
         seen.add(key)
         sources.append(spec)
@@ -249,18 +249,18 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     read = collector.sources
     for name in plan.unmatched(read):
-        err(f"{shown(name)}: named in --events or --participants but not among the clips read")
+        err(f"{printable(name)}: named in --events or --participants but not among the clips read")
     if plan.events and not any(read.values()):
         err("--events mark times in videos, and no video was read: the report has no events")
     try:
         plan.check_sources(read)
         made = write_report(collector, out, args.csv, plan, rec.card.class_weights())
     except InputError as e:
-        err(shown(str(e)))
+        err(printable(str(e)))
         return 1
     err(
         f"report: {made['tracks']} face track(s) in {made['clips']} clip(s) -> "
-        f"{shown(out)} ({made['bytes'] / 1e6:.1f} MB)"
+        f"{printable(out)} ({made['bytes'] / 1e6:.1f} MB)"
     )
     return 1 if loop.failed else 0
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..image import shown
+from ..image import printable
 
 #: Largest events or participants file read (bytes): a study's are a few KB.
 MAX_TABLE_BYTES = 1 << 20
@@ -66,7 +66,7 @@ class StudyPlan:
             )
         got = read_events(events) if events is not None else ()
         people = read_participants(participants) if participants is not None else None
-        return cls(got, baseline, people, calibrate).checked(shown(Path(events or "")))
+        return cls(got, baseline, people, calibrate).checked(printable(Path(events or "")))
 
     def offsets(self) -> dict[str, float]:
         """Each clip's offset (s), from the participants file; clips not named have none."""
@@ -101,18 +101,20 @@ def _table(path: str | Path, what: str, required: tuple[str, ...]) -> list[tuple
         if not p.is_file():  # a pipe or device is never opened: it could block or never end
             why = "not a regular file" if p.exists() else f"no such {what} file"
             raise InputError(
-                f"{shown(p)}: {why}; pass a CSV file with columns {','.join(required)}"
+                f"{printable(p)}: {why}; pass a CSV file with columns {','.join(required)}"
             )
         if p.stat().st_size > MAX_TABLE_BYTES:
             raise InputError(
-                f"{shown(p)}: over {MAX_TABLE_BYTES >> 20} MB; a {what} file is a small CSV"
+                f"{printable(p)}: over {MAX_TABLE_BYTES >> 20} MB; a {what} file is a small CSV"
             )
         text = p.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise InputError(f"{shown(p)}: not UTF-8 text; save the {what} file as CSV") from None
+        raise InputError(f"{printable(p)}: not UTF-8 text; save the {what} file as CSV") from None
     except OSError as e:
-        raise InputError(f"{shown(p)}: cannot read the {what} file ({e.strerror or e})") from None
-    return _rows(text, shown(p), what, required)
+        raise InputError(
+            f"{printable(p)}: cannot read the {what} file ({e.strerror or e})"
+        ) from None
+    return _rows(text, printable(p), what, required)
 
 
 def _rows(text: str, name: str, what: str, required) -> list[tuple[int, dict]]:
@@ -145,7 +147,7 @@ def read_events(path: str | Path) -> tuple[Event, ...]:
     ``clip`` (rows for one clip; an empty ``clip`` is for every clip). Checked: times are
     finite, ``0 <= start < end``, a name has one row per clip. :class:`InputError` names the
     file and line otherwise."""
-    return parse_events(_table(path, "events", EVENT_COLUMNS), shown(Path(path)))
+    return parse_events(_table(path, "events", EVENT_COLUMNS), printable(Path(path)))
 
 
 #: The columns an events file needs.
@@ -204,7 +206,7 @@ def read_participants(path: str | Path) -> dict[str, Member]:
     out: dict[str, Member] = {}
     clips: dict[str, str] = {}
     for line, row in _table(path, "participants", ("clip", "participant")):
-        where = f"{shown(Path(path))}:{line}"
+        where = f"{printable(Path(path))}:{line}"
         clip, who = row["clip"], row["participant"]
         if not clip or not who:
             raise InputError(f"{where}: a row needs a clip and a participant")
@@ -252,16 +254,16 @@ def check_matches(names, sources, what: str = "--participants") -> None:
         hits = [s for s in sources if matches(name, s)]
         if len(hits) > 1:
             raise InputError(
-                f"{what}: {shown(name)} names {len(hits)} clips ("
-                f"{', '.join(shown(h) for h in hits[:3])}); name each by its "
+                f"{what}: {printable(name)} names {len(hits)} clips ("
+                f"{', '.join(printable(h) for h in hits[:3])}); name each by its "
                 "path"
             )
     for source in sources:
         rows = [n for n in names if matches(n, source)]
         if len(rows) > 1:
             raise InputError(
-                f"{what}: {shown(source)} is named by {len(rows)} rows "
-                f"({', '.join(shown(r) for r in rows)}); keep one"
+                f"{what}: {printable(source)} is named by {len(rows)} rows "
+                f"({', '.join(printable(r) for r in rows)}); keep one"
             )
 
 

@@ -98,7 +98,7 @@ def plot_confusion(matrix: np.ndarray, path: str | Path, title: str = "") -> Non
     plt.close(fig)
 
 
-def write_report(run_dir: str | Path, data=None) -> Path:
+def write_run_files(run_dir: str | Path, data=None) -> Path:
     """From ``metrics.json``: ``table.md`` (the paper's table + PublicTest) and ``curves.png``;
     with ``data`` (a FerData or path) also ``confusion_public.png`` of ``best.pt`` on PublicTest
     and its scores in ``public_scores.json``."""
