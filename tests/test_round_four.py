@@ -608,3 +608,21 @@ def test_what_is_neither_a_source_nor_a_result_is_one_clear_error(tiny_model):
         summarize([None])
     with pytest.raises(InputError, match="source of type dict"):
         list(Recognizer(tiny_model, detector="haar").stream({"a": 1}))
+
+
+def test_labels_and_names_with_markup_stay_text_in_the_report(tmp_path, capsys, astronaut):
+    pytest.importorskip("plotly")
+    from conftest import run, write_video
+
+    labels = [f"<img src=x onerror=alert({i})>" for i in range(7)]
+    model = odd_model(tmp_path, labels)
+    clip_path = write_video(tmp_path / "<b onclick=x>clip.mp4", astronaut, frames=12)
+    events = tmp_path / "events.csv"
+    events.write_text('name,start,end\n"<script>e()</script>",0,0.5\n')
+    out = tmp_path / "r.html"
+    code, _, err = run(capsys, "report", clip_path, "--model", model, "--detector", "haar",
+                       "--events", events, "--out", out)  # fmt: skip
+    assert code == 0, err
+    page = out.read_text()
+    assert "<img src=x" not in page and "<b onclick" not in page
+    assert "<script>e()" not in page and "&lt;script&gt;e()" in page
