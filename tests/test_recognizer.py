@@ -154,7 +154,7 @@ def test_shipped_model_is_the_default(astronaut):
     assert rec.model_path == str(default_model_path())
     assert rec.card.metrics["private_fer2013_accuracy"] >= 0.68
     assert rec.card.recipe["recipe"] == "mixture" and rec.card.recipe.get("members") is None
-    assert rec.card.recipe["notes"]["wise_ft"]["alpha"] == 0.75  # one network, rule m4
+    assert rec.card.recipe["freeze_blocks"] == 0 and rec.card.prior_tau == 0  # rule m6's m6
     (face,) = rec.analyze(astronaut)
     assert face.label == "happy"
     photo = Path(__file__).parent / "data" / "astronaut.jpg"

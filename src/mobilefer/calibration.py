@@ -21,9 +21,9 @@ import numpy as np
 from .errors import InputError
 
 #: How strongly the reference is divided out (0: not at all; 1: fully). Rule c1.
-BETA = 0.5
+BETA = 0.75
 #: The smallest a reference probability counts as: a near-zero one cannot explode a score.
-FLOOR = 0.03
+FLOOR = 0.01
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ MODELS: dict[str, str] = {
 
 #: The sha256 of each shipped model file: a damaged or altered file is refused.
 SHIPPED_SHA256: dict[str, str] = {
-    "mobilefer_fer2013.onnx": "4497ae316b06d1934840ecaf5f8ba50d8d7b690d8e57c0efc6d527fa5d00fcee",
+    "mobilefer_fer2013.onnx": "39f8dae60b0666d308f59da78723c0418bec087f37ac274f1a5bb877d3461fd0",
     "mobilefer_ferplus.onnx": "670690f25994b4d9b4da0e295c23ed769b532c2722b0ba3c8bfb47909eda9e22",
 }
 
