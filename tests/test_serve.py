@@ -131,6 +131,22 @@ def write_y4m(path: Path, image: np.ndarray, frames: int = 20) -> Path:
     return path
 
 
+def camera_args(clip: Path) -> list[str]:
+    """Chromium's flags for a page whose camera plays ``clip`` (a Y4M file)."""
+    return [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={clip}",
+    ]
+
+
 def serving(app):
     """A real server (uvicorn in a thread) for ``app``, on a free port: its address."""
     import uvicorn
@@ -173,18 +189,7 @@ def test_live_page_in_chromium(request, tmp_path, astronaut, turned):
 
     frame[60:420, 170:470] = cv2.resize(astronaut[0:380, 80:400], (300, 360))
     clip = write_y4m(tmp_path / "camera.y4m", frame)
-    args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={clip}",
-    ]
+    args = camera_args(clip)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         try:
@@ -816,17 +821,7 @@ def test_the_calibrate_button_in_chromium(server, tmp_path, astronaut):
 
     frame = np.full((480, 640, 3), 90, np.uint8)
     frame[60:420, 170:470] = cv2.resize(astronaut[0:380, 80:400], (300, 360))
-    clip = write_y4m(tmp_path / "camera.y4m", frame)
-    args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={clip}",
-    ]
+    args = camera_args(write_y4m(tmp_path / "camera.y4m", frame))
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         try:

@@ -176,13 +176,7 @@ def iter_records(path: str | Path) -> Iterator[dict]:
     a time (bounded memory), each checked: :class:`InputError` names the file and line of the
     first record that is not one (not UTF-8, not JSON, nested, missing or mistyped fields,
     non-finite numbers, a label set that changes mid-file); a pipe or device is refused."""
-    p = Path(path)
-    try:
-        mode = os.stat(p).st_mode
-    except OSError as e:
-        raise InputError(f"{printable(p)}: cannot read the records ({e.strerror or e})") from None
-    if not stat.S_ISREG(mode):
-        raise InputError(f"{printable(p)}: not a regular file; pass a file of records")
+    p = records_file(path)
     labels: list[tuple[str, ...] | None] = [None]
     with open(p, "rb") as raw:
         lines = _lines(raw, p)
@@ -226,6 +220,12 @@ def read_records(path: str | Path) -> Iterator[dict]:
     file of any length takes little memory): ``summarize(read_records(path))`` holds no more
     than a summary. The file is checked to be readable now; ``list(read_records(path))`` holds
     every record."""
+    return iter_records(records_file(path))
+
+
+def records_file(path: str | Path) -> Path:
+    """``path``, checked to be a regular file that can be read (a pipe or device is refused
+    unopened): :class:`InputError` otherwise."""
     p = Path(path)
     try:
         mode = os.stat(p).st_mode
@@ -233,7 +233,7 @@ def read_records(path: str | Path) -> Iterator[dict]:
         raise InputError(f"{printable(p)}: cannot read the records ({e.strerror or e})") from None
     if not stat.S_ISREG(mode):
         raise InputError(f"{printable(p)}: not a regular file; pass a file of records")
-    return iter_records(p)
+    return p
 
 
 def check_record(rec, where: str = "a record") -> dict:
