@@ -41,7 +41,7 @@ MODELS: dict[str, str] = {
 #: The sha256 of each shipped model file: a damaged or altered file is refused.
 SHIPPED_SHA256: dict[str, str] = {
     "mobilefer_fer2013.onnx": "39f8dae60b0666d308f59da78723c0418bec087f37ac274f1a5bb877d3461fd0",
-    "mobilefer_ferplus.onnx": "670690f25994b4d9b4da0e295c23ed769b532c2722b0ba3c8bfb47909eda9e22",
+    "mobilefer_ferplus.onnx": "d75909fa9663ff3a5d386158b04f7e5574a2e178c4d9fd9f3b7fa219772733c4",
 }
 
 
