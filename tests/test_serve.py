@@ -131,6 +131,15 @@ def write_y4m(path: Path, image: np.ndarray, frames: int = 20) -> Path:
     return path
 
 
+def camera_frame(astronaut: np.ndarray) -> np.ndarray:
+    """The astronaut on a plain background, as a webcam would frame her (640x480)."""
+    import cv2
+
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[60:420, 170:470] = cv2.resize(astronaut[0:380, 80:400], (300, 360))
+    return frame
+
+
 def camera_args(clip: Path) -> list[str]:
     """Chromium's flags for a page whose camera plays ``clip`` (a Y4M file)."""
     return [
@@ -183,13 +192,7 @@ def test_live_page_in_chromium(request, tmp_path, astronaut, turned):
     listed as such, and the page goes on (a face without scores broke its bars and timeline)."""
     sync_api = pytest.importorskip("playwright.sync_api")
     server = request.getfixturevalue("turned_server" if turned else "server")
-    # the astronaut on a plain background, as a webcam would frame her
-    frame = np.full((480, 640, 3), 90, np.uint8)
-    import cv2
-
-    frame[60:420, 170:470] = cv2.resize(astronaut[0:380, 80:400], (300, 360))
-    clip = write_y4m(tmp_path / "camera.y4m", frame)
-    args = camera_args(clip)
+    args = camera_args(write_y4m(tmp_path / "camera.y4m", camera_frame(astronaut)))
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         try:
@@ -817,11 +820,7 @@ def test_a_live_session_calibrates_on_its_next_frames(monkeypatch, jpg):
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed")
 def test_the_calibrate_button_in_chromium(server, tmp_path, astronaut):
     sync_api = pytest.importorskip("playwright.sync_api")
-    import cv2
-
-    frame = np.full((480, 640, 3), 90, np.uint8)
-    frame[60:420, 170:470] = cv2.resize(astronaut[0:380, 80:400], (300, 360))
-    args = camera_args(write_y4m(tmp_path / "camera.y4m", frame))
+    args = camera_args(write_y4m(tmp_path / "camera.y4m", camera_frame(astronaut)))
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
         try:

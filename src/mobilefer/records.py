@@ -176,7 +176,11 @@ def iter_records(path: str | Path) -> Iterator[dict]:
     a time (bounded memory), each checked: :class:`InputError` names the file and line of the
     first record that is not one (not UTF-8, not JSON, nested, missing or mistyped fields,
     non-finite numbers, a label set that changes mid-file); a pipe or device is refused."""
-    p = records_file(path)
+    yield from _records(records_file(path))
+
+
+def _records(p: Path) -> Iterator[dict]:
+    """The records of a file already checked by :func:`records_file`."""
     labels: list[tuple[str, ...] | None] = [None]
     with open(p, "rb") as raw:
         lines = _lines(raw, p)
@@ -220,7 +224,7 @@ def read_records(path: str | Path) -> Iterator[dict]:
     file of any length takes little memory): ``summarize(read_records(path))`` holds no more
     than a summary. The file is checked to be readable now; ``list(read_records(path))`` holds
     every record."""
-    return iter_records(records_file(path))
+    return _records(records_file(path))
 
 
 def records_file(path: str | Path) -> Path:

@@ -267,15 +267,8 @@ def write_atomic(path: str | Path, data: str | bytes) -> int:
     path = Path(path)
     # a name that is not valid UTF-8 (a surrogate-escaped byte) is written as \udcff, not lost
     raw = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".mobilefer-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.chmod(tmp, umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, suffix=".tmp") as tmp:
+        tmp.write_bytes(raw)
     return len(raw)
 
 

@@ -69,13 +69,7 @@ class Summarizer:
         its prior correction whole) before anything is summed; :class:`InputError` if no face
         has frames in it."""
         events = tuple(events or ())
-        names = {e.name for e in events}
-        for what, name in (("baseline", baseline), ("--calibrate", calibrate)):
-            if name is not None and name not in names:
-                raise InputError(
-                    f"{what} {name!r} is not an event; choose from "
-                    f"{', '.join(sorted(names)) or 'none given'}"
-                )
+        check_named(events, baseline, calibrate)
 
         def shift(key: str) -> float:
             return next((v for k, v in (offsets or {}).items() if matches(k, key)), 0.0)
@@ -140,12 +134,22 @@ def summarize(
     (:meth:`Summarizer.summaries`). :func:`mobilefer.compare` makes the study table of them.
     """
     events = tuple(events or ())
-    if baseline is not None and baseline not in {e.name for e in events}:
-        names = ", ".join(sorted({e.name for e in events})) or "none given"
-        raise InputError(f"baseline {baseline!r} is not an event; choose from {names}")
+    check_named(events, baseline, calibrate)  # before the work, not after it
     if isinstance(results, (str, bytes)):
         raise InputError("summarize takes results or records, not a path: pass read_records(path)")
     summarizer = Summarizer()
     for r in results:
         summarizer.add(r)
     return summarizer.summaries(min_frames, events, baseline, offsets, calibrate)
+
+
+def check_named(events, baseline: str | None, calibrate: str | None) -> None:
+    """:class:`InputError` unless ``baseline`` and ``calibrate`` (each may be None) name events
+    of ``events``; the error lists the events there are."""
+    names = {e.name for e in events}
+    for what, name in (("baseline", baseline), ("--calibrate", calibrate)):
+        if name is not None and name not in names:
+            raise InputError(
+                f"{what} {name!r} is not an event; choose from "
+                f"{', '.join(sorted(names)) or 'none given'}"
+            )
