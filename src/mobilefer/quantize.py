@@ -3,10 +3,12 @@
 ``mobilefer quantize MODEL.onnx`` (and ``mobilefer export --int8``) turns an exported float file
 into an int8 one: ``quant_pre_process`` (shape inference and graph clean-up), then
 ``quantize_static`` in QDQ format with per-channel int8 weights and uint8 activations, whose
-ranges are calibrated on FER2013 Training faces and their mirror images (the views flip TTA
-shows the model). The card is carried over and marked (``precision: int8`` and how it was
+ranges are calibrated on FER2013 Training faces (and, with ``--folds``, the ``fold=train`` faces
+from elsewhere: :func:`fold_faces`) and their mirror images (the views flip TTA shows the
+model). Weights are 7-bit (``reduce_range``): ONNX Runtime's u8s8 kernels cannot saturate on
+AVX2 CPUs without VNNI. The card is carried over and marked (``precision: int8`` and how it was
 calibrated). :func:`parity` scores the float and int8 files side by side on PublicTest and the
-``fold=val`` sets from elsewhere, so the cost of int8 is known before a file ships.
+``fold=val`` sets from elsewhere, and :func:`rule_q4` says whether an int8 file may ship.
 
 Needs the ``[train]`` extra (onnx, which ONNX Runtime's quantization tool imports); inference of
 the written file needs only ONNX Runtime.
@@ -61,12 +63,14 @@ def quantize_file(
     calibration: str = "minmax",
     float_ends: bool = False,
     extra_options: dict | None = None,
+    data: str = "FER2013 Training, evenly spaced",
 ) -> dict:
     """Write an int8 copy of the model file ``src`` to ``dst``, calibrated on ``faces`` (N x 48
     x 48 uint8 Training faces) and their mirrors with ONNX Runtime's ``calibration`` method;
     with ``float_ends``, the first convolution and the dense head stay float
     (:func:`end_nodes`); ``extra_options`` go to ``quantize_static`` as they are (its
-    ``CalibMovingAverage``, ``CalibPercentile``, ...). Returns ``{"path", "bytes",
+    ``CalibMovingAverage``, ``CalibPercentile``, ...); ``data`` says where the faces came from
+    (for the card). Returns ``{"path", "bytes",
     "calibration", "faces", ...}``."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -104,7 +108,7 @@ def quantize_file(
         "calibration": calibration,
         "faces": int(len(faces)),
         "views": "face and mirror",
-        "data": "FER2013 Training, evenly spaced",
+        "data": data,
         "weights": "int8 per channel (7 bits)",
         "activations": "uint8",
         "format": "QDQ",
@@ -138,10 +142,37 @@ def quantize_file(
     return {"path": str(dst), "bytes": dst.stat().st_size, **how}
 
 
+#: Rule q4 (docs/experiments.md, issue #41): the most an int8 file may lose against its float
+#: file on PublicTest, on the val folds pooled, and in any one class's recall over both together.
+MAX_PUBLIC_FALL = 0.005
+MAX_POOLED_FALL = 0.010
+MAX_CLASS_FALL = 0.030
+
+
+def fold_faces(sources, fold: str = "train") -> np.ndarray:
+    """The 48x48 faces found in ``fold`` of each source (``mobilefer.train.sources.Source``),
+    one N x 48 x 48 array: more kinds of face for calibration than FER2013 alone holds."""
+    from .train.sources import load_source
+
+    parts = [load_source(s, fold, 0.0, None) for s in sources]
+    return np.concatenate([f.pixels[f.found] for f in parts]) if parts else np.zeros((0, 48, 48))
+
+
+def _counts(counts: dict, labels, truth: np.ndarray, pred: np.ndarray) -> None:
+    for i, name in enumerate(labels):
+        hit, seen = counts.get(name, (0, 0))
+        counts[name] = (
+            hit + int(((truth == i) & (pred == i)).sum()),
+            seen + int((truth == i).sum()),
+        )
+
+
 def parity(files: dict[str, str | Path], public, val: list | None = None) -> list[dict]:
-    """Accuracy of each model file (``{name: path}``) on PublicTest (``public``: FerData) and on
-    ``val`` (``[(name, faces)]`` from :func:`mobilefer.train.sources.load_source`; a photo with
-    no face found counts wrong), side by side. One row per file."""
+    """Accuracy of each model file (``{name: path}``) on PublicTest (``public``: FerData; FER+
+    labels for a FER+ file), on each of ``val`` (``[(name, faces)]`` from
+    :func:`mobilefer.train.sources.load_source`; a photo with no face found counts wrong), on
+    the val sets pooled (``pooled_val``), and each class's recall over PublicTest and the pooled
+    val sets together (``recall``, by label; classes with no face left out). One row per file."""
     from .evaluate import evaluate_model
     from .model import ExpressionModel
 
@@ -151,8 +182,45 @@ def parity(files: dict[str, str | Path], public, val: list | None = None) -> lis
         r = evaluate_model(model, public)
         target = "ferplus" if len(model.labels) > 7 and "ferplus" in r else "fer2013"
         row = {"file": name, "path": str(path), "public": r[target]["accuracy"]}
+        counts: dict[str, tuple[int, int]] = {}
+        cm = np.asarray(r[target]["confusion_matrix"])
+        for i, label in enumerate(r[target]["labels"]):
+            counts[label] = (int(cm[i, i]), int(cm[i].sum()))
+        hits = seen = 0
         for set_name, faces in val or []:
             pred = model.predict_proba(list(faces.pixels)).argmax(1)
-            row[set_name] = float(np.mean((pred == faces.labels) & faces.found))
+            pred = np.where(faces.found, pred, -1)  # no face found: wrong
+            row[set_name] = float(np.mean(pred == faces.labels))
+            hits, seen = hits + int((pred == faces.labels).sum()), seen + len(faces)
+            _counts(counts, model.labels, faces.labels, pred)
+        if seen:
+            row["pooled_val"] = hits / seen
+        row["recall"] = {k: h / n for k, (h, n) in counts.items() if n}
         rows.append(row)
     return rows
+
+
+def rule_q4(float_row: dict, int8_row: dict) -> list[str]:
+    """The clauses of rule q4 an int8 file's :func:`parity` row fails against its float
+    file's row (empty: it may ship)."""
+    failed = []
+    fall = float_row["public"] - int8_row["public"]
+    if fall > MAX_PUBLIC_FALL:
+        failed.append(f"PublicTest falls {fall * 100:.2f} pt (at most {MAX_PUBLIC_FALL * 100:g})")
+    if "pooled_val" in float_row:
+        fall = float_row["pooled_val"] - int8_row["pooled_val"]
+        if fall > MAX_POOLED_FALL:
+            failed.append(
+                f"pooled val falls {fall * 100:.2f} pt (at most {MAX_POOLED_FALL * 100:g})"
+            )
+    name, fall = worst_class(float_row, int8_row)
+    if fall > MAX_CLASS_FALL:
+        failed.append(f"{name} recall falls {fall * 100:.2f} pt (at most {MAX_CLASS_FALL * 100:g})")
+    return failed
+
+
+def worst_class(float_row: dict, int8_row: dict) -> tuple[str, float]:
+    """The class whose recall falls most from ``float_row`` to ``int8_row``, and by how much."""
+    falls = {k: v - int8_row["recall"].get(k, 0.0) for k, v in float_row["recall"].items()}
+    name = max(falls, key=lambda k: falls[k])
+    return name, falls[name]

@@ -9,6 +9,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import OptionError
 from ..preprocess import ZOOM_RANGE
 from .common import err, float_in, missing_extra, options_of
@@ -189,8 +191,16 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         import onnx  # noqa: F401  (ONNX Runtime's quantization tool needs it)
         import sympy  # noqa: F401  (and its shape inference, before quantizing)
 
-        from ..quantize import CALIBRATIONS, calibration_faces, parity, quantize_file
-        from ..train.recipes import VAL_SOURCES
+        from ..quantize import (
+            CALIBRATIONS,
+            calibration_faces,
+            fold_faces,
+            parity,
+            quantize_file,
+            rule_q4,
+            worst_class,
+        )
+        from ..train.recipes import MIXTURE_SOURCES, VAL_SOURCES
         from ..train.sources import load_source, source_of
     except ImportError as e:
         return missing_extra("quantization", "train", e)
@@ -206,6 +216,16 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     check_outputs(flags, read, args.overwrite)  # never the model or data, a folder or a pipe
     data = load_fer2013_with_ferplus(args.data, args.ferplus)
     faces = calibration_faces(data.split("train").pixels, args.faces)
+    where = "FER2013 Training, evenly spaced"
+    if args.folds:
+        folds = [source_of(spec) for spec in MIXTURE_SOURCES]
+        try:
+            more = fold_faces(folds, "train")
+        except OptionError as e:
+            err(f"--folds: {e}")
+            return 2
+        faces = np.concatenate([faces, more])
+        where += f", and {len(more)} train-fold faces ({', '.join(s.name for s in folds)})"
     report = {"model": str(src), "calibration_faces": len(faces), "files": {}}
     for method, path in targets.items():
         report["files"][method] = quantize_file(
@@ -215,6 +235,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             method,
             args.float_ends,
             dict(calibration_option(t) for t in args.option),
+            where,
         )
     val = []
     if not args.no_val:
@@ -229,12 +250,17 @@ def cmd_quantize(args: argparse.Namespace) -> int:
                 val.append((source.name, load_source(source, "val", 0.0, None)))
     files = {"float": src, **{f"int8 {m}": p for m, p in targets.items()}}
     report["parity"] = rows = parity(files, data.split("public"), val)
-    sets = [k for k in rows[0] if k not in ("file", "path")]
-    print("| file | " + " | ".join(sets) + " | worst change |", file=sys.stderr)
+    sets = [k for k in rows[0] if k not in ("file", "path", "recall")]
+    print("| file | " + " | ".join(sets) + " | worst class | rule q4 |", file=sys.stderr)
     for row in rows:
-        worst = min(row[k] - rows[0][k] for k in sets)
-        row["worst_change"] = worst
+        row["worst_change"] = min(row[k] - rows[0][k] for k in sets)
+        name, fall = worst_class(rows[0], row)
+        row["rule_q4"] = failed = rule_q4(rows[0], row)
         cells = " | ".join(f"{row[k]:.2%}" for k in sets)
-        print(f"| {row['file']} | {cells} | {worst * 100:+.2f} pt |", file=sys.stderr)
+        verdict = "; ".join(failed) or "passes"
+        print(
+            f"| {row['file']} | {cells} | {name} {-fall * 100:+.2f} pt | {verdict} |",
+            file=sys.stderr,
+        )
     print(json.dumps(report))
     return 0

@@ -238,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
         "folds of $MOBILEFER_SHARED/data/ood (scored where that is set)",
     )
     q.add_argument(
+        "--folds",
+        action="store_true",
+        help="also calibrate on the fold=train faces of $MOBILEFER_SHARED/data/ood "
+        "(studio photos and film stills)",
+    )
+    q.add_argument(
         "--float-ends",
         action="store_true",
         help="keep the first convolution and the dense head in float",
