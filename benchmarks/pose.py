@@ -5,9 +5,12 @@
 Each face is a studio photo of the Taiwanese set's ``fold=train`` rows (front view, 256x256; no
 model is chosen on these numbers) and scikit-image's astronaut. Each is turned by known angles
 (``synthetic.turn_face``: the picture laid on a generic head and rotated; roll is an exact
-rotation of the picture) and read by :func:`mobilefer.pose.head_pose` from YuNet's landmarks,
-with and without the detector's upright re-detection. The error of an angle is the reading of
-the turned face minus the reading of the face as photographed, minus the turn.
+rotation of the picture) and read by :func:`mobilefer.pose.head_pose` from YuNet's landmarks
+(with and without the detector's upright re-detection) and by the face mesh (``--mesh``,
+:mod:`mobilefer.mesh`; needs the [mesh] extra). The error of an angle is the reading of the
+turned face minus the reading of the face as photographed, minus the turn. What each method
+reads on the photos as photographed (front views, the performers facing the camera) is the
+other figure: its mean is a method's offset on real front views.
 """
 
 from __future__ import annotations
@@ -46,12 +49,37 @@ def faces(n: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def read(det: YuNetDetector, image: np.ndarray, upright: bool):
+def largest(det: YuNetDetector, image: np.ndarray, upright: bool = True):
     found = det.detect(image, 0, upright=upright)
-    if not found:
-        return None
-    best = max(found, key=lambda d: d.box[2] * d.box[3])
-    return head_pose(best.landmarks)
+    return max(found, key=lambda d: d.box[2] * d.box[3]) if found else None
+
+
+def reader(method: str, det: YuNetDetector):
+    """``read(image) -> (yaw, pitch, roll) | None`` for a method: ``five points`` (YuNet's
+    landmarks, ``mobilefer.pose``), the same without the detector's upright re-detection, or
+    ``mesh`` (``mobilefer.mesh``: MediaPipe's face mesh on the face YuNet found)."""
+    if method == "mesh":
+        from mobilefer.mesh import FaceMesh
+
+        mesh = FaceMesh()
+
+        def read(image):
+            d = largest(det, image)
+            got = None if d is None else mesh(image, d.box, d.landmarks)
+            return None if got is None else got.angles
+
+        return read
+    upright = method == "five points"
+
+    def read(image):
+        d = largest(det, image, upright)
+        return None if d is None else head_pose(d.landmarks)
+
+    return read
+
+
+#: The methods, in the table's order.
+METHODS = ("five points", "five points, no upright re-detection", "mesh")
 
 
 def main() -> None:
@@ -59,53 +87,73 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=40)
     args = ap.parse_args()
     det = YuNetDetector()
+    readers = {m: reader(m, det) for m in METHODS}
     axes = {"yaw": 0, "pitch": 1, "roll": 2}
-    errors = {(up, axis, t): [] for up in (True, False) for axis in TURNS for t in TURNS[axis]}
+    errors = {(m, axis, t): [] for m in METHODS for axis in TURNS for t in TURNS[axis]}
+    front = {m: [] for m in METHODS}  # the photos as photographed: front views
     missed = 0
     for _, image in faces(args.faces):
-        base_marks = det.detect(image, 0)
-        if not base_marks:
+        found = largest(det, image)
+        if found is None:
             continue
-        marks = max(base_marks, key=lambda d: d.box[2] * d.box[3]).landmarks
+        base = {m: readers[m](image) for m in METHODS}
+        for m in METHODS:
+            if base[m] is not None:
+                front[m].append(base[m])
         for axis, turns in TURNS.items():
             for t in turns:
-                turned = turn_face(image, marks, **{axis: t})
-                for up in (True, False):
-                    base, got = read(det, image, up), read(det, turned, up)
-                    if base is None or got is None:
+                turned = turn_face(image, found.landmarks, **{axis: t})
+                for m in METHODS:
+                    got = readers[m](turned)
+                    if base[m] is None or got is None:
                         missed += 1
                         continue
-                    errors[(up, axis, t)].append(got[axes[axis]] - base[axes[axis]] - t)
+                    errors[(m, axis, t)].append(got[axes[axis]] - base[m][axes[axis]] - t)
     rows = []
-    print(f"{args.faces} faces; error = reading - turn, degrees")
-    print("| axis | turn | upright re-detection: mean error | mean abs | without: mean | abs |")
-    print("|---|---|---|---|---|---|")
+    print(f"{args.faces} faces; error = reading - reading as photographed - turn, degrees")
+    print("| axis | turn | " + " | ".join(f"{m}: mean | abs" for m in METHODS) + " |")
+    print("|---|---|" + "---|---|" * len(METHODS))
     for axis, turns in TURNS.items():
         for t in turns:
-            on, off = np.array(errors[(True, axis, t)]), np.array(errors[(False, axis, t)])
-            row = {
-                "axis": axis,
-                "turn": t,
-                "n": len(on),
-                "mean": round(float(on.mean()), 1),
-                "mae": round(float(abs(on).mean()), 1),
-                "mean_without": round(float(off.mean()), 1),
-                "mae_without": round(float(abs(off).mean()), 1),
-            }
+            row = {"axis": axis, "turn": t}
+            for m in METHODS:
+                e = np.array(errors[(m, axis, t)])
+                key = {"five points": "", "mesh": "_mesh"}.get(m, "_without")
+                row["n" + key] = len(e)
+                row["mean" + key] = round(float(e.mean()), 1)
+                row["mae" + key] = round(float(abs(e).mean()), 1)
             rows.append(row)
-            print(
-                f"| {axis} | {t:+d} | {row['mean']:+.1f} | {row['mae']:.1f} | "
-                f"{row['mean_without']:+.1f} | {row['mae_without']:.1f} |"
+            cells = " | ".join(
+                f"{row['mean' + k]:+.1f} | {row['mae' + k]:.1f}" for k in ("", "_without", "_mesh")
             )
-    summary = {}
-    for axis, turns in TURNS.items():
-        for lim in (15, 30, 45):
-            e = np.concatenate([errors[(True, axis, t)] for t in turns if abs(t) <= lim] or [[]])
-            if len(e):
-                summary[f"{axis}_mae_within_{lim}"] = round(float(abs(e).mean()), 1)
-                summary[f"{axis}_p90_within_{lim}"] = round(float(np.percentile(abs(e), 90)), 1)
-    print(summary)
-    write("pose", {"faces": args.faces, "missed": missed, "rows": rows, "summary": summary})
+            print(f"| {axis} | {t:+d} | {cells} |")
+    summaries = {}
+    for m in METHODS:
+        summary = {}
+        for axis, turns in TURNS.items():
+            for lim in (15, 30, 45):
+                e = np.concatenate([errors[(m, axis, t)] for t in turns if abs(t) <= lim] or [[]])
+                if len(e):
+                    summary[f"{axis}_mae_within_{lim}"] = round(float(abs(e).mean()), 1)
+                    summary[f"{axis}_p90_within_{lim}"] = round(float(np.percentile(abs(e), 90)), 1)
+        views = np.array(front[m], float)
+        summary["front_views"] = len(views)
+        for axis, i in axes.items():  # what a front view reads: its offset from 0
+            summary[f"{axis}_front_mean"] = round(float(views[:, i].mean()), 1)
+            summary[f"{axis}_front_mae"] = round(float(abs(views[:, i]).mean()), 1)
+        summaries[m] = summary
+        print(m, summary)
+    write(
+        "pose",
+        {
+            "faces": args.faces,
+            "missed": missed,
+            "rows": rows,
+            "summary": summaries["five points"],
+            "summary_mesh": summaries["mesh"],
+            "summary_without": summaries["five points, no upright re-detection"],
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from mobilefer import Recognizer
-from mobilefer.records import RecordWriter
+from mobilefer.sinks import RecordWriter
 from mobilefer.study.report import Collector, write_report
 from results import run, write
 from synthetic import make_video

@@ -104,6 +104,7 @@ STAGES = (
     "window search (tracker)",
     "crop and preprocess",
     "model (ONNX Runtime)",
+    "head angles (five points)",
     "tracker, smoothing, results (the rest)",
 )
 
@@ -117,6 +118,7 @@ def stream_stages(rec: Recognizer, video: Path) -> dict:
 
     import mobilefer.model as model_module
     import mobilefer.recognizer as recognizer_module
+    import mobilefer.results as results_module
     import mobilefer.stream as stream_module
     from mobilefer.tracking import FaceTracker
 
@@ -159,6 +161,8 @@ def stream_stages(rec: Recognizer, video: Path) -> dict:
 
     read_video, search = stream_module.read_video, FaceTracker._search_window
     prepare, crop = model_module.prepare, recognizer_module.crop
+    pose = results_module.head_pose
+    results_module.head_pose = timed("head angles (five points)", pose)
     plain_detect, run_model = rec.detector.detect, rec.model._run
     stream_module.read_video, FaceTracker._search_window = frames, window
     model_module.prepare = timed("crop and preprocess", prepare)
@@ -172,6 +176,7 @@ def stream_stages(rec: Recognizer, video: Path) -> dict:
     finally:
         stream_module.read_video, FaceTracker._search_window = read_video, search
         model_module.prepare, recognizer_module.crop = prepare, crop
+        results_module.head_pose = pose
         del rec.detector.detect, rec.model._run
     spent[STAGES[-1]] = total - sum(spent.values())
     return {stage: 1e3 * spent[stage] / n for stage in STAGES}
@@ -251,6 +256,25 @@ def main() -> None:
         )
     )
     stages = stream_stages(rec, video)
+    mesh_fps = None
+    try:  # the face mesh on every face of every frame (the [mesh] extra)
+        meshed = Recognizer(args.model, threads=args.threads, mesh=True)
+    except ImportError:
+        meshed = None
+    if meshed is not None:
+        t0, n = time.perf_counter(), 0
+        for _ in meshed.stream(str(video)):
+            n += 1
+        mesh_fps = n / (time.perf_counter() - t0)
+        rows.append(
+            (
+                "mobilefer Recognizer(mesh=True).stream(video): + face mesh, action units",
+                mesh_fps,
+                f"{mesh_fps:.1f}",
+                "",
+                "",
+            )
+        )
     if args.fer_python:
         peer = run_peer(args.fer_python, "speed", str(video))
         rows.append(
@@ -330,6 +354,7 @@ def main() -> None:
             "batch32_ratio_to_baseline": ratio,
             "video": [dict(zip(VIDEO_FIELDS, r, strict=True)) for r in rows],
             "stream_fps": stream_fps,
+            "stream_mesh_fps": mesh_fps,
             "fer_fps": peer["fps"] if args.fer_python else None,
             "stream_stages_ms": stages,
             "classifier": classifier,

@@ -133,18 +133,7 @@ def results_section(
             f"(`{REPORT_COST}`).",
         ]
     if pose:
-        m = pose["summary"]
-        under = [r for r in pose["rows"] if r["axis"] == "yaw" and abs(r["turn"]) == 30]
-        read = sum(abs(r["turn"] + r["mean"]) for r in under) / len(under)  # a 30 degree turn
-        lines += [
-            "",
-            f"Head angles from YuNet's five points, on {pose['faces']} faces turned by "
-            "known angles (`" + POSE + "`): mean absolute error for turns up to 30 degrees "
-            f"**roll {m['roll_mae_within_30']:.0f}, pitch {m['pitch_mae_within_30']:.0f}, "
-            f"yaw {m['yaw_mae_within_30']:.0f} degrees**; yaw and pitch are under-read (a "
-            f"30-degree yaw reads about {read:.0f}), as YuNet's points lean toward a "
-            "frontal face.",
-        ]
+        lines += ["", *pose_lines(pose)]
     if calibration:
         lines += ["", *calibration_lines(calibration)]
     lines += [
@@ -153,6 +142,31 @@ def results_section(
         END,
     ]
     return "\n".join(lines)
+
+
+def pose_lines(pose: dict) -> list[str]:
+    """The head-angle table: each method's mean absolute error on faces turned by known angles,
+    and what it reads on the front views as photographed."""
+    out = [
+        f"Head angles on {pose['faces']} faces turned by known angles (`{POSE}`; synthetic "
+        "turns of real photos), mean absolute error in degrees for turns up to 30, and the "
+        "mean reading of the front views as photographed (0 if unbiased):",
+        "",
+        "| method | yaw | pitch | roll | front views: yaw / pitch / roll |",
+        "|---|---|---|---|---|",
+    ]
+    for name, key in (
+        ("YuNet's five points (default)", "summary"),
+        ("face mesh (`--mesh`)", "summary_mesh"),
+    ):
+        m = pose.get(key)
+        if m:
+            front = " / ".join(f"{m[f'{a}_front_mean']:+.1f}" for a in ("yaw", "pitch", "roll"))
+            out.append(
+                f"| {name} | {m['yaw_mae_within_30']:.1f} | {m['pitch_mae_within_30']:.1f} | "
+                f"{m['roll_mae_within_30']:.1f} | {front} |"
+            )
+    return out
 
 
 def calibration_lines(c: dict) -> list[str]:

@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 # torch 2.14.1 + torchvision 0.29.1 come from local disk here; PyPI's torchvision cannot
 # import beside the torch 2.13.0 CPU file.
-.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[train,serve,ray,report,dev]"
+.venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[train,serve,ray,report,mesh,dev]"
 # The browser test drives Debian's chromium (Playwright's own browser download is not reachable).
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -137,7 +137,7 @@ def test_every_writer_says_whether_a_face_was_calibrated(tmp_path, capsys, astro
 
 def test_the_arrow_schema_has_the_field():
     pa = pytest.importorskip("pyarrow")
-    from mobilefer.records import arrow_schema
+    from mobilefer.sinks import arrow_schema
 
     assert arrow_schema(EMOTIONS).field("calibrated").type == pa.bool_()
 

@@ -177,7 +177,11 @@ NOT_DEFAULT = {
     "max_frames": 5,
     "max_pixels": 1000,
     "max_yaw": 30.0,
+    "mesh": True,
+    "blendshapes": True,
 }
+#: Options that are flags (``--mesh``), not ``--option VALUE``.
+FLAGS = {"mesh", "blendshapes"}
 #: predict's flags that are not options of the record, and what --engine ray does with them.
 RAY_OWN = {
     "--format": (["csv"], None),
@@ -189,6 +193,8 @@ RAY_ONLY = {"--engine", "--address", "--out", "--overwrite", "-h", "--help"}
 
 
 def flag(name: str, value) -> list[str]:
+    if name in FLAGS:
+        return ["--" + name.replace("_", "-")]
     word = {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
     return ["--" + name.replace("_", "-"), str(word)]
 
@@ -284,7 +290,8 @@ def test_every_writer_takes_its_fields_from_the_one_record_schema(
     capsys, tmp_path, tiny_model, jpg_bytes
 ):
     """JSON Lines keys, the CSV header and (with the extra) Ray's Arrow schema follow
-    RECORD_FIELDS; so does the no-face record."""
+    RECORD_FIELDS (its optional fields only when an option fills them); so does the no-face
+    record."""
     import csv
 
     import cv2
@@ -292,7 +299,8 @@ def test_every_writer_takes_its_fields_from_the_one_record_schema(
     from mobilefer.records import RECORD_FIELDS, csv_columns
     from mobilefer.records import records as build
 
-    names = [f.name for f in RECORD_FIELDS]
+    names = [f.name for f in RECORD_FIELDS if not f.optional]
+    assert [f.name for f in RECORD_FIELDS if f.optional] == ["action_units", "blendshapes"]
     (tmp_path / "a.jpg").write_bytes(jpg_bytes)
     cv2.imwrite(str(tmp_path / "blank.png"), np.full((64, 64, 3), 200, np.uint8))
     code, out, _ = predict(capsys, tiny_model, tmp_path)
@@ -309,9 +317,11 @@ def test_every_writer_takes_its_fields_from_the_one_record_schema(
 
     assert list(FIELDS) == [*names, "error"]
     pytest.importorskip("pyarrow")
-    from mobilefer.records import arrow_schema
+    from mobilefer.sinks import arrow_schema
 
     assert arrow_schema(labels).names == list(FIELDS)
+    extras = ("action_units", "blendshapes")
+    assert arrow_schema(labels, extras).names == [*names, *extras, "error"]
 
 
 def test_save_keeps_every_output(capsys, tmp_path, tiny_model, jpg_bytes, astronaut):

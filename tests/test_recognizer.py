@@ -69,6 +69,8 @@ def test_analyze_astronaut(tiny_model, astronaut, detector):
         "pitch",
         "roll",
         "calibrated",
+        "action_units",
+        "blendshapes",
     }
     assert (d["yaw"] is None) == (detector == "haar")
     assert len(d["box"]) == 4

@@ -12,7 +12,8 @@ import pytest
 
 from mobilefer import EMOTIONS, InputError, compare, summarize
 from mobilefer.recognizer import Face
-from mobilefer.records import RecordWriter, cell, iter_records, uncell
+from mobilefer.records import cell, iter_records, uncell
+from mobilefer.sinks import RecordWriter
 from mobilefer.stream import Result
 from mobilefer.study.plan import Event, Member
 

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from mobilefer.errors import InputError
-from mobilefer.records import RecordWriter, csv_columns, records
+from mobilefer.records import csv_columns, records
 from mobilefer.results import Face
-from mobilefer.sinks import SaveFolder
+from mobilefer.sinks import RecordWriter, SaveFolder
 
 LABELS = ("happy", "sad")
 FACE = Face(

@@ -23,12 +23,14 @@ from pathlib import Path
 
 from .errors import InputError
 from .options import Options
-from .records import RECORD_FIELDS, arrow_schema
+from .records import RECORD_FIELDS
+from .sinks import arrow_schema
 
 #: The largest pool of actors: each holds a Recognizer (about 150 MB); 100,000 hung at 5.6 GB.
 MAX_ACTORS = 1024
-#: Fields of every record: those of ``mobilefer predict``'s JSON Lines, and ``error``.
-FIELDS = (*(f.name for f in RECORD_FIELDS), "error")
+#: Fields of every record: those of ``mobilefer predict``'s JSON Lines, and ``error`` (the
+#: optional ones, such as ``action_units``, only where an option fills them).
+FIELDS = (*(f.name for f in RECORD_FIELDS if not f.optional), "error")
 
 
 class RecognizeBatch:
@@ -39,7 +41,10 @@ class RecognizeBatch:
 
         self.rec = Recognizer(**recognizer_options)
         self.options = stream_options
-        self.schema = arrow_schema(self.rec.labels)
+        extras = ("action_units",) * (self.rec.mesh is not None) + ("blendshapes",) * (
+            self.rec.blendshapes
+        )
+        self.schema = arrow_schema(self.rec.labels, extras)
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -48,7 +53,8 @@ class RecognizeBatch:
         out: list[dict] = []
         for row in rows:
             out += self.one(row["path"], row.get("bytes"))
-        return pa.Table.from_pylist([{k: r.get(k) for k in FIELDS} for r in out], self.schema)
+        names = self.schema.names
+        return pa.Table.from_pylist([{k: r.get(k) for k in names} for r in out], self.schema)
 
     def one(self, path: str, data: bytes | None) -> list[dict]:
         from .image import IMAGE_SUFFIXES, MAX_PIXELS, VIDEO_SUFFIXES, decode_image

@@ -35,3 +35,15 @@ class WeightsError(MobileferError):
 
 class OptionError(MobileferError, ValueError):
     """A setting with a value outside its choices (detector, recipe, split, ...)."""
+
+
+class MissingExtraError(MobileferError, ImportError):
+    """A feature whose optional extra is not installed; the message says what to install."""
+
+    def __init__(self, what: str, extra: str, missing: str | None = None):
+        self.extra = extra
+        super().__init__(
+            f"{what} needs the [{extra}] extra"
+            + (f" ({missing} is missing)" if missing else "")
+            + f": pip install 'mobilefer[{extra}]'"
+        )

@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import ModelError
 from .preprocess import MARGIN_RANGE, ZOOM_RANGE, Preprocessing
-from .records import CSV_FIELDS, FIELD_NAMES
+from .records import CSV_FIELDS, FIELD_NAMES, UNIT_COLUMNS
 
 #: The key under which a model file keeps its card (ONNX metadata_props), as JSON.
 METADATA_KEY = "mobilefer"
@@ -31,7 +31,7 @@ PRECISIONS = ("float32", "int8")
 MAX_LABELS = 1000
 #: Names a label may not have: the record's fields and CSV columns (one column per label sits
 #: beside them, and would replace them).
-RESERVED_LABELS = frozenset(CSV_FIELDS) | frozenset(FIELD_NAMES)
+RESERVED_LABELS = frozenset(CSV_FIELDS) | frozenset(FIELD_NAMES) | UNIT_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -33,9 +33,10 @@ MAX_THREADS = 256
 
 @dataclass(frozen=True)
 class Spec:
-    """What an option takes: ``kind`` (``str``, ``int``, ``float``, ``choice`` or ``switch``:
-    auto/on/off for None/True/False), its range (``lo``-``hi``, ``hi_open``: ``hi`` excluded) or
-    ``choices``, and its ``help``; ``scope`` says which part uses it (model, detector, stream)."""
+    """What an option takes: ``kind`` (``str``, ``int``, ``float``, ``choice``, ``switch``:
+    auto/on/off for None/True/False, or ``flag``: True or False, off by default), its range
+    (``lo``-``hi``, ``hi_open``: ``hi`` excluded) or ``choices``, and its ``help``; ``scope``
+    says which part uses it (model, detector, stream)."""
 
     kind: str
     help: str
@@ -48,6 +49,8 @@ class Spec:
     def describe(self) -> str:
         if self.kind in ("choice", "switch"):
             return "one of " + ", ".join(self.choices)
+        if self.kind == "flag":
+            return "True or False"
         if self.lo is None:
             return "a path or name"
         what = "a whole number" if self.kind == "int" else "a number"
@@ -130,6 +133,19 @@ class Options:
         lo=0,
         hi=90,
     )
+    mesh: bool = _opt(
+        False,
+        "flag",
+        "each face also gets MediaPipe's face mesh: head angles from it and "
+        "action units (needs the [mesh] extra)",
+        "detector",
+    )
+    blendshapes: bool = _opt(
+        False,
+        "flag",
+        "with the mesh, keep its 52 blendshape scores in the records as well (implies --mesh)",
+        "detector",
+    )
     detect_size: int | None = _opt(
         None,
         "int",
@@ -192,6 +208,12 @@ class Options:
         keep = ("detect_every", "smoothing", "detect_size")
         return {k: v for k, v in self.stream_options().items() if k in keep}
 
+    def record_extras(self) -> tuple[str, ...]:
+        """The optional record fields these options fill (``action_units``, ``blendshapes``),
+        for writers that set their columns up front (CSV, Arrow)."""
+        mesh = self.mesh or self.blendshapes
+        return ("action_units",) * mesh + ("blendshapes",) * bool(self.blendshapes)
+
     def replace(self, **changes) -> Options:
         """A copy with some options changed (unknown names are refused, listing the valid)."""
         unknown = sorted(set(changes) - set(SPECS))
@@ -220,6 +242,8 @@ def check_option(name: str, value) -> None:
         return
     if spec.kind == "switch":
         ok = value is None or isinstance(value, (bool, np.bool_))
+    elif spec.kind == "flag":
+        ok = isinstance(value, (bool, np.bool_))
     elif spec.kind == "choice":
         ok = isinstance(value, str) and value in spec.choices
     elif spec.kind == "str":

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .detectors import DETECT_SIZE, Detection, Detector, create_detector, image_detect_size
-from .errors import InputError, OptionError
+from .errors import InputError, MissingExtraError, OptionError
 from .image import as_image, to_bgr
 from .model import ExpressionModel, model_digest
 from .options import Options, check_option
@@ -50,6 +50,9 @@ class Recognizer:
     detector given by name.
     ``max_yaw``: faces turned further than this (degrees, either way; :mod:`mobilefer.pose`) are
     found but not scored (their label and scores are ``None``); yunet gives the angles.
+    ``mesh``: each face found also gets MediaPipe's face mesh (:mod:`mobilefer.mesh`, the
+    ``[mesh]`` extra): its angles replace the five-point ones, and its ``action_units`` are set
+    (``blendshapes``: its 52 scores too; implies ``mesh``).
     """
 
     def __init__(
@@ -64,8 +67,12 @@ class Recognizer:
         prior_tau: float | None = None,
         device: str = "cpu",
         max_yaw: float | None = None,
+        mesh: bool = False,
+        blendshapes: bool = False,
     ) -> None:
         check_option("margin", margin)
+        check_option("mesh", mesh)
+        check_option("blendshapes", blendshapes)
         check_option("max_yaw", max_yaw)
         #: Faces turned further than this (degrees) are not scored; None: all are.
         self.max_yaw = max_yaw
@@ -104,6 +111,19 @@ class Recognizer:
             )
         #: The face detector.
         self.detector = detector
+        #: The face mesh (:class:`mobilefer.mesh.FaceMesh`) when ``mesh`` or ``blendshapes``
+        #: is on, else None; ``blendshapes``: whether faces keep its 52 scores.
+        self.mesh = None
+        self.blendshapes = bool(blendshapes)
+        if mesh or blendshapes:
+            try:
+                from .mesh import FaceMesh
+
+                self.mesh = FaceMesh()
+            except ImportError as e:
+                raise MissingExtraError(
+                    "the face mesh (mesh option, --mesh)", "mesh", e.name
+                ) from None
 
     @classmethod
     def from_options(cls, options: Options) -> Recognizer:
@@ -168,9 +188,21 @@ class Recognizer:
         """Classify the faces at given detections of ``image`` in one batched call; each
         :class:`Face` keeps its detection's box, score and landmarks."""
         probs = self.boxes_proba(image, detections)
-        return [
+        faces = [
             Face.from_probs(p, self.labels, d, self.detector.name, max_yaw=self.max_yaw)
             for p, d in zip(probs, detections, strict=True)
+        ]
+        return self.with_mesh(image, faces)
+
+    def with_mesh(self, image: np.ndarray, faces: Sequence[Face]) -> list[Face]:
+        """``faces`` of the BGR ``image``, each with its face mesh when the ``mesh`` option is
+        on (:meth:`Face.with_mesh`); as they are otherwise."""
+        if self.mesh is None:
+            return list(faces)
+        image = to_bgr(image)
+        return [
+            f.with_mesh(self.mesh(image, f.box, f.landmarks), self.blendshapes, self.max_yaw)
+            for f in faces
         ]
 
     def analyze(
@@ -292,5 +324,6 @@ class Recognizer:
             source,
             kind,
             max_yaw=self.max_yaw,
+            describe=self.with_mesh if self.mesh is not None else None,
             **options,
         )

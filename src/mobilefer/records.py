@@ -1,6 +1,7 @@
 """The record format in one place: the fields of a face's record (:data:`RECORD_FIELDS`), the
-records of a frame, the writers (JSON Lines, CSV), the reader (:func:`iter_records`,
-:func:`read_records`) and Ray's Arrow schema, so that every writer and reader follows one list.
+records of a frame, the CSV header and cells, and the reader (:func:`iter_records`,
+:func:`read_records`), so that every writer (:mod:`mobilefer.sinks`: JSON Lines, CSV, Ray's
+Arrow schema) and reader follows one list.
 
 A record is one face (or one no-face record for an input without a face): the fields of
 :data:`RECORD_FIELDS` in that order; JSON Lines gives one object per line, CSV one row with the
@@ -20,23 +21,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .action_units import ACTION_UNITS
 from .errors import InputError
 from .image import printable
+from .mesh import BLENDSHAPES
 
 
 @dataclass(frozen=True)
 class Field:
     """One field of a record: its ``name``, its ``kind`` (``str``, ``int``, ``float``,
-    ``bool``, ``box``: ``[x, y, w, h]`` integers, or ``scores``: one probability per model
-    label), what it means (the README's field table) and its CSV columns: a box becomes ``x, y,
-    w, h``, scores one column per label (after the others)."""
+    ``bool``, ``box``: ``[x, y, w, h]`` integers, ``scores``: one probability per model
+    label, or ``units``: a value in 0-1 for each of ``units``), what it means (the README's
+    field table) and its CSV columns: a box becomes ``x, y, w, h``, units one column each,
+    scores one column per label (after the others). An ``optional`` field is in a record only
+    when an option fills it (``Options.record_extras``)."""
 
     name: str
-    kind: Literal["str", "int", "float", "bool", "box", "scores"]
+    kind: Literal["str", "int", "float", "bool", "box", "scores", "units"]
     meaning: str
+    optional: bool = False
+    units: tuple[str, ...] = ()
 
     def csv_columns(self) -> tuple[str, ...]:
         """The CSV columns of this field (scores: none here; their columns come last)."""
+        if self.kind == "units":
+            return self.units
         return {"box": tuple("xywh"), "scores": ()}.get(self.kind, (self.name,))
 
 
@@ -61,17 +70,40 @@ RECORD_FIELDS: tuple[Field, ...] = (
         "bool",
         "whether `scores` were calibrated on the person's neutral face (`--calibrate`)",
     ),
+    Field(
+        "action_units",
+        "units",
+        "with `--mesh`: each FACS action unit's intensity, 0-1, 0.5 meaning present "
+        "(MediaPipe's blendshapes mapped, not a FACS coder's; CSV: a column each, `AU1`...)",
+        optional=True,
+        units=ACTION_UNITS,
+    ),
+    Field(
+        "blendshapes",
+        "units",
+        "with `--blendshapes`: MediaPipe's 52 blendshape scores, 0-1 (CSV: a column each)",
+        optional=True,
+        units=BLENDSHAPES,
+    ),
 )
+#: The optional fields, by name.
+OPTIONAL_FIELDS = {f.name: f for f in RECORD_FIELDS if f.optional}
+#: Every column that optional fields may add to a CSV (never a label's).
+UNIT_COLUMNS = frozenset(c for f in OPTIONAL_FIELDS.values() for c in f.units)
 
 
-def csv_columns(labels=()) -> list[str]:
+def csv_columns(labels=(), extras=()) -> list[str]:
     """The CSV header of records from a model with these labels: the fields in record order
-    (the box as ``x, y, w, h``), then one column per label."""
-    return [c for f in RECORD_FIELDS for c in f.csv_columns()] + list(labels)
+    (the box as ``x, y, w, h``; optional fields only when named in ``extras``), then one column
+    per label."""
+    kept = [f for f in RECORD_FIELDS if not f.optional or f.name in extras]
+    return [c for f in kept for c in f.csv_columns()] + list(labels)
 
 
 #: The record's field names, in order.
 FIELD_NAMES = tuple(f.name for f in RECORD_FIELDS)
+#: The fields every record has.
+BASE_NAMES = tuple(f.name for f in RECORD_FIELDS if not f.optional)
 
 
 def records(
@@ -86,7 +118,7 @@ def records(
     order; with ``empty``, one no-face record when there is no face (its ``face``, ``box``,
     ``label``, ``scores`` and ``score`` are ``None``), so every input read appears. A face
     turned beyond ``max_yaw`` has its box and angles, and ``label``, ``scores`` and ``score``
-    ``None``."""
+    ``None``. Optional fields appear where a face has them (the mesh's)."""
     base = {"source": source, "frame": frame, "time": None if t is None else round(t, 3)}
     out = []
     for i, face in enumerate(faces):
@@ -96,13 +128,17 @@ def records(
             "score": face.score,
             "scores": None if face.scores is None else dict(face.scores),
         }
-        out.append({n: values[n] if n in values else getattr(face, n) for n in FIELD_NAMES})
+        rec = {n: values[n] if n in values else getattr(face, n) for n in BASE_NAMES}
+        for n in OPTIONAL_FIELDS:
+            if getattr(face, n, None) is not None:
+                rec[n] = dict(getattr(face, n))
+        out.append(rec)
     if not out and empty:
-        out.append(dict.fromkeys(FIELD_NAMES) | base | {"detector": detector})
+        out.append(dict.fromkeys(BASE_NAMES) | base | {"detector": detector})
     return out
 
 
-#: The CSV columns before the one-per-label ones.
+#: The CSV columns before the one-per-label ones (without the optional fields').
 CSV_FIELDS = csv_columns()
 
 #: First characters that make a spreadsheet read a cell as a formula (OWASP's CSV injection),
@@ -122,49 +158,6 @@ def cell(value):
 def uncell(value: str) -> str:
     """A text cell as it was before :func:`cell`."""
     return value[1:] if value.startswith("'") else value
-
-
-class RecordWriter:
-    """Writes records to a text stream as JSON Lines (``jsonl``) or CSV (``csv``)."""
-
-    def __init__(self, fmt: str, labels, stream) -> None:
-        self.fmt, self.labels, self.stream = fmt, list(labels), stream
-        if fmt == "csv":
-            columns = csv_columns(self.labels)
-            self._csv = csv.DictWriter(self.stream, fieldnames=columns)
-            csv.writer(self.stream).writerow([cell(c) for c in columns])
-
-    def write(self, recs: list[dict]) -> None:
-        for rec in recs:
-            if self.fmt == "csv":
-                row = {k: rec.get(k) for k in CSV_FIELDS} | {"source": printable(rec["source"])}
-                if rec["box"] is not None:
-                    row |= dict(zip("xywh", rec["box"], strict=True))
-                if isinstance(rec.get("calibrated"), bool):
-                    row["calibrated"] = "true" if rec["calibrated"] else "false"
-                if rec["scores"] is not None:
-                    row["score"] = round(rec["score"], 6)
-                    row |= {k: round(v, 6) for k, v in rec["scores"].items()}
-                self._csv.writerow({k: cell(v) for k, v in row.items()})
-            else:
-                self.stream.write(json.dumps(rec, allow_nan=False) + "\n")
-        self.stream.flush()
-
-
-def arrow_schema(labels):
-    """The Arrow schema (``pyarrow``, the ``[ray]`` extra) of records of a model with these
-    labels, and an ``error`` column, for the Ray engine."""
-    import pyarrow as pa
-
-    types = {
-        "str": pa.string(),
-        "int": pa.int64(),
-        "float": pa.float64(),
-        "bool": pa.bool_(),
-        "box": pa.list_(pa.int64()),
-        "scores": pa.struct([(k, pa.float64()) for k in labels]),
-    }
-    return pa.schema([(f.name, types[f.kind]) for f in RECORD_FIELDS] + [("error", pa.string())])
 
 
 #: Longest line read back (a record is under 1 KB; a longer line is not one of ours).
@@ -303,11 +296,13 @@ def _checked(rec, where: str, labels: list) -> dict:
                     for k, x in v.items()
                 )
             )
-            ok = ok and abs(sum(v.values()) - 1) <= _SUM_TOLERANCE
+            ok = ok and (f.kind == "units" or abs(sum(v.values()) - 1) <= _SUM_TOLERANCE)
+            ok = ok and (f.kind != "units" or set(v) <= set(f.units))
         if not ok:
             what = {
                 "int": "whole number from 0",
                 "scores": "set of probabilities summing to 1",
+                "units": f"set of {f.name} in 0-1",
                 "box": "box of 4 whole numbers from 0",
             }.get(f.kind, f.kind)
             raise InputError(f"{where}: {f.name} {printable(repr(v)[:60])} is not a {what}")
@@ -332,7 +327,7 @@ def _checked(rec, where: str, labels: list) -> dict:
 
 
 #: The columns that are not one per label.
-_CSV_FIXED = set(CSV_FIELDS)
+_CSV_FIXED = set(CSV_FIELDS) | UNIT_COLUMNS
 #: Columns added after the first files were written: a CSV without them is still read.
 _CSV_LATER = {"yaw", "pitch", "roll", "calibrated"}
 
@@ -360,6 +355,10 @@ def _from_csv(row: dict, p: Path, n: int) -> dict:
         "scores": None if empty else {k: num(row[k]) for k in labels},
         **{k: num(row.get(k)) for k in ("yaw", "pitch", "roll")},
         "calibrated": _flag(row.get("calibrated"), p, n),
+    } | {
+        f.name: {k: num(row[k]) for k in f.units if row.get(k) not in (None, "")}
+        for f in OPTIONAL_FIELDS.values()
+        if any(row.get(k) not in (None, "") for k in f.units)
     }
 
 

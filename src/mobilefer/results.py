@@ -8,7 +8,7 @@ model to a probability, summing to 1; images are BGR uint8 H x W x 3.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -36,6 +36,10 @@ class Face:
     but not scored: its ``label``, ``scores`` and ``score`` are ``None`` (``scored`` False).
     ``calibrated``: its scores were calibrated on the person's neutral face
     (:mod:`mobilefer.calibration`).
+    ``action_units`` (the ``mesh`` option): FACS unit -> intensity 0-1, 0.5 meaning present
+    (:mod:`mobilefer.action_units`: MediaPipe's estimates, not a FACS coder's), and the angles
+    come from the face mesh; ``blendshapes`` (the ``blendshapes`` option): MediaPipe's 52 scores,
+    0-1. Both ``None`` without the mesh, or where the mesh saw no face in the box.
     """
 
     box: tuple[int, int, int, int]
@@ -49,6 +53,8 @@ class Face:
     pitch: float | None = None
     roll: float | None = None
     calibrated: bool = False
+    action_units: dict[str, float] | None = None
+    blendshapes: dict[str, float] | None = None
 
     @property
     def score(self) -> float | None:
@@ -89,6 +95,24 @@ class Face:
             marks,
             *angles,
         )
+
+    def with_mesh(self, mesh, blendshapes: bool = False, max_yaw: float | None = None) -> Face:
+        """This face with its mesh (a :class:`mobilefer.mesh.MeshFace`; ``None`` where the mesh
+        saw no face: the face is returned as it is): the mesh's angles replace the five-point
+        ones, its action units are added (and its 52 blendshapes, with ``blendshapes``); with
+        ``max_yaw``, a face the mesh finds turned further is not scored."""
+        if mesh is None:
+            return self
+        from .action_units import action_units
+
+        yaw, pitch, roll = mesh.angles
+        changes: dict = {"yaw": yaw, "pitch": pitch, "roll": roll}
+        changes["action_units"] = action_units(mesh.blendshapes)
+        if blendshapes:
+            changes["blendshapes"] = dict(mesh.blendshapes)
+        if max_yaw is not None and abs(yaw) > max_yaw:
+            changes |= {"label": None, "scores": None}
+        return replace(self, **changes)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready data (every field; landmarks as lists)."""

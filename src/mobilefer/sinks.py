@@ -1,15 +1,17 @@
 """Where results go: JSON Lines or CSV records, annotated images and videos.
 
-Records: one per face, with the fields of :data:`mobilefer.results.RECORD_FIELDS`, in that
-order. An image with no face, or a video frame with none, gives one record whose ``face``,
-``box``, ``label``, ``scores`` and ``score`` are ``None`` (empty in CSV), so that every input
-read appears in the output. CSV has the same fields, the box as x, y, w, h and one column per
-label (:func:`mobilefer.results.csv_columns`).
+Records (:class:`RecordWriter`, :func:`arrow_schema`): one per face, with the fields of
+:data:`mobilefer.records.RECORD_FIELDS`, in that order. An image with no face, or a video frame
+with none, gives one record whose ``face``, ``box``, ``label``, ``scores`` and ``score`` are
+``None`` (empty in CSV), so that every input read appears in the output. CSV has the same
+fields, the box as x, y, w, h and one column per label (:func:`mobilefer.records.csv_columns`).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -22,7 +24,64 @@ import numpy as np
 
 from .errors import InputError
 from .image import printable, utf8_safe
+from .records import CSV_FIELDS, RECORD_FIELDS, Field, cell, csv_columns
 from .sources import FALLBACK_FPS
+
+
+class RecordWriter:
+    """Writes records to a text stream as JSON Lines (``jsonl``) or CSV (``csv``); ``extras``:
+    the optional fields the records may have (``Options.record_extras``), a CSV column each."""
+
+    def __init__(self, fmt: str, labels, stream, extras=()) -> None:
+        self.fmt, self.labels, self.stream = fmt, list(labels), stream
+        self.extras = tuple(extras)
+        if fmt == "csv":
+            columns = csv_columns(self.labels, self.extras)
+            self._csv = csv.DictWriter(self.stream, fieldnames=columns)
+            csv.writer(self.stream).writerow([cell(c) for c in columns])
+
+    def write(self, recs: list[dict]) -> None:
+        for rec in recs:
+            if self.fmt == "csv":
+                row = {k: rec.get(k) for k in CSV_FIELDS} | {"source": printable(rec["source"])}
+                if rec["box"] is not None:
+                    row |= dict(zip("xywh", rec["box"], strict=True))
+                if isinstance(rec.get("calibrated"), bool):
+                    row["calibrated"] = "true" if rec["calibrated"] else "false"
+                if rec["scores"] is not None:
+                    row["score"] = round(rec["score"], 6)
+                    row |= {k: round(v, 6) for k, v in rec["scores"].items()}
+                for name in self.extras:
+                    row |= {k: round(v, 6) for k, v in (rec.get(name) or {}).items()}
+                self._csv.writerow({k: cell(v) for k, v in row.items()})
+            else:
+                self.stream.write(json.dumps(rec, allow_nan=False) + "\n")
+        self.stream.flush()
+
+
+def arrow_schema(labels, extras=()):
+    """The Arrow schema (``pyarrow``, the ``[ray]`` extra) of records of a model with these
+    labels (and the optional fields named in ``extras``), and an ``error`` column, for the Ray
+    engine."""
+    import pyarrow as pa
+
+    types = {
+        "str": pa.string(),
+        "int": pa.int64(),
+        "float": pa.float64(),
+        "bool": pa.bool_(),
+        "box": pa.list_(pa.int64()),
+        "scores": pa.struct([(k, pa.float64()) for k in labels]),
+    }
+
+    def kind(f: Field):
+        return (
+            pa.struct([(k, pa.float64()) for k in f.units]) if f.kind == "units" else types[f.kind]
+        )
+
+    kept = [f for f in RECORD_FIELDS if not f.optional or f.name in extras]
+    return pa.schema([(f.name, kind(f)) for f in kept] + [("error", pa.string())])
+
 
 #: Longest file name (bytes) where the system does not say: Linux's and macOS's NAME_MAX.
 NAME_MAX = 255

@@ -116,7 +116,8 @@ class Session:
     them): ``detect`` and ``classify`` for its :class:`FaceTracker`, the model's ``labels`` and
     the ``detector``'s name for its results. ``source``, ``kind``, ``fps`` and ``root`` label
     the results; ``detect_every``, ``smoothing`` and ``detect_size`` are :func:`stream`'s
-    options. Its tracks live as long as it does.
+    options; ``describe(image, faces) -> faces``, where given, adds to each frame's faces
+    (``Recognizer.with_mesh``: the face mesh). Its tracks live as long as it does.
     """
 
     def __init__(
@@ -134,8 +135,10 @@ class Session:
         fps: float | None = None,
         root: str | None = None,
         max_yaw: float | None = None,
+        describe=None,
     ) -> None:
         _check(detect_every, smoothing, detect_size, 0, MAX_PIXELS)
+        self._describe = describe
         self.labels, self.detector, self.source, self.kind = labels, detector, source, kind
         self.max_yaw = max_yaw
         self.fps, self.root = fps, root
@@ -157,6 +160,8 @@ class Session:
             )
             for t in self._tracker.update(image)
         )
+        if self._describe is not None:
+            faces = tuple(self._describe(image, faces))
         return Result(
             self.source,
             self.kind,

@@ -155,6 +155,8 @@ def add_inference_options(
         default = DEFAULTS[name]
         if spec.kind == "switch":
             p.add_argument(flag, choices=list(SWITCH), default="auto", help=spec.help)
+        elif spec.kind == "flag":
+            p.add_argument(flag, action="store_true", help=spec.help)
         elif spec.kind == "choice":
             p.add_argument(flag, choices=spec.choices, default=default, help=spec.help)
         else:

@@ -82,8 +82,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out or args.address:
         err("--out and --address go with --engine ray; without it, records go to stdout")
         return 2
-    from ..records import RecordWriter
-    from ..sinks import AnnotatedSaver, check_save_folder
+    from ..sinks import AnnotatedSaver, RecordWriter, check_save_folder
 
     if args.save:
         check_save_folder(args.save, args.source)
@@ -91,7 +90,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     options = options_of(args)  # checked once, here; the library trusts the record after
     rec = recognizer_of(options)
     cal = calibration_of(rec, args.calibrate)
-    out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout)
+    out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout, options.record_extras())
     loop = ResultLoop()
     try:
         for result in loop.run(rec.stream(args.source, cal, **options.stream_options())):
@@ -133,8 +132,7 @@ def calibration_of(rec, image):
 
 
 def _predict_ray(args: argparse.Namespace) -> int:
-    from ..records import RecordWriter
-    from ..sinks import check_outputs
+    from ..sinks import RecordWriter, check_outputs
 
     try:
         import ray
@@ -280,8 +278,7 @@ def has_display() -> bool:
 
 
 def cmd_webcam(args: argparse.Namespace) -> int:
-    from ..records import RecordWriter
-    from ..sinks import VideoSink, check_outputs
+    from ..sinks import RecordWriter, VideoSink, check_outputs
 
     check_outputs({"--save": args.save}, overwrite=args.overwrite)  # before the camera opens
     show = not args.save and not args.no_window
@@ -296,7 +293,10 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     options = options_of(args)
     rec = recognizer_of(options)
     cal = calibration_of(rec, args.calibrate)
-    out = RecordWriter(args.format or "jsonl", rec.labels, sys.stdout) if args.print else None
+    extras = options.record_extras()
+    out = (
+        RecordWriter(args.format or "jsonl", rec.labels, sys.stdout, extras) if args.print else None
+    )
     writer, loop, shown_frames = None, ResultLoop(), 0
     try:  # no such camera, or one that gives no frames: one error line from the loop
         for result in loop.run(rec.stream(args.index, cal, **options.stream_options())):

@@ -1,0 +1,238 @@
+"""The face mesh (issue #39): MediaPipe's models on LiteRT, the mesh's head angles, the action
+units and their records, and the one line without the [mesh] extra."""
+
+import csv
+import io
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mobilefer import Recognizer
+from mobilefer.action_units import ACTION_UNITS, NAMES, PROTOTYPES, UNITS, Unit, action_units
+from mobilefer.action_units import rescale as rescale_unit
+from mobilefer.errors import MissingExtraError, OptionError
+from mobilefer.mesh import BLENDSHAPE_POINTS, BLENDSHAPES, mesh_angles, procrustes
+from mobilefer.options import Options
+from mobilefer.records import csv_columns, iter_records
+
+from conftest import records, run, write_video
+
+litert = pytest.importorskip("ai_edge_litert")
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    from mobilefer.mesh import FaceMesh
+
+    return FaceMesh()
+
+
+@pytest.fixture(scope="module")
+def canonical(mesh):
+    return mesh.vertices, mesh.ids, mesh.weights
+
+
+def test_the_task_ships_and_its_canonical_face_is_read(mesh):
+    assert mesh.path.name == "face_landmarker.task" and mesh.path.is_file()
+    assert mesh.vertices.shape == (468, 3)
+    assert len(mesh.ids) == len(mesh.weights) > 20 and (mesh.weights > 0).all()
+    # y up, z toward the viewer, x toward the person's left: the forehead above the chin,
+    # the nose tip in front, the left eye (263) at +x
+    v = mesh.vertices
+    assert v[10, 1] > v[152, 1] and v[1, 2] > v[234, 2] and v[263, 0] > 0 > v[33, 0]
+    assert len(BLENDSHAPE_POINTS) == 146 and len(BLENDSHAPES) == 52 == len(set(BLENDSHAPES))
+
+
+def _rotation(axis: str, degrees: float) -> np.ndarray:
+    """A rotation in camera axes (x right, y down, z away) turning the face by ``degrees`` in
+    mobilefer's conventions: yaw toward the image's right, pitch up, roll clockwise."""
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    return {
+        "yaw": np.array([[c, 0, -s], [0, 1, 0], [s, 0, c]]),
+        "pitch": np.array([[1, 0, 0], [0, c, s], [0, -s, c]]),
+        "roll": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]),
+    }[axis]
+
+
+@pytest.mark.parametrize("axis", ["yaw", "pitch", "roll"])
+@pytest.mark.parametrize("degrees", [-40, -12, 0, 25])
+def test_mesh_angles_read_a_turned_canonical_face(canonical, axis, degrees):
+    """The canonical face turned by a known angle, placed as the mesh model gives points (image
+    pixels, y down, z away), reads that angle on its axis and 0 on the others."""
+    vertices, ids, weights = canonical
+    face = vertices * np.array([1.0, -1.0, -1.0])  # into camera axes
+    points = 9.0 * face @ _rotation(axis, degrees).T + np.array([320.0, 240.0, 0.0])
+    points = np.vstack([points, np.zeros((10, 3))])  # 478 points: the irises are not fitted
+    read = mesh_angles(points, vertices, ids, weights)
+    angles = dict(zip(("yaw", "pitch", "roll"), read, strict=True))
+    assert angles[axis] == pytest.approx(degrees, abs=0.2)
+    assert all(abs(v) < 0.2 for k, v in angles.items() if k != axis)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.floats(-math.pi, math.pi), min_size=3, max_size=3),
+    st.floats(0.1, 50),
+    st.lists(st.floats(-500, 500), min_size=3, max_size=3),
+)
+def test_procrustes_recovers_a_rotation(angles, scale, shift):
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(30, 3))
+    rot = Rotation.from_euler("xyz", angles).as_matrix()
+    target = scale * source @ rot.T + np.array(shift)
+    assert np.allclose(procrustes(source, target, np.ones(30)), rot, atol=1e-6)
+
+
+def test_the_astronauts_smile_reads_au12(mesh, astronaut):
+    rec = Recognizer(mesh=True)
+    (face,) = rec.analyze(astronaut)
+    assert face.action_units["AU12"] >= 0.5  # the issue's bar
+    assert set(face.action_units) == set(ACTION_UNITS)
+    assert all(0 <= v <= 1 for v in face.action_units.values())
+    assert face.blendshapes is None  # only when asked
+    plain = Recognizer().analyze(astronaut)[0]
+    # the mesh's angles replace the five points' and agree with them on a frontal face
+    assert (face.yaw, face.pitch, face.roll) != (plain.yaw, plain.pitch, plain.roll)
+    assert abs(face.yaw - plain.yaw) < 10 and abs(face.roll - plain.roll) < 5
+    assert face.label == plain.label and face.scores == plain.scores
+    got = mesh(astronaut, face.box, face.landmarks)
+    assert got.presence > 0.9 and got.points.shape == (478, 3)
+    x, y, w, h = face.box  # the mesh lies on the face found
+    inside = (got.points[:, 0] > x - w / 2) & (got.points[:, 0] < x + 1.5 * w)
+    assert inside.all() and (got.points[:, 1] > y - h / 2).all()
+
+
+def test_no_face_in_the_box_gives_no_mesh(mesh):
+    wall = np.full((240, 320, 3), 127, np.uint8)
+    assert mesh(wall, (100, 60, 80, 100)) is None
+
+
+def test_blendshapes_when_asked(astronaut):
+    (face,) = Recognizer(blendshapes=True).analyze(astronaut)
+    assert list(face.blendshapes) == list(BLENDSHAPES)
+    assert face.blendshapes["mouthSmileLeft"] > 0.5 and face.action_units is not None
+
+
+def test_max_yaw_uses_the_mesh_angles(astronaut):
+    import cv2
+
+    turned = cv2.flip(astronaut, 1)
+    (face,) = Recognizer(mesh=True, max_yaw=0.5).analyze(turned)
+    assert abs(face.yaw) > 0.5 and face.label is None and face.scores is None
+
+
+# --- the mapping ---------------------------------------------------------------------------
+
+
+def test_every_unit_is_named_and_the_prototypes_use_them():
+    assert set(UNITS) == set(NAMES) and len(ACTION_UNITS) == 17
+    assert {u for units in PROTOTYPES.values() for u in units} <= set(UNITS)
+    for u in UNITS.values():
+        assert 0 < u.threshold < 1
+        for shape in u.shapes:
+            assert shape in BLENDSHAPES or {shape + "Left", shape + "Right"} <= set(BLENDSHAPES)
+
+
+def test_the_shipped_table_is_the_one_rule_a2_chose():
+    """UNITS holds what benchmarks/action_units.py --part train wrote (rule a2)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "results" / "action-units.json"
+    chosen = json.loads(path.read_text())
+    assert chosen["rule"] == "a2"
+    for row in chosen["units"]:
+        assert UNITS[row["unit"]] == Unit(tuple(row["shapes"].split("+")), row["threshold"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0, 1), st.floats(0, 1), st.floats(0.01, 0.99))
+def test_rescale_keeps_order_and_puts_the_threshold_at_half(a, b, t):
+    assert rescale_unit(t, t) == pytest.approx(0.5)
+    assert rescale_unit(0, t) == 0 and rescale_unit(1, t) == pytest.approx(1)
+    lo, hi = sorted((a, b))
+    assert 0 <= rescale_unit(lo, t) <= rescale_unit(hi, t) <= 1
+
+
+def test_left_and_right_combine_by_the_larger_and_units_average():
+    shapes = dict.fromkeys(BLENDSHAPES, 0.0) | {"mouthSmileLeft": 0.8, "mouthSmileRight": 0.2}
+    table = {"AU12": Unit(("mouthSmile",), 0.4), "AU6": Unit(("cheekSquint", "mouthSmile"), 0.4)}
+    got = action_units(shapes, table)
+    assert got["AU12"] == pytest.approx(rescale_unit(0.8, 0.4), abs=1e-4)
+    assert got["AU6"] == pytest.approx(0.5, abs=1e-4)
+
+
+# --- records, front ends -------------------------------------------------------------------
+
+
+def test_predict_mesh_records_carry_action_units(capsys, tmp_path, astronaut):
+    import cv2
+
+    photo = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(photo), astronaut)
+    code, out, err = run(capsys, "predict", photo, "--mesh")
+    assert code == 0, err
+    (rec,) = records(out)
+    assert list(rec["action_units"]) == list(ACTION_UNITS) and rec["action_units"]["AU12"] >= 0.5
+    assert "blendshapes" not in rec and "INFO" not in err  # LiteRT's C++ line is quiet
+    code, plain, _ = run(capsys, "predict", photo)
+    assert "action_units" not in records(plain)[0]  # without --mesh, the records as before
+
+    code, out, err = run(capsys, "predict", photo, "--blendshapes", "--format", "csv")
+    assert code == 0, err
+    header = next(csv.reader(io.StringIO(out)))
+    assert header == csv_columns(Recognizer().labels, ("action_units", "blendshapes"))
+    assert {"AU12", "mouthSmileLeft"} <= set(header)
+    path = tmp_path / "out.csv"
+    path.write_text(out)
+    (back,) = iter_records(path)  # read back: the units are not labels
+    assert set(back["scores"]) == set(Recognizer().labels)
+    assert back["action_units"]["AU12"] == pytest.approx(rec["action_units"]["AU12"], abs=1e-6)
+    assert len(back["blendshapes"]) == 52
+
+
+def test_a_video_stream_gets_the_mesh_on_every_frame(tmp_path, astronaut):
+    clip = write_video(tmp_path / "clip.mp4", astronaut, frames=6)
+    results = list(Recognizer(mesh=True).stream(str(clip)))
+    faces = [f for r in results for f in r.faces]
+    assert len(results) == 6 and faces
+    assert all(f.action_units is not None and f.track_id is not None for f in faces)
+
+
+def test_the_option_is_checked_and_fills_the_record_extras():
+    assert Options().record_extras() == ()
+    assert Options(mesh=True).record_extras() == ("action_units",)
+    assert Options(blendshapes=True).record_extras() == ("action_units", "blendshapes")
+    with pytest.raises(OptionError, match="mesh"):
+        Options(mesh="yes").check()
+
+
+def test_arrow_schema_has_the_units_when_asked():
+    pa = pytest.importorskip("pyarrow")
+    from mobilefer.sinks import arrow_schema
+
+    plain = arrow_schema(("happy", "sad"))
+    assert "action_units" not in plain.names
+    schema = arrow_schema(("happy", "sad"), ("action_units",))
+    assert schema.field("action_units").type == pa.struct([(u, pa.float64()) for u in ACTION_UNITS])
+
+
+def test_without_the_extra_mesh_is_one_line(monkeypatch, capsys, tmp_path, astronaut):
+    import cv2
+
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    with pytest.raises(MissingExtraError, match=r"\[mesh\] extra"):
+        Recognizer(mesh=True)
+    photo = tmp_path / "a.jpg"
+    cv2.imwrite(str(photo), astronaut)
+    code, out, err = run(capsys, "predict", photo, "--mesh")
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "pip install 'mobilefer[mesh]'" in err
+    assert Recognizer().analyze(astronaut)  # the default needs no extra
