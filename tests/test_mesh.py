@@ -6,6 +6,7 @@ import io
 import json
 import math
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -236,3 +237,111 @@ def test_without_the_extra_mesh_is_one_line(monkeypatch, capsys, tmp_path, astro
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "pip install 'mobilefer[mesh]'" in err
     assert Recognizer().analyze(astronaut)  # the default needs no extra
+
+
+# --- reports and studies -----------------------------------------------------------------
+
+
+def _unit_clip(source: str, fps: float = 10.0):
+    """A clip of one face whose AU12 is 0.2 for 2 s, then 0.9 for 4 s; AU4 0.1 throughout."""
+    from mobilefer import EMOTIONS
+    from mobilefer.results import Face
+    from mobilefer.stream import Result
+
+    out = []
+    for i in range(60):
+        au = dict.fromkeys(ACTION_UNITS, 0.0) | {"AU4": 0.1, "AU12": 0.2 if i < 20 else 0.9}
+        scores = dict.fromkeys(EMOTIONS, 1 / 7)
+        face = Face((10, 10, 50, 50), "happy", scores, "yunet", 0.9, 0, action_units=au)
+        out.append(Result(source, "video", (face,), None, i, i / fps, fps=fps))
+    return out
+
+
+def test_events_and_tracks_get_the_mean_of_each_unit():
+    from mobilefer import compare, summarize
+    from mobilefer.study.plan import Event
+
+    events = (Event("before", 0, 2), Event("during", 2, 6))
+    clips = summarize(_unit_clip("a.mp4") + _unit_clip("b.mp4"), events=events, baseline="before")
+    for c in clips:
+        before, during = c.events
+        assert before.action_units["AU12"] == pytest.approx(0.2, abs=1e-4)
+        assert during.action_units["AU12"] == pytest.approx(0.9, abs=1e-4)
+        (track,) = c.tracks
+        assert track.action_units["AU12"] == pytest.approx((20 * 0.2 + 40 * 0.9) / 60, abs=1e-4)
+        assert track.events[1].action_units["AU4"] == pytest.approx(0.1, abs=1e-4)
+    study = compare(clips)
+    (row,) = [r for r in study.table if r.event == "during"]
+    assert row.action_units["AU12"].mean == pytest.approx(0.9, abs=1e-4)
+    assert study.unit_names == ACTION_UNITS
+    rows = study.rows()
+    assert {r["mean_AU12"] for r in rows if r["event"] == "during"} == {0.9}
+    assert "mean_AU12" in study.to_csv().splitlines()[0]
+    # without the mesh: no unit anywhere
+    plain = [replace(r, faces=(replace(r.faces[0], action_units=None),)) for r in _unit_clip("c")]
+    (c,) = summarize(plain, events=events)
+    assert c.events[0].action_units is None and c.tracks[0].action_units is None
+
+
+def test_a_mesh_report_shows_the_units_over_time(capsys, tmp_path, astronaut):
+    pytest.importorskip("plotly")
+    clip = write_video(tmp_path / "smile.mp4", astronaut, frames=20)
+    (tmp_path / "events.csv").write_text("name,start,end\nfirst,0,1\nsecond,1,2\n")
+    out, table = tmp_path / "r.html", tmp_path / "study.csv"
+    code, _, err = run(
+        capsys,
+        "report",
+        clip,
+        "--mesh",
+        "--events",
+        tmp_path / "events.csv",
+        "--out",
+        out,
+        "--csv",
+        table,
+    )
+    assert code == 0, err
+    page = out.read_text()
+    assert "Action units over time" in page and "id=study-units" in page
+    rows = list(csv.DictReader(table.open()))
+    assert rows and all(float(r["mean_AU12"]) >= 0.5 for r in rows)  # she smiles throughout
+    tracks = tmp_path / "tracks.csv"
+    code, _, err = run(
+        capsys, "report", clip, "--mesh", "--out", tmp_path / "t.html", "--csv", tracks
+    )
+    assert code == 0 and all(float(r["mean_AU12"]) >= 0.5 for r in csv.DictReader(tracks.open()))
+    code, _, err = run(capsys, "report", clip, "--out", tmp_path / "plain.html")
+    assert code == 0 and "Action units" not in (tmp_path / "plain.html").read_text()
+
+
+@pytest.mark.browser
+def test_the_mesh_report_opens_in_chromium(capsys, tmp_path, astronaut):
+    pytest.importorskip("plotly")
+    playwright = pytest.importorskip("playwright.sync_api")
+    import shutil
+    from pathlib import Path
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("no chromium")
+    clip = write_video(tmp_path / "smile.mp4", astronaut, frames=20)
+    (tmp_path / "events.csv").write_text("name,start,end\nfirst,0,1\nsecond,1,2\n")
+    out = tmp_path / "r.html"
+    code, _, err = run(
+        capsys, "report", clip, "--mesh", "--events", tmp_path / "events.csv", "--out", out
+    )
+    assert code == 0, err
+    errors = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(out.as_uri())
+        page.wait_for_selector("#study-units")
+        heatmaps = page.locator(".js-plotly-plot .heatmaplayer")
+        assert heatmaps.count() == 2  # the face's units over time, the study's per event
+        assert page.locator("td.on").count() > 0  # AU12 present in its event table
+        page.screenshot(path=str(tmp_path / "mesh-report.png"), full_page=True)
+        browser.close()
+    assert not errors
+    assert (tmp_path / "mesh-report.png").stat().st_size > 10_000

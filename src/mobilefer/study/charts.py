@@ -133,3 +133,33 @@ def shares_chart(clip: ClipSummary, track):
         margin={"l": 40, "r": 10, "t": 30, "b": 30},
     )
     return fig
+
+
+def units_chart(track, times: np.ndarray, names, units: np.ndarray):
+    """The face's action units over time: one row per unit, darker where stronger (0.5:
+    present, as :mod:`mobilefer.action_units` scales them)."""
+    import plotly.graph_objects as go
+
+    step = every(len(times))
+    z = units[::step].T
+    fig = go.Figure(
+        go.Heatmap(
+            x=times[::step].tolist(),
+            y=list(names),
+            z=np.where(np.isnan(z), None, np.round(z, 3)).tolist(),
+            zmin=0,
+            zmax=1,
+            colorscale=[[0, "#f7f7f7"], [0.5, "#fdae61"], [1, "#b2182b"]],
+            colorbar={"title": {"text": "intensity"}, "tickvals": [0, 0.5, 1]},
+            hovertemplate="%{y} %{z:.2f} at %{x:.1f} s<extra></extra>",
+        )
+    )
+    event_bands(fig, track.events)
+    fig.update_layout(
+        title="Action units over time (0.5 and above: present; MediaPipe's estimates)",
+        height=120 + 14 * len(names),
+        margin={"l": 50, "r": 10, "t": 30, "b": 30},
+        xaxis_title="seconds",
+        yaxis={"autorange": "reversed"},
+    )
+    return fig

@@ -25,12 +25,12 @@ from ..errors import InputError
 from ..preprocess import crop
 from ..records import cell
 from ..sinks import write_together
-from .charts import shares_chart, timeline_chart, valence_chart
+from .charts import shares_chart, timeline_chart, units_chart, valence_chart
 from .plan import StudyPlan
 from .summarizer import Summarizer
 from .summary import ClipSummary
 from .tables import compare
-from .view import clock, event_table, study_section
+from .view import clock, event_table, study_section, unit_table
 
 #: Tracks whose faces a report keeps as thumbnails (each about 200 KB while collected).
 MAX_THUMBNAIL_TRACKS = 200
@@ -131,7 +131,7 @@ table{border-collapse:collapse;font-size:13px} td,th{padding:4px 8px;border-bott
 text-align:right} th{background:#f6f6f6} td:first-child,th:first-child{text-align:left}
 .track{display:grid;grid-template-columns:120px 1fr;gap:12px;margin:18px 0}
 .peaks{display:flex;gap:8px;flex-wrap:wrap} .peaks figure{margin:0;text-align:center;font-size:12px}
-.short{color:#a00} .note{color:#555;font-size:13px}
+.short{color:#a00} .note{color:#555;font-size:13px} td.on{font-weight:600;background:#fdebd3}
 """
 
 
@@ -242,11 +242,12 @@ def render_report(
                 f"{clock(p.time)}</figcaption></figure>"
                 for k, p in tr.peaks.items()
             )
-            figs = [
-                timeline_chart(clip, tr, collector.summarizer.series(clip.source, tr.track_id)),
-                valence_chart(tr),
-                shares_chart(clip, tr),
-            ]
+            times, probs = collector.summarizer.series(clip.source, tr.track_id)
+            figs = [timeline_chart(clip, tr, (times, probs)), valence_chart(tr)]
+            names, units = collector.summarizer.unit_series(clip.source, tr.track_id)
+            if names:
+                figs.append(units_chart(tr, times, names, units))
+            figs.append(shares_chart(clip, tr))
             plots = "".join(
                 pio.to_html(
                     f, full_html=False, include_plotlyjs=False, config={"displaylogo": False}
@@ -269,6 +270,7 @@ def render_report(
                 f"height=112 alt='face {tr.track_id}'><p>face {tr.track_id}<br>"
                 f"{clock(tr.first_time)}-{clock(tr.last_time)}</p></div><div>{short}{turned}"
                 f"{plots}{event_table(tr.events, clip.labels, 'This face in each event')}"
+                f"{unit_table(tr.events, 'Its action units in each event (mean)')}"
                 f"<p class=note>Peak moments</p><div class=peaks>{peaks}</div></div></div>"
             )
     head = ["clip", "face", "seen", "frames", "mostly", "share", "mean valence"]
@@ -310,8 +312,9 @@ def calibration_note(plan: StudyPlan, clips) -> str:
 
 def track_csv(tracks) -> str:
     """One row per track: source, track, times, frames, dominant, share_* and mean_* per
-    label, as CSV text with a header."""
+    label (and mean_AU* with the face mesh), as CSV text with a header."""
     labels = tracks[0][0].labels if tracks else ()
+    units = next((tuple(t.action_units) for _, t in tracks if t.action_units), ())
     f = io.StringIO(newline="")
     w = csv.writer(f)
     w.writerow(
@@ -328,6 +331,7 @@ def track_csv(tracks) -> str:
                 *(f"share_{k}" for k in labels),
                 *(f"mean_{k}" for k in labels),
                 "calibrated",
+                *(f"mean_{u}" for u in units),
             ]
         ]
     )
@@ -344,6 +348,7 @@ def track_csv(tracks) -> str:
                 *(round(t.share[k], 4) for k in labels),
                 *(round(t.mean[k], 4) for k in labels),
                 "true" if t.calibrated else "false",
+                *((t.action_units or {}).get(u, "") for u in units),
             ]
         )
     return f.getvalue()

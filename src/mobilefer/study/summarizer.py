@@ -111,6 +111,20 @@ class Summarizer:
         when = np.where(np.isnan(times), frames[scored][mine] / fps if fps else np.nan, times)
         return when, scores
 
+    def unit_series(self, source: str, track_id: int) -> tuple[tuple[str, ...], np.ndarray]:
+        """A video track's action units by frame, as :meth:`series` gives its probabilities:
+        ``(unit names, frames x units)`` (NaN where a frame had none; ``((), empty)`` without
+        the face mesh)."""
+        c = self._clips.get(source)
+        units = None if c is None else c.unit_rows()
+        if units is None:
+            return (), np.zeros((0, 0), np.float32)
+        frames = np.frombuffer(c.frames, np.int64)
+        scored = np.flatnonzero(np.frombuffer(c.label_index, np.int32) >= 0)
+        mine = np.flatnonzero(np.frombuffer(c.tracks, np.int64)[scored] == track_id)
+        mine = mine[np.argsort(frames[scored][mine], kind="stable")]
+        return c.unit_names, units[mine]
+
 
 def summarize(
     results: Iterable,

@@ -43,6 +43,8 @@ class TrackSummary:
     label's highest probability; ``valence`` ``(time, value)`` pairs, one per frame, in -1..1
     (see the module docstring); ``short``: seen in fewer than :data:`MIN_TRACK_FRAMES` frames;
     ``calibrated``: its scores were calibrated on its own frames of an event.
+    ``action_units``: each unit's mean intensity over its frames with the face mesh on
+    (``None`` without it).
     """
 
     track_id: int
@@ -60,6 +62,7 @@ class TrackSummary:
     turned: int = 0
     events: tuple[EventSummary, ...] = ()
     calibrated: bool = False
+    action_units: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -92,12 +95,37 @@ def valence(scores: dict[str, float]) -> float:
 
 class ClipRecords:
     """One source's records, kept compact (arrays of numbers, not dicts): about 70 bytes a
-    record, so that a summary of a million records stays within a few hundred MB."""
+    record (and 4 bytes a unit with the face mesh's action units), so that a summary of a
+    million records stays within a few hundred MB."""
 
     def __init__(self, source: str) -> None:
         self.source, self.labels, self.sources = source, (), set()
         self.frames, self.times, self.tracks = array("q"), array("d"), array("q")
         self.label_index, self.scores, self.areas = array("i"), array("f"), array("d")
+        self.unit_names: tuple[str, ...] = ()
+        self.units, self.scored = array("f"), 0  # action units of the scored faces, in order
+
+    def unit_rows(self) -> np.ndarray | None:
+        """The scored faces' action units (scored faces x :attr:`unit_names`; NaN where a
+        face had none), or None when no record had them."""
+        if not self.unit_names:
+            return None
+        n = len(self.unit_names)
+        rows = np.full((self.scored, n), np.nan, np.float32)
+        got = np.frombuffer(self.units, np.float32).reshape(-1, n)
+        rows[: len(got)] = got
+        return rows
+
+    def _add_units(self, units) -> None:
+        if units and not self.unit_names:
+            self.unit_names = tuple(units)
+        if self.unit_names:
+            n = len(self.unit_names)
+            missing = (self.scored - len(self.units) // n) * n  # faces before the first units
+            self.units.extend([math.nan] * missing)
+            self.units.extend(
+                float(units.get(k, math.nan)) if units else math.nan for k in self.unit_names
+            )
 
     def add(self, rec: dict) -> None:
         scores = rec.get("scores")
@@ -123,6 +151,8 @@ class ClipRecords:
         self.areas.append(float(box[2] * box[3]) if box else 0.0)
         if scored:
             self.scores.extend(float(scores[k]) for k in self.labels)
+            self._add_units(rec.get("action_units"))
+            self.scored += 1
 
 
 def clip_summary(
@@ -165,6 +195,7 @@ def clip_summary(
         scores, which, done = calibrated_scores(
             event, labels, tracks, scored, when, scores, which, weights
         )
+    units = (c.unit_names, c.unit_rows()) if c.unit_names else None
     out = []
     for tid in sorted(set(tracks[seen].tolist())):
         mine = np.flatnonzero(tracks[scored] == tid)
@@ -186,6 +217,7 @@ def clip_summary(
                     events,
                     baseline,
                     tid in done,
+                    units,
                 )
             )
     return ClipSummary(
@@ -206,6 +238,7 @@ def clip_summary(
             scores,
             which,
             np.frombuffer(c.areas),
+            units,
         ),
         calibrated=bool(done),
     )
@@ -231,8 +264,11 @@ def calibrated_scores(event: Event, labels, tracks, scored, when, scores, which,
     return scores, which, done
 
 
-def participant_events(events, baseline, labels, frames, when, seen, scored, scores, which, areas):
-    """The participant's event summaries: per frame, the largest scored face."""
+def participant_events(
+    events, baseline, labels, frames, when, seen, scored, scores, which, areas, units=None
+):
+    """The participant's event summaries: per frame, the largest scored face (``units``:
+    ``(names, rows)``, the scored faces' action units, or None)."""
     if not events:
         return ()
     if np.isnan(when).any():
@@ -255,6 +291,7 @@ def participant_events(events, baseline, labels, frames, when, seen, scored, sco
             which[keep],
             when[keep],
             frames[keep],
+            None if units is None else (units[0], units[1][rows]),
         )
         for e in events
     )
@@ -275,9 +312,11 @@ def track_summary(
     events=(),
     baseline=None,
     calibrated=False,
+    units=None,
 ):
     """One track's summary: ``order`` indexes its scored faces (into ``scores``), by frame;
-    ``present`` the rows it was seen in, scored or turned away."""
+    ``present`` the rows it was seen in, scored or turned away; ``units``: ``(names, rows)``,
+    every scored face's action units, or None."""
     rows = scored[order]
     p = scores[order].astype(np.float64)
     n = len(order)
@@ -294,6 +333,7 @@ def track_summary(
         top = int(np.argmax(p[:, i]))  # the first of equal maxima
         peaks[k] = Peak(t(rows[top]), int(frames[rows[top]]), float(p[top, i]))
     vals = valence_of(p, labels).tolist()  # one value per frame
+    mine = None if units is None else (units[0], units[1][order])
     per_event = ()
     if events and not np.isnan(when[present]).any():
         seen = np.ones(len(present), bool)
@@ -309,6 +349,7 @@ def track_summary(
                     idx,
                     when[rows],
                     frames[rows],
+                    mine,
                 )
                 for e in events
             ),
@@ -330,4 +371,14 @@ def track_summary(
         turned=len(present) - n,
         events=per_event,
         calibrated=calibrated,
+        action_units=None if mine is None else unit_means(*mine),
     )
+
+
+def unit_means(names, rows: np.ndarray) -> dict[str, float] | None:
+    """Each action unit's mean over the rows that have it; None when none has."""
+    have = ~np.isnan(rows).any(axis=1)
+    if not have.any():
+        return None
+    mean = rows[have].astype(np.float64).mean(axis=0)
+    return {k: round(float(v), 4) for k, v in zip(names, mean, strict=True)}

@@ -65,6 +65,7 @@ class EventSummary:
     valence: float | None
     peaks: dict[str, Peak] | None
     change: dict[str, float] | None = None
+    action_units: dict[str, float] | None = None
 
     @property
     def usable_share(self) -> float | None:
@@ -86,7 +87,8 @@ class Interval:
 @dataclass(frozen=True)
 class StudyRow:
     """One event (and one group, ``None``: everyone) across participants: how many had usable
-    frames, their mean usable share, and each label's and valence's :class:`Interval`."""
+    frames, their mean usable share, and each label's and valence's :class:`Interval` (and
+    each action unit's, where the participants' faces had the face mesh)."""
 
     event: str
     group: str | None
@@ -95,6 +97,7 @@ class StudyRow:
     mean: dict[str, Interval]
     valence: Interval
     change_valence: Interval | None = None
+    action_units: dict[str, Interval] | None = None
 
 
 @dataclass(frozen=True)
@@ -122,8 +125,18 @@ class Study:
     table: tuple[StudyRow, ...]
     baseline: str | None = None
 
+    @property
+    def unit_names(self) -> tuple[str, ...]:
+        """The action units the participants' faces had (empty without the face mesh)."""
+        for p in self.participants:
+            for e in p.events:
+                if e.action_units:
+                    return tuple(e.action_units)
+        return ()
+
     def rows(self) -> list[dict]:
-        """One flat dict per participant and event (the ``--csv`` file's rows)."""
+        """One flat dict per participant and event (the ``--csv`` file's rows; with the face
+        mesh, ``mean_AU1`` ... too)."""
         out = []
         for p in self.participants:
             for e in p.events:
@@ -149,6 +162,8 @@ class Study:
                     row["change_valence"] = _round(e.change["valence"]) if e.change else None
                     for k in self.labels:
                         row[f"change_{k}"] = _round(e.change[k]) if e.change else None
+                for u in self.unit_names:
+                    row[f"mean_{u}"] = _round(e.action_units[u]) if e.action_units else None
                 out.append(row)
         return out
 
@@ -186,11 +201,12 @@ def summarize_event(
     top: np.ndarray,
     p_when: np.ndarray,
     p_frame: np.ndarray,
+    units=None,
 ) -> EventSummary:
     """One :class:`EventSummary`: ``when``/``frame_of``/``faced`` describe every frame read
     (its time, index, and whether a face was found in it); ``probs``, ``top``, ``p_when`` and
     ``p_frame`` the one scored face kept per usable frame (probabilities, top label index,
-    time, frame)."""
+    time, frame); ``units``: ``(names, rows)``, those faces' action units, or None."""
     inside = (when >= event.start) & (when < event.end)
     use = (p_when >= event.start) & (p_when < event.end)
     frames, usable = int(inside.sum()), int(use.sum())
@@ -208,8 +224,25 @@ def summarize_event(
         j = rows[int(np.argmax(p[:, i]))]
         peaks[k] = Peak(float(p_when[j]), int(p_frame[j]), float(probs[j, i]))
     val = float(valence_of(p, labels).mean())
+    au = None
+    if units is not None:
+        rows = units[1][use]
+        have = ~np.isnan(rows).any(axis=1)
+        if have.any():
+            m = rows[have].astype(np.float64).mean(axis=0)
+            au = {k: round(float(v), 4) for k, v in zip(units[0], m, strict=True)}
     return EventSummary(
-        event.name, event.start, event.end, frames, usable, turned, mean, share, val, peaks
+        event.name,
+        event.start,
+        event.end,
+        frames,
+        usable,
+        turned,
+        mean,
+        share,
+        val,
+        peaks,
+        action_units=au,
     )
 
 
@@ -331,6 +364,8 @@ def compare(clips, participants: dict | None = None, baseline: str | None = None
             if not seen:
                 continue
             changes = [e.change["valence"] for e in seen if e.change]
+            with_units = [e.action_units for e in seen if e.action_units]
+            names = tuple(with_units[0]) if with_units else ()
             table.append(
                 StudyRow(
                     event,
@@ -340,6 +375,7 @@ def compare(clips, participants: dict | None = None, baseline: str | None = None
                     {k: interval([e.mean[k] for e in seen]) for k in labels},
                     interval([e.valence for e in seen]),
                     interval(changes) if baseline and changes else None,
+                    {u: interval([a[u] for a in with_units]) for u in names} or None,
                 )
             )
     return Study(tuple(labels), tuple(order), groups, tuple(people), tuple(table), baseline)

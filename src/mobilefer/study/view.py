@@ -77,12 +77,40 @@ def event_table(events, labels, caption: str) -> str:
     )
 
 
-def _ci(iv) -> str:
+def unit_table(events, caption: str) -> str:
+    """An HTML table of each event's mean action units (the face mesh's, 0-1; 0.5 and above
+    marked present); empty where no event has them."""
+    got = [e for e in events if e.action_units]
+    if not got:
+        return ""
+    names = tuple(got[0].action_units)
+    rows = []
+    for e in events:
+        au = e.action_units or {}
+        cells = "".join(
+            f"<td class=on>{au[u]:.2f}</td>"
+            if au.get(u, 0) >= 0.5
+            else f"<td>{au[u]:.2f}</td>"
+            if u in au
+            else "<td></td>"
+            for u in names
+        )
+        rows.append(f"<tr><td>{html.escape(e.event)}</td>{cells}</tr>")
+    return (
+        f"<table class=events><caption>{html.escape(caption)}</caption><tr><th>event</th>"
+        + "".join(f"<th>{html.escape(u)}</th>" for u in names)
+        + "</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _ci(iv, sign: str = "+") -> str:
     if iv is None:
         return ""
     if iv.low is None:
-        return f"{iv.mean:+.2f}"
-    return f"{iv.mean:+.2f} [{iv.low:+.2f}, {iv.high:+.2f}]"
+        return f"{iv.mean:{sign}.2f}"
+    return f"{iv.mean:{sign}.2f} [{iv.low:{sign}.2f}, {iv.high:{sign}.2f}]"
 
 
 def _figures(study):
@@ -147,6 +175,26 @@ def _figures(study):
             margin={"l": 40, "r": 10, "t": 40, "b": 30},
         )
         out.append(fig)
+    units = [r for r in study.table if r.group is None and r.action_units]
+    if units:
+        names = tuple(units[0].action_units)
+        heat = go.Figure(
+            go.Heatmap(
+                x=list(names),
+                y=[html.escape(r.event) for r in units],
+                z=[[round(r.action_units[u].mean, 3) for u in names] for r in units],
+                zmin=0,
+                zmax=1,
+                colorscale=[[0, "#f7f7f7"], [0.5, "#fdae61"], [1, "#b2182b"]],
+                hovertemplate="%{y}: %{x} %{z:.2f}<extra></extra>",
+            )
+        )
+        heat.update_layout(
+            title="Mean action units per event across participants (0.5: present)",
+            height=140 + 30 * len(units),
+            margin={"l": 80, "r": 10, "t": 40, "b": 30},
+        )
+        out.append(heat)
     return out
 
 
@@ -219,4 +267,23 @@ def study_section(study) -> str:
         pio.to_html(f, full_html=False, include_plotlyjs=False, config=config)
         for f in _figures(study)
     )
-    return intro + table + plots + "".join(per) + "</table>"
+    names = study.unit_names
+    units = ""
+    if names:
+        au_rows = [
+            f"<tr><td>{html.escape(r.event)}</td><td>{html.escape(r.group or 'everyone')}</td>"
+            + "".join(f"<td>{html.escape(_ci(r.action_units[u], '-'))}</td>" for u in names)
+            + "</tr>"
+            for r in study.table
+            if r.action_units
+        ]
+        units = (
+            "<table id=study-units><caption>Action units per event: the mean across "
+            "participants [95% interval] (the face mesh's estimates, 0-1; 0.5: present)"
+            "</caption><tr><th>event</th><th>group</th>"
+            + "".join(f"<th>{html.escape(u)}</th>" for u in names)
+            + "</tr>"
+            + "".join(au_rows)
+            + "</table>"
+        )
+    return intro + table + units + plots + "".join(per) + "</table>"
