@@ -7,6 +7,7 @@ import json
 import math
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -345,3 +346,18 @@ def test_the_mesh_report_opens_in_chromium(capsys, tmp_path, astronaut):
         browser.close()
     assert not errors
     assert (tmp_path / "mesh-report.png").stat().st_size > 10_000
+
+
+def test_serve_live_frames_carry_the_units(jpg_bytes):
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from mobilefer.serve import create_app
+
+    with TestClient(create_app(Recognizer(mesh=True))) as client:
+        with client.websocket_connect("/ws/live") as ws:
+            ws.send_bytes(jpg_bytes)
+            (face,) = json.loads(ws.receive_text())["faces"]
+    assert face["action_units"]["AU12"] >= 0.5 and face["label"] == "happy"
+    app_js = (Path(__file__).resolve().parents[1] / "src/mobilefer/serve/static/app.js").read_text()
+    assert "presentUnits(f)" in app_js  # the face list names the units present

@@ -113,7 +113,7 @@ function drawFaces(reply) {
   $("face-list").replaceChildren(...reply.faces.map((f) => {
     const li = document.createElement("li");
     li.dataset.label = f.label;
-    li.textContent = `face ${f.track_id}: ${describe(f)}`;
+    li.textContent = `face ${f.track_id}: ${describe(f)}${presentUnits(f)}`;
     return li;
   }));
   drawBars(reply.faces.find((f) => f.scores));
@@ -133,6 +133,13 @@ function showCalibration(reply) {
     state.textContent = "not calibrated: " + reply.error;
     state.dataset.state = "failed";
   }
+}
+
+// with --mesh, the action units a face shows (0.5 and above), e.g. " · AU6 AU12"
+function presentUnits(f) {
+  if (!f.action_units) return "";
+  const on = Object.entries(f.action_units).filter(([, v]) => v >= 0.5).map(([k]) => k);
+  return on.length ? ` · ${on.join(" ")}` : " · no unit present";
 }
 
 // a face's label and score, or that it was turned beyond --max-yaw (not scored)
