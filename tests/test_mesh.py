@@ -361,3 +361,59 @@ def test_serve_live_frames_carry_the_units(jpg_bytes):
     assert face["action_units"]["AU12"] >= 0.5 and face["label"] == "happy"
     app_js = (Path(__file__).resolve().parents[1] / "src/mobilefer/serve/static/app.js").read_text()
     assert "presentUnits(f)" in app_js  # the face list names the units present
+
+
+# --- fusion ---------------------------------------------------------------------------------
+
+
+def _fusion(labels=("happy", "sad"), digest="x"):
+    from mobilefer.fusion import Fusion
+
+    n = len(labels) + len(BLENDSHAPES)
+    weights = np.zeros((len(labels), n))
+    weights[0, len(labels) + BLENDSHAPES.index("mouthSmileLeft")] = 5.0  # a smile says happy
+    return Fusion(tuple(labels), digest, np.zeros(n), np.ones(n), weights, np.zeros(2), {})
+
+
+def test_a_fusion_round_trips_and_sums_to_one(tmp_path):
+    from mobilefer.errors import ModelError
+    from mobilefer.fusion import Fusion
+
+    f = _fusion()
+    path = tmp_path / "f.json"
+    path.write_text(f.to_json())
+    back = Fusion.load(path)
+    shapes = dict.fromkeys(BLENDSHAPES, 0.0) | {"mouthSmileLeft": 1.0}
+    got = back.face_scores({"happy": 0.2, "sad": 0.8}, shapes)
+    assert got == f.face_scores({"happy": 0.2, "sad": 0.8}, shapes)
+    assert sum(got.values()) == pytest.approx(1) and got["happy"] > 0.9
+    path.write_text('{"labels": ["a"]}')
+    with pytest.raises(ModelError, match="not a mobilefer fusion file"):
+        Fusion.load(path)
+
+
+def test_with_mesh_fuses_only_scored_faces():
+    from mobilefer.mesh import MeshFace
+    from mobilefer.results import Face
+
+    shapes = dict.fromkeys(BLENDSHAPES, 0.0) | {"mouthSmileLeft": 1.0}
+    mesh = MeshFace(np.zeros((478, 3)), 1.0, shapes, (1.0, 2.0, 3.0))
+    face = Face((0, 0, 9, 9), "sad", {"happy": 0.2, "sad": 0.8})
+    fused = face.with_mesh(mesh, fusion=_fusion())
+    assert fused.label == "happy" and (fused.yaw, fused.pitch, fused.roll) == (1.0, 2.0, 3.0)
+    assert face.with_mesh(mesh).scores == face.scores  # no fusion: the network's scores
+    turned = face.with_mesh(mesh, max_yaw=0.5, fusion=_fusion())
+    assert turned.label is None and turned.scores is None
+    assert face.with_mesh(None, fusion=_fusion()) is face  # no mesh: as it was
+
+
+def test_a_fusion_serves_only_the_file_it_was_fitted_on(monkeypatch, tmp_path):
+    import mobilefer.fusion as fu
+    import mobilefer.model as mm
+
+    (tmp_path / "fit.json").write_text(_fusion(digest="abc").to_json())
+    monkeypatch.setattr(mm, "models_dir", lambda: tmp_path)
+    monkeypatch.setitem(fu.SHIPPED, "some.onnx", "fit.json")
+    assert fu.shipped_fusion("some.onnx", "abc") is not None
+    assert fu.shipped_fusion("some.onnx", "another") is None
+    assert fu.shipped_fusion("other.onnx", "abc") is None

@@ -115,6 +115,9 @@ class Recognizer:
         #: is on, else None; ``blendshapes``: whether faces keep its 52 scores.
         self.mesh = None
         self.blendshapes = bool(blendshapes)
+        #: With the mesh, the model file's shipped fusion of its scores with the blendshapes
+        #: (:mod:`mobilefer.fusion`), or None.
+        self.fusion = None
         if mesh or blendshapes:
             try:
                 from .mesh import FaceMesh
@@ -124,6 +127,10 @@ class Recognizer:
                 raise MissingExtraError(
                     "the face mesh (mesh option, --mesh)", "mesh", e.name
                 ) from None
+            from .fusion import shipped_fusion
+            from .model import model_digest
+
+            self.fusion = shipped_fusion(self.model_path, model_digest(self.model_path))
 
     @classmethod
     def from_options(cls, options: Options) -> Recognizer:
@@ -201,7 +208,9 @@ class Recognizer:
             return list(faces)
         image = to_bgr(image)
         return [
-            f.with_mesh(self.mesh(image, f.box, f.landmarks), self.blendshapes, self.max_yaw)
+            f.with_mesh(
+                self.mesh(image, f.box, f.landmarks), self.blendshapes, self.max_yaw, self.fusion
+            )
             for f in faces
         ]
 

@@ -96,11 +96,15 @@ class Face:
             *angles,
         )
 
-    def with_mesh(self, mesh, blendshapes: bool = False, max_yaw: float | None = None) -> Face:
+    def with_mesh(
+        self, mesh, blendshapes: bool = False, max_yaw: float | None = None, fusion=None
+    ) -> Face:
         """This face with its mesh (a :class:`mobilefer.mesh.MeshFace`; ``None`` where the mesh
         saw no face: the face is returned as it is): the mesh's angles replace the five-point
         ones, its action units are added (and its 52 blendshapes, with ``blendshapes``); with
-        ``max_yaw``, a face the mesh finds turned further is not scored."""
+        ``max_yaw``, a face the mesh finds turned further is not scored; with a ``fusion``
+        (:class:`mobilefer.fusion.Fusion`), its scores become the network's and the
+        blendshapes' together."""
         if mesh is None:
             return self
         from .action_units import action_units
@@ -112,6 +116,9 @@ class Face:
             changes["blendshapes"] = dict(mesh.blendshapes)
         if max_yaw is not None and abs(yaw) > max_yaw:
             changes |= {"label": None, "scores": None}
+        elif fusion is not None and self.scores is not None:
+            scores = fusion.face_scores(self.scores, mesh.blendshapes)
+            changes |= {"scores": scores, "label": max(scores, key=scores.get)}
         return replace(self, **changes)
 
     def to_dict(self) -> dict:

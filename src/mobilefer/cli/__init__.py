@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogLine())
+    if not args.verbose:  # other libraries' info lines (ONNX Runtime's quantizer) are not ours
+        handler.addFilter(lambda r: r.name.startswith("mobilefer") or r.levelno >= logging.WARNING)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     try:
         code = args.func(args)

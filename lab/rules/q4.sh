@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Rule q4's grid (docs/experiments.md, issue #41): five int8 candidates of one shipped float
+# file, each scored beside it (PublicTest, the val folds pooled, every class's recall) with the
+# rule's verdict.   bash lab/rules/q4.sh fer2013|ferplus   (writes runs/q4-NAME/)
+set -euo pipefail
+NAME=$1
+export MOBILEFER_SHARED=${MOBILEFER_SHARED:-../shared}  # the project's data (lab/README.md)
+D=$MOBILEFER_SHARED/data/fer2013/fer2013.npz
+SRC=src/mobilefer/models/mobilefer_$NAME.onnx
+OUT=runs/q4-$NAME
+mkdir -p "$OUT"
+q() {  # CANDIDATE OPTIONS...
+  local c=$1; shift
+  .venv/bin/mobilefer quantize "$SRC" --data "$D" --out "$OUT/$c.onnx" --overwrite "$@" \
+    > "$OUT/$c.json" 2> "$OUT/$c.txt"
+}
+MA="--option CalibMovingAverage=true"
+PC="--calibration percentile --option CalibPercentile=99.99"
+q a $MA
+q b $MA --folds
+q c $MA --folds --float-ends
+q d $PC --folds
+q e $PC --folds --float-ends
+echo done > "$OUT/done"
