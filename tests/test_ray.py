@@ -96,3 +96,16 @@ def test_ray_cli_writes_jsonl_and_parquet(local_ray, folder, tiny_model, tmp_pat
     table = pq.read_table(tmp_path / "r.parquet").to_pylist()
     assert len(lines) == len(table) == len(local_records(tiny_model, folder)) + 1
     assert main(["predict", str(folder), "--engine", "ray", "--out", "x.csv"]) == 2
+
+
+def test_ray_takes_the_mesh_and_writes_its_units(local_ray, tmp_path, astronaut, capsys):
+    pytest.importorskip("ai_edge_litert")
+    import cv2
+    import pyarrow.parquet as pq
+
+    cv2.imwrite(str(tmp_path / "a.jpg"), astronaut)
+    out = tmp_path / "m.parquet"
+    argv = ["predict", str(tmp_path / "a.jpg"), "--engine", "ray", "--mesh", "--out", str(out)]
+    assert main([*argv, "--actors", "1"]) == 0, capsys.readouterr().err
+    (row,) = pq.read_table(out).to_pylist()
+    assert row["action_units"]["AU12"] >= 0.5 and "blendshapes" not in row
