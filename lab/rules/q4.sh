@@ -9,13 +9,16 @@ D=$MOBILEFER_SHARED/data/fer2013/fer2013.npz
 SRC=src/mobilefer/models/mobilefer_$NAME.onnx
 OUT=runs/q4-$NAME
 mkdir -p "$OUT"
-q() {  # CANDIDATE OPTIONS...
+q() {  # CANDIDATE OPTIONS...   (a candidate already made is kept)
   local c=$1; shift
+  [ -s "$OUT/$c.json" ] && return 0
   .venv/bin/mobilefer quantize "$SRC" --data "$D" --out "$OUT/$c.onnx" --overwrite "$@" \
     > "$OUT/$c.json" 2> "$OUT/$c.txt"
 }
 MA="--option CalibMovingAverage=true"
-PC="--calibration percentile --option CalibPercentile=99.99"
+# ONNX Runtime keeps every batch's activations for a histogram until told otherwise: on 24 GB
+# the percentile runs were killed for memory; CalibMaxIntermediateOutputs folds them in as it goes
+PC="--calibration percentile --option CalibPercentile=99.99 --option CalibMaxIntermediateOutputs=4"
 q a $MA
 q b $MA --folds
 q c $MA --folds --float-ends
