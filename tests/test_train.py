@@ -220,6 +220,10 @@ def test_int8_quantization_keeps_the_card_and_marks_it(tmp_path, tiny_model):
     made = {o: n.op_type for n in graph.node for o in n.output}
     gemms = [n for n in graph.node if n.op_type == "Gemm"]
     assert gemms and all(made.get(n.input[1]) != "DequantizeLinear" for n in gemms)
+    # and the logits and probabilities stay float: no uint8 steps of 1/255 on the output
+    assert made[graph.output[0].name] == "Softmax"
+    softmax = next(n for n in graph.node if n.op_type == "Softmax")
+    assert made[softmax.input[0]] == "Gemm"
     assert Recognizer(kept["path"], detector="haar").card.quantization["float"].startswith("first")
 
 

@@ -46,14 +46,17 @@ def calibration_faces(train_pixels: np.ndarray, n: int = CALIBRATION_FACES) -> n
 
 
 def end_nodes(path: str | Path) -> list[str]:
-    """The first convolution and the dense layers of each network of a model file: the layers
-    ``float_ends`` keeps in float (their inputs quantize worst; under 1% of the work)."""
+    """The first convolution, the dense layers and the softmax of each network of a model file:
+    the layers ``float_ends`` keeps in float (their inputs quantize worst; under 1% of the
+    work). The softmax is among them so that the logits and probabilities stay float (quantized,
+    every probability moved in steps of 1/255)."""
     import onnx
 
     graph = onnx.load(str(path)).graph
     convs = [n for n in graph.node if n.op_type == "Conv"]
     firsts = {n.name for n in convs if n.input[0] == graph.input[0].name}
-    return sorted(firsts | {n.name for n in graph.node if n.op_type == "Gemm"})
+    head = {n.name for n in graph.node if n.op_type in ("Gemm", "Softmax")}
+    return sorted(firsts | head)
 
 
 def quantize_file(
@@ -112,7 +115,7 @@ def quantize_file(
         "weights": "int8 per channel (7 bits)",
         "activations": "uint8",
         "format": "QDQ",
-        "float": "first convolution and dense head" if float_ends else "none",
+        "float": "first convolution, dense head and softmax" if float_ends else "none",
         "options": dict(extra_options or {}),
     }
     # written whole beside dst, then renamed: a full disk or a kill never leaves half a model
