@@ -227,6 +227,30 @@ def test_int8_quantization_keeps_the_card_and_marks_it(tmp_path, tiny_model):
     assert Recognizer(kept["path"], detector="haar").card.quantization["float"].startswith("first")
 
 
+def test_bias_correction_removes_the_mean_logit_shift(tmp_path, tiny_model):
+    """Rule q5: after the correction, the int8 file's logits over the calibration faces have
+    the float file's mean (the shift common to every face is gone)."""
+    import onnx
+
+    from mobilefer.modelcard import read_card_file
+    from mobilefer.quantize import bias_correct, logits_of, quantize_file, view_batches
+
+    faces = np.random.default_rng(1).integers(0, 256, (64, 48, 48), dtype=np.uint8)
+    made = quantize_file(tiny_model, tmp_path / "q.onnx", faces, float_ends=True)
+    fixed = bias_correct(tiny_model, made["path"], tmp_path / "b.onnx", faces)
+    batches = view_batches(faces, read_card_file(tiny_model).preprocessing)
+    ref = logits_of(onnx.load(str(tiny_model)), batches).mean(0)
+    before = logits_of(onnx.load(made["path"]), batches).mean(0)
+    after = logits_of(onnx.load(fixed["path"]), batches).mean(0)
+    assert np.allclose(after, ref, atol=1e-4) and np.allclose(
+        ref - before, fixed["correction"], atol=1e-3
+    )
+    assert "bias_correction" in read_card_file(fixed["path"]).quantization
+    without = quantize_file(tiny_model, tmp_path / "n.onnx", faces)  # no float head: refused
+    with pytest.raises(OptionError, match="--float-ends"):
+        bias_correct(tiny_model, without["path"], tmp_path / "x.onnx", faces)
+
+
 def test_quantize_command_writes_each_calibration_and_its_parity(
     tmp_path, capsys, fer_npz, tiny_model
 ):

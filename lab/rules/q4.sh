@@ -16,8 +16,9 @@ q() {  # CANDIDATE OPTIONS...   (a candidate already made is kept)
     > "$OUT/$c.json" 2> "$OUT/$c.txt"
 }
 MA="--option CalibMovingAverage=true"
-# ONNX Runtime keeps every batch's activations for a histogram until told otherwise: on 24 GB
-# the percentile runs were killed for memory; CalibMaxIntermediateOutputs folds them in as it goes
+# d and e were killed for memory at 24 GB: ONNX Runtime's histogram calibrators (percentile)
+# keep every batch's activations of all 1,630 faces and mirrors (CalibMaxIntermediateOutputs is
+# read by minmax only)
 PC="--calibration percentile --option CalibPercentile=99.99 --option CalibMaxIntermediateOutputs=4"
 q a $MA
 q b $MA --folds

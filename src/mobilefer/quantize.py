@@ -94,10 +94,7 @@ def quantize_file(
         raise OptionError(f"calibration {calibration!r}; choose from {', '.join(CALIBRATIONS)}")
     src, dst = Path(src), Path(dst)
     card = read_card_file(src)
-    batches = []
-    for i in range(0, len(faces), CALIBRATION_BATCH):
-        x = prepare(list(faces[i : i + CALIBRATION_BATCH]), card.preprocessing)
-        batches += [x, np.ascontiguousarray(x[..., ::-1])]  # the face and its mirror
+    batches = view_batches(faces, card.preprocessing)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -143,6 +140,65 @@ def quantize_file(
         )
         write_card(out, replace(card, precision="int8", quantization=how))
     return {"path": str(dst), "bytes": dst.stat().st_size, **how}
+
+
+def view_batches(faces: np.ndarray, preprocessing) -> list[np.ndarray]:
+    """The model inputs of ``faces`` (N x 48 x 48) and their mirrors, in batches: the views
+    calibration sees."""
+    batches = []
+    for i in range(0, len(faces), CALIBRATION_BATCH):
+        x = prepare(list(faces[i : i + CALIBRATION_BATCH]), preprocessing)
+        batches += [x, np.ascontiguousarray(x[..., ::-1])]  # the face and its mirror
+    return batches
+
+
+def logits_of(proto, batches: list[np.ndarray]) -> np.ndarray:
+    """The softmax's input (the logits) of a model for every view, by adding it as an output."""
+    import onnxruntime as ort
+
+    softmax = next(n for n in proto.graph.node if n.op_type == "Softmax")
+    copy = type(proto)()
+    copy.CopyFrom(proto)
+    copy.graph.output.add(name=softmax.input[0])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(copy.SerializeToString(), options)
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run([softmax.input[0]], {name: b})[0] for b in batches])
+
+
+def bias_correct(float_file: str | Path, int8_file: str | Path, dst: str | Path, faces) -> dict:
+    """Write to ``dst`` the int8 file with its float dense head's last bias moved by the mean
+    difference of the float and int8 files' logits over ``faces`` (N x 48 x 48 calibration
+    faces) and their mirrors: the shift common to every face that quantizing the layers before
+    it left (rule q5). The head must be float (``float_ends``). Returns the correction."""
+    import onnx
+    from onnx import numpy_helper
+
+    card = read_card_file(int8_file)
+    float_proto, int8_proto = onnx.load(str(float_file)), onnx.load(str(int8_file))
+    batches = view_batches(faces, card.preprocessing)
+    delta = (logits_of(float_proto, batches) - logits_of(int8_proto, batches)).mean(axis=0)
+    graph = int8_proto.graph
+    softmax = next(n for n in graph.node if n.op_type == "Softmax")
+    gemm = next((n for n in graph.node if softmax.input[0] in n.output), None)
+    inits = {t.name: t for t in graph.initializer}
+    if gemm is None or gemm.op_type != "Gemm" or len(gemm.input) < 3 or gemm.input[2] not in inits:
+        raise OptionError(
+            f"{int8_file}: its last dense layer is not float; quantize it with --float-ends"
+        )
+    bias = inits[gemm.input[2]]
+    bias.CopyFrom(
+        numpy_helper.from_array(numpy_helper.to_array(bias) + delta.astype(np.float32), bias.name)
+    )
+    how = dict(card.quantization or {}) | {
+        "bias_correction": "the last bias moved by the mean float-int8 logit difference "
+        "over the calibration faces and mirrors"
+    }
+    with atomic_output(dst) as out:
+        onnx.save(int8_proto, str(out))
+        write_card(out, replace(card, quantization=how))
+    return {"path": str(dst), "correction": [round(float(v), 4) for v in delta]}
 
 
 #: Rule q4 (docs/experiments.md, issue #41): the most an int8 file may lose against its float

@@ -193,6 +193,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
         from ..quantize import (
             CALIBRATIONS,
+            bias_correct,
             calibration_faces,
             fold_faces,
             parity,
@@ -207,6 +208,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from ..data import load_fer2013_with_ferplus
 
     src, out = Path(args.model), Path(args.out)
+    if args.bias_correct and not args.float_ends:
+        err("--bias-correct moves the float head's bias: add --float-ends")
+        return 2
     methods = CALIBRATIONS if args.calibration == "all" else (args.calibration,)
     targets = {m: out if len(methods) == 1 else out.with_suffix(f".{m}.onnx") for m in methods}
     from ..sinks import check_outputs
@@ -237,6 +241,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             dict(calibration_option(t) for t in args.option),
             where,
         )
+        if args.bias_correct:
+            report["files"][method] |= bias_correct(src, path, path, faces)
     val = []
     if not args.no_val:
         for spec in VAL_SOURCES:

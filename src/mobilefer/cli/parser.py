@@ -249,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the first convolution and the dense head in float",
     )
     q.add_argument(
+        "--bias-correct",
+        action="store_true",
+        help="with --float-ends: move the last bias by the mean float-int8 difference of the "
+        "logits over the calibration faces (rule q5)",
+    )
+    q.add_argument(
         "--option",
         action="append",
         default=[],
