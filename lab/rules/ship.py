@@ -1,7 +1,7 @@
 """Ship a chosen model file: score it on PublicTest and (read once, for the file that ships)
 PrivateTest through ONNX Runtime, store the scores in its card, and copy it into the package.
 
-    .venv/bin/python lab/rules/ship.py FILE NAME     (NAME: fer2013 or ferplus)
+    .venv/bin/python lab/rules/ship.py FILE NAME     (NAME: fer2013, fer2013-float or ferplus)
 
 Run from the repository root, after every choice was made (docs/experiments.md).
 """

@@ -33,15 +33,19 @@ RUN_BATCH = 32
 
 #: Models shipped inside the package, by name: ``ExpressionModel(NAME)``, ``--model NAME``.
 MODELS: dict[str, str] = {
-    "fer2013": "mobilefer_fer2013.onnx",  # FER2013's 7 classes (the default)
-    "ferplus": "mobilefer_ferplus.onnx",  # FER+'s 8 classes: the 7 and contempt
+    "fer2013": "mobilefer_fer2013.int8.onnx",  # FER2013's 7 classes, int8 (the default)
+    "ferplus": "mobilefer_ferplus.onnx",  # FER+'s 8 classes: the 7 and contempt (float)
+    "fer2013-float": "mobilefer_fer2013.onnx",  # the default's float file, which it was made of
 }
+#: The float file of each shipped name (what training starts from and int8 is made of).
+FLOAT_MODELS: dict[str, str] = {"fer2013": "fer2013-float", "ferplus": "ferplus"}
 
 
 #: The sha256 of each shipped model file: a damaged or altered file is refused.
 SHIPPED_SHA256: dict[str, str] = {
     "mobilefer_fer2013.onnx": "39f8dae60b0666d308f59da78723c0418bec087f37ac274f1a5bb877d3461fd0",
     "mobilefer_ferplus.onnx": "d75909fa9663ff3a5d386158b04f7e5574a2e178c4d9fd9f3b7fa219772733c4",
+    "mobilefer_fer2013.int8.onnx": "b201fd16f07dd38b7aa1cd10f06cc83c279d275671b70449d956418c907c5920",
 }
 
 

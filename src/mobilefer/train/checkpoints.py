@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..labels import FERPLUS_LABELS
-from ..model import MODELS, model_path
+from ..model import FLOAT_MODELS, MODELS, model_path
 from .config import TrainConfig, config_from_dict
 from .model import FerNet, onnx_state_dict
 
@@ -25,7 +25,7 @@ def initial_weights(model: FerNet, cfg: TrainConfig, device) -> None:
     """Load ``cfg.init`` into ``model``: a checkpoint's weights, or one network
     (``cfg.init_member``) of a model file or shipped model (:func:`.model.onnx_state_dict`)."""
     if init_is_model_file(cfg):
-        path = model_path(cfg.init)
+        path = model_path(FLOAT_MODELS.get(cfg.init, cfg.init))  # a shipped name: its float file
         weights, heads = onnx_state_dict(path, model, cfg.init_member)
         log.info(
             "started from network %d of %s (heads: %s)", cfg.init_member, path, ", ".join(heads)
