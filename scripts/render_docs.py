@@ -121,8 +121,14 @@ def results_section(
         f"Speed on {speed['machine']}: `Recognizer().stream(video)` with its defaults runs at "
         f"**{speed['stream_fps'] / speed['fer_fps']:.1f}x** the frames/s of `fer`'s "
         f"`detect_emotions` on the same 640x480 video in the same run ({speed['stream_fps']:.0f} "
-        f"against {speed['fer_fps']:.0f}); the default model alone classifies "
-        f"{shipped['faces_per_s']['32']:,.0f} faces/s at batch 32{then}.",
+        f"against {speed['fer_fps']:.0f}); the default model (int8) alone classifies "
+        f"{shipped['faces_per_s']['32']:,.0f} faces/s at batch 32{then}."
+        + (
+            f" With the face mesh (`--mesh`) the stream runs at {speed['stream_mesh_fps']:.0f} "
+            "frames/s."
+            if speed.get("stream_mesh_fps")
+            else ""
+        ),
     ]
     if cost:
         lines += [
@@ -294,8 +300,22 @@ def model_card(domains: dict, speed: dict) -> str:
             + ".",
             f"- Precision: {card.precision}"
             + (
-                f" (static quantization, {quant.get('calibration')} calibration on "
-                f"{quant.get('faces')} Training faces and their mirrors)"
+                f" (ONNX Runtime's static quantization, {quant.get('format')}: weights "
+                f"{quant.get('weights')}, activations {quant.get('activations')}; "
+                f"{quant.get('calibration')} calibration"
+                + (
+                    " with a moving average"
+                    if quant.get("options", {}).get("CalibMovingAverage")
+                    else ""
+                )
+                + f" on {quant.get('faces'):,} faces ({quant.get('data')}) and their mirrors; "
+                f"kept float: {quant.get('float')}"
+                + (
+                    "; the last bias corrected for the mean shift of the logits"
+                    if quant.get("bias_correction")
+                    else ""
+                )
+                + "). The float file it was made of ships as `fer2013-float`"
                 if quant
                 else ""
             )

@@ -121,3 +121,26 @@ def test_small_face_in_a_12_megapixel_photo_is_found(tiny_model, astronaut):
     assert len(result.faces) == 1
     x, y, w, h = result.faces[0].box
     assert 2000 < x < 2000 + head.shape[1] and 1500 < y < 1500 + head.shape[0] and w < 60
+
+
+def test_yunet_keeps_a_native_detector_per_size_class(monkeypatch, astronaut):
+    """A video's full frames and the tracker's small windows each keep their own native
+    detector (moving one between the two sizes cost about 2 ms a move), and the faces found do
+    not depend on what was detected before."""
+    import cv2
+
+    from mobilefer.detectors import YuNetDetector
+
+    made = []
+    create = cv2.FaceDetectorYN.create
+    monkeypatch.setattr(
+        cv2.FaceDetectorYN, "create", lambda *a, **k: made.append(a[2]) or create(*a, **k)
+    )
+    det = YuNetDetector()
+    window = cv2.resize(astronaut[40:200, 150:300], (128, 101))
+    frame = cv2.resize(astronaut, (320, 240))
+    fresh = [YuNetDetector().detect(window, None), YuNetDetector().detect(frame, None)]
+    made.clear()
+    for _ in range(5):
+        assert det.detect(window, None) == fresh[0] and det.detect(frame, None) == fresh[1]
+    assert made == [(128, 101), (320, 240)]  # one for each size, made once

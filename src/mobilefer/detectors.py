@@ -38,6 +38,8 @@ YUNET_ENV = "MOBILEFER_YUNET"
 YUNET_INPUT_SIZE = (320, 320)
 #: Candidate boxes YuNet keeps before non-maximum suppression (OpenCV's default).
 YUNET_TOP_K = 5000
+#: Native YuNet detectors kept per thread, one per class of input size (:meth:`YuNetDetector._net`).
+YUNET_NETS = 4
 #: Frames are padded to at least this many pixels a side before YuNet sees them.
 YUNET_MIN_SIDE = 64
 
@@ -206,20 +208,32 @@ class YuNetDetector:
         self.path = yunet_path(model)
         self.detect_size = detect_size
         self._settings = (score_threshold, nms_threshold)
-        # One native detector per thread: it keeps its input size between calls, and threads
-        # sharing one aborted the process (free(): invalid pointer).
+        # Native detectors per thread (threads sharing one aborted the process: free(): invalid
+        # pointer), one per class of input size: a detector keeps its input size between calls,
+        # and moving one between a video's full frames and the tracker's small windows cost
+        # about 2 ms a move (:meth:`_net`).
         self._local = threading.local()
-        self._thread_net()
+        self._net(YUNET_INPUT_SIZE)
 
-    def _thread_net(self):
-        """This thread's ``cv2.FaceDetectorYN`` and the input size it is set to."""
-        local = self._local
-        if getattr(local, "net", None) is None:
-            local.net = cv2.FaceDetectorYN.create(
-                str(self.path), "", YUNET_INPUT_SIZE, *self._settings, YUNET_TOP_K
-            )
-            local.size = YUNET_INPUT_SIZE
-        return local
+    def _net(self, size: tuple[int, int]):
+        """This thread's ``cv2.FaceDetectorYN`` for inputs of ``size`` (w, h): one per size
+        rounded up to 64 px (at most :data:`YUNET_NETS` kept), set to ``size`` exactly (a
+        change of a few pixels is cheap; one from 128 to 320 px is not)."""
+        nets = getattr(self._local, "nets", None)
+        if nets is None:
+            nets = self._local.nets = {}
+        key = (-(-size[0] // 64), -(-size[1] // 64))
+        entry = nets.pop(key, None)  # re-inserted last: the dict is kept in use order
+        if entry is None:
+            net = cv2.FaceDetectorYN.create(str(self.path), "", size, *self._settings, YUNET_TOP_K)
+            entry = [net, size]
+            if len(nets) >= YUNET_NETS:
+                nets.pop(next(iter(nets)))  # the least recently used
+        if entry[1] != size:
+            entry[0].setInputSize(size)
+            entry[1] = size
+        nets[key] = entry
+        return entry[0]
 
     def detect(
         self, image: np.ndarray, detect_size: int | None = None, upright: bool = True
@@ -245,11 +259,7 @@ class YuNetDetector:
         ph, pw = max(h, YUNET_MIN_SIDE), max(w, YUNET_MIN_SIDE)
         if (ph, pw) != (h, w):
             small = cv2.copyMakeBorder(small, 0, ph - h, 0, pw - w, cv2.BORDER_CONSTANT, value=0)
-        local = self._thread_net()
-        if (pw, ph) != local.size:
-            local.net.setInputSize((pw, ph))
-            local.size = (pw, ph)
-        _, rows = local.net.detect(small)
+        _, rows = self._net((pw, ph)).detect(small)
         out = []
         for r in () if rows is None else rows:
             box = inside(r[:4], w, h)

@@ -45,7 +45,9 @@ FLOAT_MODELS: dict[str, str] = {"fer2013": "fer2013-float", "ferplus": "ferplus"
 SHIPPED_SHA256: dict[str, str] = {
     "mobilefer_fer2013.onnx": "39f8dae60b0666d308f59da78723c0418bec087f37ac274f1a5bb877d3461fd0",
     "mobilefer_ferplus.onnx": "d75909fa9663ff3a5d386158b04f7e5574a2e178c4d9fd9f3b7fa219772733c4",
-    "mobilefer_fer2013.int8.onnx": "b201fd16f07dd38b7aa1cd10f06cc83c279d275671b70449d956418c907c5920",
+    "mobilefer_fer2013.int8.onnx": (
+        "b201fd16f07dd38b7aa1cd10f06cc83c279d275671b70449d956418c907c5920"
+    ),
 }
 
 
