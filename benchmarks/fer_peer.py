@@ -12,6 +12,7 @@ Run by accuracy.py and speed.py through ``--fer-python``; prints one JSON object
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -98,6 +99,10 @@ def domains(npz: str, split: int, list_file: str) -> dict:
     }
 
 
+#: Timed passes over the video; the fastest counts (a shared machine's other work only slows).
+PASSES = 3
+
+
 def speed(video: str) -> dict:
     import cv2
 
@@ -109,12 +114,14 @@ def speed(video: str) -> dict:
         frames.append(frame)
         ok, frame = cap.read()
     model.detect_emotions(frames[0])  # warm-up
-    found = 0
-    t0 = time.perf_counter()
-    for frame in frames:
-        found += len(model.detect_emotions(frame)) > 0
-    secs = time.perf_counter() - t0
-    return {"frames": len(frames), "seconds": secs, "fps": len(frames) / secs, "found": found}
+    best = math.inf
+    for _ in range(PASSES):  # the best of three passes, as mobilefer's side is timed
+        found = 0
+        t0 = time.perf_counter()
+        for frame in frames:
+            found += len(model.detect_emotions(frame)) > 0
+        best = min(best, time.perf_counter() - t0)
+    return {"frames": len(frames), "seconds": best, "fps": len(frames) / best, "found": found}
 
 
 if __name__ == "__main__":

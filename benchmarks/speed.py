@@ -7,7 +7,9 @@ across the frame), then prints one table: frames/s through the public API on eve
 (frames already decoded, and end to end with decoding), per stage (decode, detect, classify),
 with each detector, with the tracker, and for `fer` (its Haar cascade + quantized TFLite
 mini-Xception) when its virtual environment is given; and the classifier alone in faces/s at
-batch 1 and 32. Figures depend on the machine; nothing here asserts a time.
+batch 1, 32 and 256, the models timed in turn over three rounds. Each figure is the fastest of
+three passes or rounds (the peer's too): a shared CPU's other work only slows a pass. Figures
+depend on the machine; nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -97,6 +99,10 @@ def tracked(rec: Recognizer, frames) -> dict:
     return {"fps": len(frames) / (time.perf_counter() - t0), "found": found / len(frames)}
 
 
+#: Timed passes (stream) and rounds (classifier); the fastest counts.
+PASSES = 3
+#: The classifier's batch sizes.
+BATCHES = (1, 32, 256)
 VIDEO_FIELDS = ("pipeline", "fps", "fps_with_decoding", "stages_ms", "found")
 STAGES = (
     "decode",
@@ -239,13 +245,16 @@ def main() -> None:
                 f"{tr['found']:.1%}",
             )
         )
-    # The public pipeline with its defaults, reading the file: what a user's own loop gets.
+    # The public pipeline with its defaults, reading the file: what a user's own loop gets; the
+    # fastest of PASSES passes (the peer is timed the same way).
     rec = Recognizer(args.model, threads=args.threads)
-    t0, n, found = time.perf_counter(), 0, 0
-    for result in rec.stream(str(video)):
-        n += 1
-        found += bool(result.faces)
-    stream_fps = n / (time.perf_counter() - t0)
+    stream_fps = 0.0
+    for _ in range(PASSES):
+        t0, n, found = time.perf_counter(), 0, 0
+        for result in rec.stream(str(video)):
+            n += 1
+            found += bool(result.faces)
+        stream_fps = max(stream_fps, n / (time.perf_counter() - t0))
     rows.append(
         (
             f"mobilefer Recognizer().stream(video), defaults ({rec.detector.name})",
@@ -262,10 +271,12 @@ def main() -> None:
     except ImportError:
         meshed = None
     if meshed is not None:
-        t0, n = time.perf_counter(), 0
-        for _ in meshed.stream(str(video)):
-            n += 1
-        mesh_fps = n / (time.perf_counter() - t0)
+        mesh_fps = 0.0
+        for _ in range(PASSES):
+            t0, n = time.perf_counter(), 0
+            for _ in meshed.stream(str(video)):
+                n += 1
+            mesh_fps = max(mesh_fps, n / (time.perf_counter() - t0))
         rows.append(
             (
                 "mobilefer Recognizer(mesh=True).stream(video): + face mesh, action units",
@@ -314,27 +325,34 @@ def main() -> None:
     print("|---|---|---|---|")
     classifier = []
     baseline = baseline_model(args.baseline, tmp) if args.baseline else None
+    configs = []
     for model in [args.model, *args.also, *([baseline] if baseline else [])]:
         shipped = Recognizer(model, detector="haar").flip_tta
         for flip in (True, False):
             rec = Recognizer(model, detector="haar", threads=args.threads, flip_tta=flip)
-            rates = [classifier_alone(rec, b) for b in (1, 32, 256)]
-            name = (
-                f"{Path(model).name if model else 'shipped model'}"
-                + (" + flip TTA" if flip else ", single crop")
-                + (" (as shipped)" if flip == shipped else "")
-            )
-            per_batch = dict(zip(("1", "32", "256"), rates, strict=True))
-            classifier.append(
-                {
-                    "model": name,
-                    "flip_tta": flip,
-                    "as_shipped": flip == shipped,
-                    "baseline": model == baseline and baseline is not None,
-                    "faces_per_s": per_batch,
-                }
-            )
-            print(f"| {name} | " + " | ".join(f"{r:.0f}" for r in rates) + " |")
+            configs.append((model, flip, shipped, rec, {b: 0.0 for b in BATCHES}))
+    # round-robin, the fastest round of each kept: a shared CPU's other work slows some
+    # rounds, and timing the models one after the other let it fall on one of them only
+    for _ in range(PASSES):
+        for *_, rec, best in configs:
+            for b in BATCHES:
+                best[b] = max(best[b], classifier_alone(rec, b, seconds=1.0))
+    for model, flip, shipped, _, best in configs:
+        name = (
+            f"{Path(model).name if model else 'shipped model'}"
+            + (" + flip TTA" if flip else ", single crop")
+            + (" (as shipped)" if flip == shipped else "")
+        )
+        classifier.append(
+            {
+                "model": name,
+                "flip_tta": flip,
+                "as_shipped": flip == shipped,
+                "baseline": model == baseline and baseline is not None,
+                "faces_per_s": {str(b): v for b, v in best.items()},
+            }
+        )
+        print(f"| {name} | " + " | ".join(f"{v:.0f}" for v in best.values()) + " |")
     ratio = None
     if baseline:
         now = next(c for c in classifier if c["as_shipped"] and not c["baseline"])

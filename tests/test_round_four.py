@@ -396,7 +396,7 @@ def test_a_shipped_model_whose_bytes_changed_is_refused(tmp_path, monkeypatch):
         assert hashlib.sha256((model.models_dir() / name).read_bytes()).hexdigest() == digest
     copy = tmp_path / "models"
     shutil.copytree(model.models_dir(), copy)
-    tampered = copy / "mobilefer_fer2013.onnx"
+    tampered = copy / model.MODELS["fer2013"]  # the default's file
     raw = bytearray(tampered.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # one weight's byte
     tampered.write_bytes(bytes(raw))
