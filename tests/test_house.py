@@ -47,7 +47,7 @@ def test_the_lab_lives_outside_the_package():
 
 def test_a_release_a_python_user_trusts():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert mobilefer.__version__ == "0.2.0"
+    assert mobilefer.__version__ == "0.3.0"
     assert f"## {mobilefer.__version__} " in (ROOT / "CHANGELOG.md").read_text()
     assert any(c.startswith("Programming Language :: Python :: 3") for c in meta["classifiers"])
     assert "Typing :: Typed" in meta["classifiers"] and meta["keywords"]

@@ -64,7 +64,7 @@ __all__ = [
     "WeightsError",
     "OptionError",
 ]
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 #: The Recognizer of each detector name ``analyze`` was called with, made on first use.
 _recognizers: dict[str, Recognizer] = {}
