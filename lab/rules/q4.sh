@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Rule q4's grid (docs/experiments.md, issue #41): five int8 candidates of one shipped float
+# Rules q4 and q5 (docs/experiments.md, issue #41): the int8 candidates of one shipped float
 # file, each scored beside it (PublicTest, the val folds pooled, every class's recall) with the
-# rule's verdict.   bash lab/rules/q4.sh fer2013|ferplus   (writes runs/q4-NAME/)
+# rule's verdict.   bash lab/rules/q4.sh fer2013|ferplus [q5]   (writes runs/q4-NAME/)
+# q4: candidates a-e; q5: c made again with the softmax float too (c2), then its last bias
+# corrected (c3).
 set -euo pipefail
 NAME=$1
+STAGE=${2:-q4}
 export MOBILEFER_SHARED=${MOBILEFER_SHARED:-../shared}  # the project's data (lab/README.md)
 D=$MOBILEFER_SHARED/data/fer2013/fer2013.npz
 SRC=src/mobilefer/models/mobilefer_$NAME.onnx
@@ -20,6 +23,12 @@ MA="--option CalibMovingAverage=true"
 # keep every batch's activations of all 1,630 faces and mirrors (CalibMaxIntermediateOutputs is
 # read by minmax only)
 PC="--calibration percentile --option CalibPercentile=99.99 --option CalibMaxIntermediateOutputs=4"
+if [ "$STAGE" = q5 ]; then
+  q c2 $MA --folds --float-ends
+  q c3 $MA --folds --float-ends --bias-correct
+  echo done > "$OUT/done-q5"
+  exit 0
+fi
 q a $MA
 q b $MA --folds
 q c $MA --folds --float-ends
