@@ -417,3 +417,18 @@ def test_a_fusion_serves_only_the_file_it_was_fitted_on(monkeypatch, tmp_path):
     assert fu.shipped_fusion("some.onnx", "abc") is not None
     assert fu.shipped_fusion("some.onnx", "another") is None
     assert fu.shipped_fusion("other.onnx", "abc") is None
+
+
+def test_annotated_frames_name_the_units_present():
+    from mobilefer.annotate import draw, present_units
+    from mobilefer.results import Face
+
+    units = dict.fromkeys(ACTION_UNITS, 0.1) | {"AU12": 0.9, "AU6": 0.6}
+    face = Face((40, 30, 80, 90), "happy", {"happy": 0.9, "sad": 0.1}, action_units=units)
+    assert present_units(face) == "AU12 AU6"
+    plain = Face((40, 30, 80, 90), "happy", {"happy": 0.9, "sad": 0.1})
+    assert present_units(plain) == ""
+    image = np.full((200, 200, 3), 255, np.uint8)
+    below = (slice(121, 140), slice(40, 120))  # just under the box
+    assert (draw(image, [face])[below] != 255).any()
+    assert (draw(image, [plain])[below] == 255).all()
