@@ -78,6 +78,51 @@ def reader(method: str, det: YuNetDetector):
     return read
 
 
+def against_mediapipe(python: str, read, n: int, det) -> dict:
+    """How far the mesh's angles are from MediaPipe's own facial transformation matrix
+    (``mediapipe_peer.py`` in its environment): the mean and largest absolute difference per
+    angle on the Taiwanese train photos as photographed, and what each reads for the same
+    photos turned 30 degrees either way (a synthetic turn that MediaPipe reads short too)."""
+    import json
+    import subprocess
+    import tempfile
+
+    from mobilefer.mesh import task_path
+
+    root = SHARED / "data/ood/taiwanese"
+    with open(root / "labels.csv", newline="") as f:
+        paths = [str(root / r["file"]) for r in csv.DictReader(f) if r["fold"] == "train"][:n]
+    tmp = Path(tempfile.mkdtemp())
+    turned = []
+    for i, p in enumerate(paths[:12]):
+        image = cv2.imread(p)
+        found = largest(det, image)
+        for yaw in (-30, 30):
+            if found is not None:
+                turned.append(str(tmp / f"{i}_{yaw}.png"))
+                cv2.imwrite(turned[-1], turn_face(image, found.landmarks, yaw=yaw))
+    here = Path(__file__).parent / "mediapipe_peer.py"
+    done = subprocess.run(
+        [python, str(here), str(task_path()), *paths, *turned],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    mine = {p: read(cv2.imread(p)) for p in theirs}
+    front = np.array([np.subtract(mine[p], theirs[p]) for p in paths if mine.get(p)])
+    out = {"faces": len(front)}
+    for i, axis in enumerate(("yaw", "pitch", "roll")):
+        out[f"{axis}_mean_abs"] = round(float(abs(front[:, i]).mean()), 2)
+        out[f"{axis}_max_abs"] = round(float(abs(front[:, i]).max()), 2)
+        out[f"{axis}_mean"] = round(float(front[:, i].mean()), 2)
+    both = [p for p in turned if p in theirs and mine.get(p)]
+    out["turned_30"] = len(both)
+    out["mediapipe_reads_30_yaw_as"] = round(float(np.mean([abs(theirs[p][0]) for p in both])), 1)
+    out["mesh_reads_30_yaw_as"] = round(float(np.mean([abs(mine[p][0]) for p in both])), 1)
+    return out
+
+
 #: The methods, in the table's order.
 METHODS = ("five points", "five points, no upright re-detection", "mesh")
 
@@ -85,9 +130,18 @@ METHODS = ("five points", "five points, no upright re-detection", "mesh")
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--faces", type=int, default=40)
+    ap.add_argument(
+        "--mediapipe-python",
+        help="MediaPipe's python (mediapipe_peer.py): how far the mesh's angles are from "
+        "MediaPipe's own matrix on the front views",
+    )
     args = ap.parse_args()
     det = YuNetDetector()
     readers = {m: reader(m, det) for m in METHODS}
+    agreement = None
+    if args.mediapipe_python:
+        agreement = against_mediapipe(args.mediapipe_python, readers["mesh"], args.faces, det)
+        print("the mesh against MediaPipe's own matrix, front views:", agreement)
     axes = {"yaw": 0, "pitch": 1, "roll": 2}
     errors = {(m, axis, t): [] for m in METHODS for axis in TURNS for t in TURNS[axis]}
     front = {m: [] for m in METHODS}  # the photos as photographed: front views
@@ -152,6 +206,7 @@ def main() -> None:
             "summary": summaries["five points"],
             "summary_mesh": summaries["mesh"],
             "summary_without": summaries["five points, no upright re-detection"],
+            "mesh_against_mediapipe": agreement,
         },
     )
 

@@ -172,6 +172,17 @@ def pose_lines(pose: dict) -> list[str]:
                 f"| {name} | {m['yaw_mae_within_30']:.1f} | {m['pitch_mae_within_30']:.1f} | "
                 f"{m['roll_mae_within_30']:.1f} | {front} |"
             )
+    mp = pose.get("mesh_against_mediapipe")
+    if mp:
+        out += [
+            "",
+            f"The mesh's angles are MediaPipe's: on the {mp['faces']} front views they differ "
+            f"from MediaPipe's own facial transformation matrix by {mp['yaw_mean_abs']:.1f} / "
+            f"{mp['pitch_mean_abs']:.1f} / {mp['roll_mean_abs']:.1f} degrees (yaw / pitch / "
+            "roll, mean). Both read these synthetic turns short (a 30-degree yaw: MediaPipe "
+            f"{mp['mediapipe_reads_30_yaw_as']:.0f}, the mesh {mp['mesh_reads_30_yaw_as']:.0f}): "
+            "a photo laid on an ellipsoid is not a turned head.",
+        ]
     return out
 
 

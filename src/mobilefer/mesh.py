@@ -10,9 +10,9 @@ cuts it), and runs ``face_landmarks_detector.tflite`` (256 x 256 RGB in 0-1 -> 4
 Conventions: images are BGR uint8 H x W x 3; points are ``(x, y, z)`` in input-image pixels
 (z: depth, larger away from the camera, in the same units as x); angles are degrees as in
 :mod:`mobilefer.pose` (yaw > 0 toward the image's right, pitch > 0 up, roll > 0 clockwise),
-from a weighted Procrustes fit of MediaPipe's canonical face to the mesh
-(:func:`mesh_angles`, the fit behind MediaPipe's facial transformation matrix, without its
-perspective correction). Blendshape scores and the action units made from them
+from a weighted Procrustes fit of MediaPipe's canonical face to the mesh placed in MediaPipe's
+camera (:func:`mesh_angles`, :func:`metric_points`: the geometry behind MediaPipe's facial
+transformation matrix). Blendshape scores and the action units made from them
 (:mod:`mobilefer.action_units`) are MediaPipe's estimates in 0-1, not a FACS coder's.
 """
 
@@ -148,25 +148,69 @@ def _geometry_message():
     return message_factory.GetMessageClass(found)
 
 
-def procrustes(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """The rotation R (3 x 3) of the weighted similarity fit ``s R source + t ~ target``
+def similarity(source: np.ndarray, target: np.ndarray, weights: np.ndarray):
+    """``(scale, rotation)`` of the weighted similarity fit ``s R source + t ~ target``
     (Umeyama's method; points are rows)."""
     w = weights / weights.sum()
-    mu_s, mu_t = w @ source, w @ target
-    cov = ((target - mu_t) * w[:, None]).T @ (source - mu_s)
-    u, _, vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(u @ vt)) or 1.0
-    return u @ np.diag([1.0, 1.0, d]) @ vt
+    centred_s, centred_t = source - w @ source, target - w @ target
+    cov = (centred_t * w[:, None]).T @ centred_s
+    u, sig, vt = np.linalg.svd(cov)
+    signs = np.array([1.0, 1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+    scale = float((sig * signs).sum() / (w * (centred_s**2).sum(axis=1)).sum())
+    return scale, u @ np.diag(signs) @ vt
+
+
+def procrustes(source: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The rotation R (3 x 3) of the weighted similarity fit ``s R source + t ~ target``."""
+    return similarity(source, target, weights)[1]
+
+
+#: MediaPipe's camera for the facial transformation matrix: vertical field of view (degrees)
+#: and near plane (cm).
+FOV_DEG, NEAR = 63.0, 1.0
+
+
+def metric_points(points: np.ndarray, size: tuple[int, int], fit) -> np.ndarray:
+    """The mesh (image pixels; z away from the camera, on x's scale) in MediaPipe's metric
+    space (cm; x right, y up, z toward the viewer) as its geometry pipeline makes it: the points
+    laid on the near plane of a camera with :data:`FOV_DEG`, their depth set by the canonical
+    face's scale (``fit(points) -> scale``, two rounds), then seen in perspective."""
+    width, height = size
+    near_h = 2 * NEAR * math.tan(math.radians(FOV_DEG) / 2)
+    near_w = width * near_h / height
+    x = -near_w / 2 + points[:, 0] / width * near_w
+    y = -near_h / 2 + (1 - points[:, 1] / height) * near_h
+    z = points[:, 2] / width * near_w
+    offset = z.mean()
+
+    def placed(scale):
+        depth = (z - offset + NEAR) / scale
+        return np.column_stack([x * depth / NEAR, y * depth / NEAR, -depth])
+
+    first = fit(np.column_stack([x, y, -z]))
+    return placed(first * fit(placed(first)))
 
 
 def mesh_angles(
-    points: np.ndarray, vertices: np.ndarray, ids: np.ndarray, weights: np.ndarray
+    points: np.ndarray,
+    vertices: np.ndarray,
+    ids: np.ndarray,
+    weights: np.ndarray,
+    size: tuple[int, int] | None = None,
 ) -> tuple[float, float, float]:
     """``(yaw, pitch, roll)`` in degrees (:mod:`mobilefer.pose`'s conventions) of a mesh
     (478 x 3 image points, z away from the camera) by the weighted Procrustes fit of the
-    canonical face (``vertices``, ``ids``, ``weights``: :func:`read_geometry`)."""
-    flip = np.array([1.0, -1.0, -1.0])  # the mesh's axes (y down, z away) -> the canonical's
-    rot = procrustes(vertices[ids], points[ids] * flip, weights)
+    canonical face (``vertices``, ``ids``, ``weights``: :func:`read_geometry`). With the image's
+    ``size`` (w, h), in MediaPipe's camera (:func:`metric_points`): its facial transformation
+    matrix; without, seen from afar (orthographic)."""
+    canonical = vertices[ids]
+
+    def fit(target):
+        return similarity(canonical, target[ids], weights)[0]
+
+    flip = np.array([1.0, -1.0, -1.0])  # y down, z away <-> y up, z toward the viewer
+    target = points * flip if size is None else metric_points(points, size, fit)
+    rot = procrustes(canonical, target[ids], weights)
     rot = flip[:, None] * rot * flip[None, :]  # the rotation in camera axes: y down, z away
     facing = rot @ np.array([0.0, 0.0, -1.0])  # where the face points, toward the camera
     across = rot @ np.array([1.0, 0.0, 0.0])  # from the right eye to the left
@@ -284,6 +328,7 @@ class FaceMesh:
         if presence < MIN_PRESENCE:
             return None
         shapes = self.blendshapes(points)
-        angles = mesh_angles(points, self.vertices, self.ids, self.weights)
+        size = (image.shape[1], image.shape[0])
+        angles = mesh_angles(points, self.vertices, self.ids, self.weights, size)
         named = {n: round(float(v), 4) for n, v in zip(BLENDSHAPES, shapes, strict=True)}
         return MeshFace(points, round(presence, 4), named, angles)

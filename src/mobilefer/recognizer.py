@@ -195,8 +195,9 @@ class Recognizer:
         """Classify the faces at given detections of ``image`` in one batched call; each
         :class:`Face` keeps its detection's box, score and landmarks."""
         probs = self.boxes_proba(image, detections)
+        turn = None if self.mesh is not None else self.max_yaw  # with the mesh: its yaw decides
         faces = [
-            Face.from_probs(p, self.labels, d, self.detector.name, max_yaw=self.max_yaw)
+            Face.from_probs(p, self.labels, d, self.detector.name, max_yaw=turn)
             for p, d in zip(probs, detections, strict=True)
         ]
         return self.with_mesh(image, faces)
@@ -332,7 +333,7 @@ class Recognizer:
             self.detector.name,
             source,
             kind,
-            max_yaw=self.max_yaw,
+            max_yaw=None if self.mesh is not None else self.max_yaw,  # the mesh's yaw decides
             describe=self.with_mesh if self.mesh is not None else None,
             **options,
         )

@@ -100,12 +100,15 @@ class Face:
         self, mesh, blendshapes: bool = False, max_yaw: float | None = None, fusion=None
     ) -> Face:
         """This face with its mesh (a :class:`mobilefer.mesh.MeshFace`; ``None`` where the mesh
-        saw no face: the face is returned as it is): the mesh's angles replace the five-point
-        ones, its action units are added (and its 52 blendshapes, with ``blendshapes``); with
-        ``max_yaw``, a face the mesh finds turned further is not scored; with a ``fusion``
+        saw no face: the face keeps its five-point angles, which then decide ``max_yaw``): the
+        mesh's angles replace the five-point ones, its action units are added (and its 52
+        blendshapes, with ``blendshapes``); with ``max_yaw``, a face the mesh finds turned
+        further is not scored; with a ``fusion``
         (:class:`mobilefer.fusion.Fusion`), its scores become the network's and the
         blendshapes' together."""
-        if mesh is None:
+        if mesh is None:  # its five-point angles stand, and decide ``max_yaw``
+            if max_yaw is not None and self.yaw is not None and abs(self.yaw) > max_yaw:
+                return replace(self, label=None, scores=None)
             return self
         from .action_units import action_units
 
