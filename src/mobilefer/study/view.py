@@ -68,6 +68,12 @@ def event_table(events, labels, caption: str) -> str:
             *(_pct(e.mean[k]) if e.mean else "" for k in labels),
         ]
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    return events_html(caption, head, rows)
+
+
+def events_html(caption: str, head, rows) -> str:
+    """A table of class ``events``: its caption, a header cell per name of ``head`` (text) and
+    ``rows``, each already ``<tr>...</tr>`` markup."""
     return (
         f"<table class=events><caption>{html.escape(caption)}</caption><tr>"
         + "".join(f"<th>{html.escape(h)}</th>" for h in head)
@@ -96,13 +102,7 @@ def unit_table(events, caption: str) -> str:
             for u in names
         )
         rows.append(f"<tr><td>{html.escape(e.event)}</td>{cells}</tr>")
-    return (
-        f"<table class=events><caption>{html.escape(caption)}</caption><tr><th>event</th>"
-        + "".join(f"<th>{html.escape(u)}</th>" for u in names)
-        + "</tr>"
-        + "".join(rows)
-        + "</table>"
-    )
+    return events_html(caption, ("event", *names), rows)
 
 
 def _ci(iv, sign: str = "+") -> str:
