@@ -35,6 +35,8 @@ from results import run, write
 #: FER2013 Training faces in the fit, and how a 48x48 crop is shown to the mesh.
 FER_FACES = 3000
 SIDE, BORDER = 128, 32
+#: The sets of the domain score, as domains.py names them.
+SETS = ("fer2013", "taiwanese", "sfew", "sfew_detected")
 
 
 def crop_mesh(rec: Recognizer, crop: np.ndarray):
@@ -188,8 +190,6 @@ def main() -> None:
         print(f"fusion written: {args.write}")
     write("fusion-val", {"rule": "fu1", "faces": int(len(y)), "rows": rows, "ships": bool(ships)})
 
-
-SETS = ("fer2013", "taiwanese", "sfew", "sfew_detected")
 
 if __name__ == "__main__":
     run(main)

@@ -41,9 +41,7 @@ class RecognizeBatch:
 
         self.rec = Recognizer(**recognizer_options)
         self.options = stream_options
-        extras = ("action_units",) * (self.rec.mesh is not None) + ("blendshapes",) * (
-            self.rec.blendshapes
-        )
+        extras = Options(**recognizer_options).record_extras()
         self.schema = arrow_schema(self.rec.labels, extras)
 
     def __call__(self, batch):

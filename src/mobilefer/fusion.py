@@ -95,13 +95,15 @@ class Fusion:
 SHIPPED: dict[str, str] = {}
 
 
-def shipped_fusion(model_file: str | Path, digest: str) -> Fusion | None:
-    """The fusion shipped for the model file named ``model_file`` whose sha256 is ``digest``,
-    or None (no fusion ships for it, or the file is not the one it was fitted on)."""
-    from .model import models_dir
+def shipped_fusion(model_file: str | Path, digest: str | None = None) -> Fusion | None:
+    """The fusion shipped for the model file named ``model_file`` whose sha256 is ``digest``
+    (None: the file's, read only when a fusion ships under its name), or None (no fusion ships
+    for it, or the file is not the one it was fitted on)."""
+    from .model import model_digest, models_dir
 
     name = SHIPPED.get(Path(model_file).name)
     if name is None:
         return None
     fusion = Fusion.load(models_dir() / name)
+    digest = model_digest(model_file) if digest is None else digest
     return fusion if fusion.model_sha256 == digest else None

@@ -128,9 +128,8 @@ class Recognizer:
                     "the face mesh (mesh option, --mesh)", "mesh", e.name
                 ) from None
             from .fusion import shipped_fusion
-            from .model import model_digest
 
-            self.fusion = shipped_fusion(self.model_path, model_digest(self.model_path))
+            self.fusion = shipped_fusion(self.model_path)
 
     @classmethod
     def from_options(cls, options: Options) -> Recognizer:

@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from .action_units import action_units
 from .pose import head_pose
 from .records import records
 
@@ -110,8 +111,6 @@ class Face:
             if max_yaw is not None and self.yaw is not None and abs(self.yaw) > max_yaw:
                 return replace(self, label=None, scores=None)
             return self
-        from .action_units import action_units
-
         yaw, pitch, roll = mesh.angles
         changes: dict = {"yaw": yaw, "pitch": pitch, "roll": roll}
         changes["action_units"] = action_units(mesh.blendshapes)

@@ -100,11 +100,7 @@ class Summarizer:
         if c is None or not c.labels:
             return np.zeros(0), np.zeros((0, 0))
         frames = np.frombuffer(c.frames, np.int64)
-        which = np.frombuffer(c.label_index, np.int32)
-        scored = np.flatnonzero(which >= 0)
-        tracks = np.frombuffer(c.tracks, np.int64)[scored]
-        mine = np.flatnonzero(tracks == track_id)
-        mine = mine[np.argsort(frames[scored][mine], kind="stable")]
+        scored, mine = c.track_rows(track_id)
         scores = np.frombuffer(c.scores, np.float32).reshape(-1, len(c.labels))[mine]
         times = np.frombuffer(c.times, np.float64)[scored][mine]
         fps = self._fps.get(source)
@@ -119,10 +115,7 @@ class Summarizer:
         units = None if c is None else c.unit_rows()
         if units is None:
             return (), np.zeros((0, 0), np.float32)
-        frames = np.frombuffer(c.frames, np.int64)
-        scored = np.flatnonzero(np.frombuffer(c.label_index, np.int32) >= 0)
-        mine = np.flatnonzero(np.frombuffer(c.tracks, np.int64)[scored] == track_id)
-        mine = mine[np.argsort(frames[scored][mine], kind="stable")]
+        _, mine = c.track_rows(track_id)
         return c.unit_names, units[mine]
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from ..calibration import Calibration, reference_of
 from ..errors import InputError
 from .plan import Event
-from .tables import EventSummary, Peak, summarize_event, valence_of, with_change
+from .tables import EventSummary, Peak, summarize_event, unit_means, valence_of, with_change
 
 #: Tracks seen in fewer frames than this are kept but marked ``short`` (a detector's false
 #: alarm, or a face passing through): 1 s at 10 frames/s.
@@ -115,6 +115,14 @@ class ClipRecords:
         got = np.frombuffer(self.units, np.float32).reshape(-1, n)
         rows[: len(got)] = got
         return rows
+
+    def track_rows(self, track_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scored, mine)``: the rows of the scored faces, and which of them (indices into
+        ``scored``, as into :meth:`unit_rows` and the scores) are ``track_id``'s, by frame."""
+        frames = np.frombuffer(self.frames, np.int64)
+        scored = np.flatnonzero(np.frombuffer(self.label_index, np.int32) >= 0)
+        mine = np.flatnonzero(np.frombuffer(self.tracks, np.int64)[scored] == track_id)
+        return scored, mine[np.argsort(frames[scored][mine], kind="stable")]
 
     def _add_units(self, units) -> None:
         if units and not self.unit_names:
@@ -373,12 +381,3 @@ def track_summary(
         calibrated=calibrated,
         action_units=None if mine is None else unit_means(*mine),
     )
-
-
-def unit_means(names, rows: np.ndarray) -> dict[str, float] | None:
-    """Each action unit's mean over the rows that have it; None when none has."""
-    have = ~np.isnan(rows).any(axis=1)
-    if not have.any():
-        return None
-    mean = rows[have].astype(np.float64).mean(axis=0)
-    return {k: round(float(v), 4) for k, v in zip(names, mean, strict=True)}

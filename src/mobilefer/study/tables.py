@@ -191,6 +191,16 @@ def valence_of(p: np.ndarray, labels) -> np.ndarray:
     return happy - (p[:, neg].max(axis=1) if neg else 0.0)
 
 
+def unit_means(names, rows: np.ndarray) -> dict[str, float] | None:
+    """Each action unit's mean over the rows (faces x units) that have them; None when none
+    has (faces without the face mesh are NaN rows)."""
+    have = ~np.isnan(rows).any(axis=1)
+    if not have.any():
+        return None
+    mean = rows[have].astype(np.float64).mean(axis=0)
+    return {k: round(float(v), 4) for k, v in zip(names, mean, strict=True)}
+
+
 def summarize_event(
     event: Event,
     labels,
@@ -224,13 +234,7 @@ def summarize_event(
         j = rows[int(np.argmax(p[:, i]))]
         peaks[k] = Peak(float(p_when[j]), int(p_frame[j]), float(probs[j, i]))
     val = float(valence_of(p, labels).mean())
-    au = None
-    if units is not None:
-        rows = units[1][use]
-        have = ~np.isnan(rows).any(axis=1)
-        if have.any():
-            m = rows[have].astype(np.float64).mean(axis=0)
-            au = {k: round(float(v), 4) for k, v in zip(units[0], m, strict=True)}
+    au = None if units is None else unit_means(units[0], units[1][use])
     return EventSummary(
         event.name,
         event.start,

@@ -83,6 +83,13 @@ def events_html(caption: str, head, rows) -> str:
     )
 
 
+def _unit_cell(value: float | None) -> str:
+    """A unit's mean as a cell, marked ``on`` from 0.5 (present); empty without one."""
+    if value is None:
+        return "<td></td>"
+    return f"<td{' class=on' if value >= 0.5 else ''}>{value:.2f}</td>"
+
+
 def unit_table(events, caption: str) -> str:
     """An HTML table of each event's mean action units (the face mesh's, 0-1; 0.5 and above
     marked present); empty where no event has them."""
@@ -93,14 +100,7 @@ def unit_table(events, caption: str) -> str:
     rows = []
     for e in events:
         au = e.action_units or {}
-        cells = "".join(
-            f"<td class=on>{au[u]:.2f}</td>"
-            if au.get(u, 0) >= 0.5
-            else f"<td>{au[u]:.2f}</td>"
-            if u in au
-            else "<td></td>"
-            for u in names
-        )
+        cells = "".join(_unit_cell(au.get(u)) for u in names)
         rows.append(f"<tr><td>{html.escape(e.event)}</td>{cells}</tr>")
     return events_html(caption, ("event", *names), rows)
 
